@@ -1,0 +1,2 @@
+"""tuningfork: galaxy morphology from survey cutouts."""
+__version__ = "0.1.0"

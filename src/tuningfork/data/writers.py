@@ -1,0 +1,128 @@
+"""Writing outputs without ever destroying what a previous run wrote.
+
+Every writer goes through :func:`atomic_path`: the content is written to a
+temporary sibling and renamed over the target only once it is complete, so a
+crash or an error half-way leaves the old file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path that replaces ``target`` when the block succeeds.
+
+    Parameters
+    ----------
+    target : str or Path
+        Final location.  Parent folders are created.
+
+    Yields
+    ------
+    Path
+        A path in the same folder (so the final rename is atomic) with the same
+        suffix as ``target`` (so writers that dispatch on the suffix work).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_fits(path: str | Path, image: np.ndarray, header: dict | None = None) -> Path:
+    """Write an image (2-D, or 3-D bands-first) to a FITS file atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file.
+    image : ndarray
+        Pixel data; written as float32.
+    header : dict, optional
+        Extra header cards (keys of at most 8 characters).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(np.asarray(image, dtype=np.float32))
+    for key, value in (header or {}).items():
+        hdu.header[key] = value
+    with atomic_path(path) as tmp:
+        hdu.writeto(tmp, overwrite=True)
+    return Path(path)
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write an 8-bit PNG from an array scaled to [0, 1].
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file.
+    image : ndarray
+        (H, W), (1, H, W), (3, H, W) or (H, W, 3) with values in [0, 1]; values
+        outside are clipped, non-finite values become 0.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    from PIL import Image
+
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 3 and array.shape[0] in (1, 3):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    array = np.nan_to_num(array, nan=0.0, posinf=1.0, neginf=0.0)
+    pixels = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+    return Path(path)
+
+
+def write_table(path: str | Path, table) -> Path:
+    """Write an astropy Table as CSV, Parquet or FITS, chosen by the suffix.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file ending in ``.csv``, ``.parquet`` or ``.fits``.
+    table : astropy.table.Table
+        The catalog.
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    from ..errors import UnsupportedFormatError
+
+    path = Path(path)
+    formats = {".csv": "ascii.csv", ".parquet": "parquet", ".fits": "fits", ".fit": "fits"}
+    fmt = formats.get(path.suffix.lower())
+    if fmt is None:
+        raise UnsupportedFormatError(path, "catalog must end in .csv, .parquet or .fits")
+    with atomic_path(path) as tmp:
+        table.write(tmp, format=fmt, overwrite=True)
+    return path

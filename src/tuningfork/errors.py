@@ -1,0 +1,104 @@
+"""The one error hierarchy of tuningfork.
+
+Every error a user can cause (a missing file, a corrupt FITS, an empty
+catalog, an unknown architecture) is raised as a subclass of
+:class:`TuningforkError`.  The command-line interface catches this base class
+once and prints the message as a single line, so messages must be one line,
+name the file or object involved, and say what is wrong with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TuningforkError(Exception):
+    """Base class of every error that tuningfork raises on purpose."""
+
+
+class InputFileError(TuningforkError):
+    """A problem with one input file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The offending file.
+    problem : str
+        What is wrong with it, as a short phrase.
+    """
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class MissingFileError(InputFileError):
+    """The file does not exist."""
+
+    def __init__(self, path: str | Path, what: str = "file"):
+        super().__init__(path, f"{what} not found")
+
+
+class CorruptFileError(InputFileError):
+    """The file exists but cannot be parsed (truncated FITS, broken JPEG...)."""
+
+
+class UnsupportedFormatError(InputFileError):
+    """The file type is not one that tuningfork reads."""
+
+
+class ImageShapeError(InputFileError):
+    """The image has the wrong number of dimensions or an unusable shape."""
+
+
+class EmptyImageError(InputFileError):
+    """The image holds no finite pixel (all NaN or inf)."""
+
+
+class CatalogError(TuningforkError):
+    """A catalog table is unusable."""
+
+
+class EmptyCatalogError(CatalogError):
+    """The catalog has no rows."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        super().__init__(f"{self.path}: catalog has no rows")
+
+
+class MissingColumnError(CatalogError):
+    """A required column is absent from the catalog."""
+
+    def __init__(self, path: str | Path, column: str, available: list[str] | None = None):
+        self.path = Path(path)
+        self.column = column
+        extra = f" (columns: {', '.join(available)})" if available else ""
+        super().__init__(f"{self.path}: no column '{column}'{extra}")
+
+
+class MissingImagesError(CatalogError):
+    """Catalog rows point at image files that do not exist.
+
+    All missing files are collected before raising, so the user sees every
+    broken row at once rather than one per run.
+    """
+
+    def __init__(self, catalog: str | Path, missing: list[str | Path]):
+        self.path = Path(catalog)
+        self.missing = [Path(m) for m in missing]
+        shown = ", ".join(str(m) for m in self.missing[:5])
+        more = f" and {len(self.missing) - 5} more" if len(self.missing) > 5 else ""
+        super().__init__(
+            f"{self.path}: {len(self.missing)} catalog rows point at missing files: "
+            f"{shown}{more} (use --skip-missing to leave them out)"
+        )
+
+
+class ConfigError(TuningforkError):
+    """A configuration value is invalid or inconsistent."""
+
+
+class ModelError(TuningforkError):
+    """A model folder is missing, incomplete, or does not match the data."""
