@@ -56,6 +56,14 @@ class EmptyImageError(InputFileError):
     """The image holds no finite pixel (all NaN or inf)."""
 
 
+class MissingWCSError(InputFileError):
+    """The image has no celestial WCS, so sky positions cannot be placed on it."""
+
+
+class NoSourcesError(InputFileError):
+    """Source detection found nothing in the image."""
+
+
 class CatalogError(TuningforkError):
     """A catalog table is unusable."""
 

@@ -1,0 +1,289 @@
+"""Read one galaxy image from disk into the package's image contract.
+
+Every reader returns a new ``numpy.float32`` array shaped ``(bands, height,
+width)``.  FITS pixels keep their physical values (counts, flux); 8-bit and
+16-bit pixels of PNG, JPEG and NPY files are display values and are scaled to
+``[0, 1]`` so that colour composites from different sources are comparable.
+
+Failures raise the typed errors of :mod:`tuningfork.errors` with a one-line
+message naming the file, never a bare astropy or PIL exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import (
+    ConfigError,
+    CorruptFileError,
+    EmptyImageError,
+    ImageShapeError,
+    InputFileError,
+    MissingFileError,
+    TuningforkError,
+    UnsupportedFormatError,
+)
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg")
+NUMPY_SUFFIXES = (".npy",)
+IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES + NUMPY_SUFFIXES
+
+# Largest channel count treated as a trailing colour axis (RGB, RGBA) when an
+# array arrives channels-last, as Galaxy10 and most image libraries store it.
+_MAX_TRAILING_CHANNELS = 4
+
+
+def file_suffix(path: str | Path) -> str:
+    """Return the lower-case suffix of ``path``, keeping ``.gz`` compounds.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any file name.
+
+    Returns
+    -------
+    str
+        For example ``".fits.gz"`` for ``"a.FITS.gz"`` and ``".jpg"`` for ``"b.JPG"``.
+    """
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] == ".gz":
+        return "".join(suffixes[-2:])
+    return suffixes[-1] if suffixes else ""
+
+
+def image_format(path: str | Path) -> str:
+    """Name the reader that handles ``path``, judged by its suffix.
+
+    Parameters
+    ----------
+    path : str or Path
+        An image file name.
+
+    Returns
+    -------
+    str
+        ``"fits"``, ``"raster"`` (PNG/JPEG) or ``"numpy"``.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        When the suffix is none of :data:`IMAGE_SUFFIXES`.
+    """
+    suffix = file_suffix(path)
+    if suffix in FITS_SUFFIXES:
+        return "fits"
+    if suffix in RASTER_SUFFIXES:
+        return "raster"
+    if suffix in NUMPY_SUFFIXES:
+        return "numpy"
+    raise UnsupportedFormatError(
+        path, f"unsupported image type '{suffix or 'no suffix'}' (expected one of {', '.join(IMAGE_SUFFIXES)})"
+    )
+
+
+def read_image(path: str | Path, hdu: int | str | None = None) -> np.ndarray:
+    """Read one image file as float32 ``(bands, height, width)``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A FITS (``.fits``, ``.fit``, ``.fts``, optionally gzipped), PNG, JPEG
+        or NPY file.
+    hdu : int or str, optional
+        FITS only: the extension number or name to read.  By default the
+        primary HDU, or the first image extension when the primary holds no
+        data.
+
+    Returns
+    -------
+    ndarray
+        New float32 array ``(bands, height, width)``: a 2-D image gives one
+        band, a FITS or NPY cube ``(B, H, W)`` gives B bands, RGB gives three
+        (alpha is dropped) and grey one.  PNG/JPEG values are scaled to [0, 1].
+
+    Raises
+    ------
+    MissingFileError
+        The file does not exist.
+    UnsupportedFormatError
+        The suffix is not a supported image type.
+    CorruptFileError
+        The file is truncated or cannot be parsed.
+    ImageShapeError
+        The pixels are not 2-D or 3-D, or the chosen HDU holds no image.
+    EmptyImageError
+        No pixel is finite.
+    """
+    path = Path(path)
+    kind = image_format(path)
+    if not path.is_file():
+        raise MissingFileError(path, "image file")
+    if kind == "fits":
+        pixels = _read_fits_pixels(path, hdu)
+    elif hdu is not None:
+        raise UnsupportedFormatError(path, f"hdu={hdu!r} given but only FITS files have HDUs")
+    elif kind == "raster":
+        pixels = _read_raster_pixels(path)
+    else:
+        pixels = _read_numpy_pixels(path)
+    return to_bands_first(pixels, path)
+
+
+def read_bands(paths: Sequence[str | Path], hdu: int | str | None = None) -> np.ndarray:
+    """Stack one file per band into a single ``(bands, height, width)`` image.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        One image file per band, in band order (for example g, r, i).
+    hdu : int or str, optional
+        FITS extension to read from every file (see :func:`read_image`).
+
+    Returns
+    -------
+    ndarray
+        float32 ``(B, H, W)`` where B is the total number of bands of all files.
+
+    Raises
+    ------
+    ImageShapeError
+        When a file's height and width differ from the first file's; the
+        message names that file.
+    ConfigError
+        When ``paths`` is empty.
+    """
+    if len(paths) == 0:
+        raise ConfigError("read_bands: no band files given")
+    planes = []
+    for path in paths:
+        image = read_image(path, hdu=hdu)
+        if planes and image.shape[1:] != planes[0].shape[1:]:
+            expected = "x".join(map(str, planes[0].shape[1:]))
+            found = "x".join(map(str, image.shape[1:]))
+            raise ImageShapeError(path, f"band image is {found} pixels but {Path(paths[0]).name} is {expected}")
+        planes.append(image)
+    return np.concatenate(planes, axis=0)
+
+
+def to_bands_first(pixels: np.ndarray, source: str | Path) -> np.ndarray:
+    """Convert raw pixels of one image to a new float32 ``(bands, H, W)`` array.
+
+    Parameters
+    ----------
+    pixels : ndarray
+        2-D ``(H, W)``, bands-first ``(B, H, W)`` or channels-last ``(H, W, C)``
+        with C <= 4 < H.  ``uint8`` and ``uint16`` values are display values
+        and are scaled to [0, 1]; other dtypes keep their values.
+    source : str or Path
+        File (or file plus index) named in error messages.
+
+    Returns
+    -------
+    ndarray
+        A new float32 array; ``pixels`` is never modified.
+
+    Raises
+    ------
+    ImageShapeError
+        When ``pixels`` is not 2-D or 3-D.
+    EmptyImageError
+        When no pixel is finite.
+    """
+    array = np.asarray(pixels)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    elif array.ndim == 3:
+        if array.shape[-1] <= _MAX_TRAILING_CHANNELS < array.shape[0]:
+            array = np.moveaxis(array, -1, 0)
+    else:
+        raise ImageShapeError(source, f"image has {array.ndim} dimensions {array.shape}; expected 2-D or 3-D")
+    image = _scaled_float32(array)
+    if image.size == 0 or not np.isfinite(image).any():
+        raise EmptyImageError(source, "image holds no finite pixel")
+    return image
+
+
+def _scaled_float32(array: np.ndarray) -> np.ndarray:
+    """Return a float32 copy, mapping 8/16-bit display values to [0, 1]."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255.0)
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / np.float32(65535.0)
+    return np.array(array, dtype=np.float32, copy=True)
+
+
+@contextlib.contextmanager
+def _parse_failures_as_corrupt(path: Path, what: str) -> Iterator[None]:
+    """Turn a parser's exceptions (and astropy's truncation warning) into CorruptFileError."""
+    with warnings.catch_warnings():
+        # astropy only warns about a truncated file and may then hand back
+        # short or garbage data; escalate so the caller never sees it.
+        warnings.filterwarnings("error", message=".*truncated.*")
+        try:
+            yield
+        except TuningforkError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any parser failure means the file is unusable
+            reason = str(err).splitlines()[0] if str(err) else err.__class__.__name__
+            raise CorruptFileError(path, f"cannot read {what}: {reason}") from err
+
+
+def _read_fits_pixels(path: Path, hdu: int | str | None) -> np.ndarray:
+    """Return the raw pixel array of one FITS HDU, read fully into memory."""
+    from astropy.io import fits
+
+    with _parse_failures_as_corrupt(path, "FITS file"):
+        # memmap=False so a truncated file fails here rather than later on access.
+        with fits.open(path, memmap=False) as hdul:
+            chosen = _choose_image_hdu(hdul, hdu, path)
+            return np.array(chosen.data)
+
+
+def _choose_image_hdu(hdul, hdu: int | str | None, path: Path):
+    """Pick the requested HDU, or the first one that holds image data."""
+    from astropy.io import fits
+
+    image_types = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+    if hdu is None:
+        for candidate in hdul:
+            if isinstance(candidate, image_types) and candidate.header.get("NAXIS", 0) > 0:
+                return candidate
+        raise ImageShapeError(path, "no HDU holds image data")
+    try:
+        chosen = hdul[hdu]
+    except (KeyError, IndexError):
+        raise InputFileError(path, f"no HDU {hdu!r} (file has {len(hdul)} HDUs)") from None
+    if not isinstance(chosen, image_types):
+        raise ImageShapeError(path, f"HDU {hdu!r} holds a table, not an image")
+    if chosen.header.get("NAXIS", 0) == 0:
+        raise ImageShapeError(path, f"HDU {hdu!r} holds no data")
+    return chosen
+
+
+def _read_raster_pixels(path: Path) -> np.ndarray:
+    """Decode a PNG/JPEG to (H, W) grey or (H, W, 3) RGB, alpha dropped."""
+    from PIL import Image
+
+    with _parse_failures_as_corrupt(path, "image file"):
+        with Image.open(path) as opened:
+            opened.load()  # decode now: PIL is lazy and would hide truncation
+            if opened.mode.startswith("I;16"):
+                return np.asarray(opened).astype(np.uint16)
+            if opened.mode in ("I", "F"):
+                # 32-bit integer or float rasters carry physical values: no scaling.
+                return np.asarray(opened, dtype=np.float32)
+            grey = opened.mode in ("1", "L", "LA")
+            return np.asarray(opened.convert("L" if grey else "RGB"))
+
+
+def _read_numpy_pixels(path: Path) -> np.ndarray:
+    """Load a single-image NPY file without allowing pickled objects."""
+    with _parse_failures_as_corrupt(path, "NPY file"):
+        return np.load(path, allow_pickle=False)

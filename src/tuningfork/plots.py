@@ -1,0 +1,136 @@
+"""Figures shared by every stage: image mosaics and display scaling.
+
+Plots are written with matplotlib's Agg backend (no screen needed) and through
+:func:`tuningfork.data.writers.atomic_path`, so an interrupted run never
+leaves a half-written PNG in place of a good one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .data.writers import atomic_path
+
+
+def display_rgb(image: np.ndarray, softening: float = 0.02, clip_percentile: float = 99.5) -> np.ndarray:
+    """Turn a (bands, H, W) image into an (H, W, 3) array in [0, 1] for display.
+
+    One band is shown in grey, three or more as RGB of the last three bands in
+    the order given, reddest last (so g, r, i maps to B, G, R as in SDSS
+    composites).  Pixels are scaled by a per-image percentile and stretched
+    with an arcsinh, which shows faint outskirts without saturating cores.
+
+    Parameters
+    ----------
+    image : ndarray
+        (bands, H, W) or (H, W) array in any units.
+    softening : float
+        Arcsinh softening relative to the clipped maximum; smaller values
+        stretch the faint end harder.
+    clip_percentile : float
+        Percentile of the finite pixels mapped to white.
+
+    Returns
+    -------
+    ndarray
+        float32 (H, W, 3) in [0, 1]; non-finite pixels are black.
+    """
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[None]
+    if array.shape[0] >= 3:
+        rgb = array[-3:][::-1]
+    elif array.shape[0] == 2:
+        rgb = np.stack([array[1], array.mean(axis=0), array[0]])
+    else:
+        rgb = np.repeat(array, 3, axis=0)
+    finite = np.isfinite(rgb)
+    if not finite.any():
+        return np.zeros(rgb.shape[1:] + (3,), dtype=np.float32)
+    values = rgb[finite]
+    low = np.percentile(values, 1.0)
+    high = np.percentile(values, clip_percentile)
+    scale = max(high - low, np.finfo(np.float32).tiny)
+    scaled = np.where(finite, (rgb - low) / scale, 0.0)
+    stretched = np.arcsinh(np.clip(scaled, 0.0, None) / softening) / np.arcsinh(1.0 / softening)
+    return np.clip(np.moveaxis(stretched, 0, -1), 0.0, 1.0).astype(np.float32)
+
+
+def mosaic(
+    images: Sequence[np.ndarray],
+    path: str | Path,
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    suptitle: str | None = None,
+    tile_inches: float = 1.4,
+    already_scaled: bool = False,
+) -> Path:
+    """Save a grid of galaxy images as one PNG.
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        Each (bands, H, W) or (H, W); sizes may differ.
+    path : str or Path
+        Output PNG.
+    titles : sequence of str, optional
+        One short caption per image.
+    ncols : int, optional
+        Columns of the grid; about square by default.
+    suptitle : str, optional
+        Title of the whole figure.
+    tile_inches : float
+        Size of one tile in inches.
+    already_scaled : bool
+        Images are already in [0, 1] (e.g. preprocessed); skip
+        :func:`display_rgb`'s percentile scaling and only clip.
+
+    Returns
+    -------
+    Path
+        The written PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = len(images)
+    if count == 0:
+        from .errors import TuningforkError
+
+        raise TuningforkError(f"{path}: no images to put in the mosaic")
+    ncols = ncols or int(np.ceil(np.sqrt(count)))
+    nrows = int(np.ceil(count / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(ncols * tile_inches, nrows * tile_inches + (0.4 if suptitle else 0)),
+        squeeze=False,
+    )
+    for index, axis in enumerate(axes.flat):
+        axis.set_axis_off()
+        if index >= count:
+            continue
+        image = np.asarray(images[index], dtype=np.float32)
+        if already_scaled:
+            shown = np.clip(np.nan_to_num(image), 0, 1)
+            shown = np.moveaxis(shown, 0, -1) if shown.ndim == 3 else shown
+            if shown.ndim == 3 and shown.shape[-1] == 1:
+                shown = shown[..., 0]
+            if shown.ndim == 3 and shown.shape[-1] > 3:
+                shown = shown[..., -3:][..., ::-1]
+        else:
+            shown = display_rgb(image)
+        axis.imshow(shown, origin="lower", cmap="gray" if shown.ndim == 2 else None,
+                    interpolation="nearest")
+        if titles is not None:
+            axis.set_title(str(titles[index]), fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(path)
