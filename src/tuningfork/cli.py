@@ -63,11 +63,17 @@ def info(
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
 ) -> None:
     """Describe a data set: counts, shapes, bands, dtypes, NaN fraction, label balance."""
+    from rich.table import Table
+
     from .data import GalaxyCollection
-    from .reporting import print_description
 
     collection = GalaxyCollection.open(path, label_column=label_column, skip_missing=skip_missing)
-    print_description(console, path, collection.describe())
+    table = Table(title=str(path), show_header=False)
+    for key, value in collection.describe().items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items())
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
 
 
 @app.command()
@@ -83,10 +89,11 @@ def preview(
 ) -> None:
     """Save a mosaic PNG of cutouts with the chosen stretch."""
     from .data import GalaxyCollection
-    from .reporting import preview_mosaic
+    from .plots import preview_collection
 
     collection = GalaxyCollection.open(path, skip_missing=skip_missing)
-    written = preview_mosaic(collection, out, n=n, stretch=stretch, size=size, group_by=group_by, seed=seed)
+    written = preview_collection(collection, out, n=n, stretch=stretch, size=size, group_by=group_by,
+                                 seed=seed)
     console.print(f"wrote {written}")
 
 

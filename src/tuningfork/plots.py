@@ -72,8 +72,9 @@ def mosaic(
 
     Parameters
     ----------
-    images : sequence of ndarray
-        Each (bands, H, W) or (H, W); sizes may differ.
+    images : sequence of ndarray or None
+        Each (bands, H, W) or (H, W); sizes may differ.  ``None`` leaves a
+        tile blank (to start a new group on a new row).
     path : str or Path
         Output PNG.
     titles : sequence of str, optional
@@ -111,7 +112,7 @@ def mosaic(
     )
     for index, axis in enumerate(axes.flat):
         axis.set_axis_off()
-        if index >= count:
+        if index >= count or images[index] is None:
             continue
         image = np.asarray(images[index], dtype=np.float32)
         if already_scaled:
@@ -134,3 +135,70 @@ def mosaic(
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def preview_collection(
+    collection,
+    path: str | Path,
+    n: int = 36,
+    stretch: str = "asinh",
+    size: int | None = None,
+    group_by: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """Save a mosaic of a random selection of a collection's galaxies.
+
+    Parameters
+    ----------
+    collection : tuningfork.data.GalaxyCollection
+        The data set.
+    path : str or Path
+        Output PNG.
+    n : int
+        Galaxies to show in all, or per group when ``group_by`` is given.
+    stretch : str
+        Display stretch, one of the names :class:`~tuningfork.preprocessing.PreprocessConfig`
+        accepts (``asinh``, ``linear``, ``sqrt``, ``log``).
+    size : int, optional
+        Resize every cutout to this many pixels (needed when sizes differ
+        and useful to speed up big stamps).
+    group_by : str, optional
+        Catalog column; one row of the mosaic block per distinct value.
+    seed : int
+        Seed of the random selection, so a preview can be reproduced.
+
+    Returns
+    -------
+    Path
+        The written PNG.
+    """
+    from .errors import MissingColumnError
+    from .preprocessing import PreprocessConfig, Preprocessor
+
+    config = PreprocessConfig(size=size, stretch=stretch, normalise="minmax",
+                              subtract_background=True)
+    preprocess = Preprocessor(config)
+    rng = np.random.default_rng(seed)
+    catalog = collection.catalog
+    if group_by is not None and group_by not in catalog.colnames:
+        raise MissingColumnError(getattr(collection, "source", "collection"), group_by, catalog.colnames)
+    if group_by is None:
+        groups = {None: np.arange(len(collection))}
+    else:
+        values = np.asarray(catalog[group_by]).astype(str)
+        groups = {value: np.flatnonzero(values == value) for value in sorted(set(values))}
+    ncols = min(n, 12, max(len(m) for m in groups.values())) if group_by else None
+    images, titles = [], []
+    for value, members in groups.items():
+        chosen = np.sort(rng.choice(members, size=min(n, len(members)), replace=False))
+        for index in chosen:
+            galaxy = collection[int(index)]
+            images.append(preprocess(galaxy.image))
+            titles.append(f"{value}: {galaxy.id}" if value is not None else str(galaxy.id))
+        if ncols:
+            # Pad each group to whole rows so that every group starts a new row.
+            blanks = -len(chosen) % ncols
+            images.extend([None] * blanks)
+            titles.extend([""] * blanks)
+    return mosaic(images, path, titles=titles, ncols=ncols, already_scaled=True,
+                  suptitle=f"{len(collection)} galaxies, {stretch} stretch")

@@ -172,7 +172,7 @@ def read_bands(paths: Sequence[str | Path], hdu: int | str | None = None) -> np.
     return np.concatenate(planes, axis=0)
 
 
-def to_bands_first(pixels: np.ndarray, source: str | Path) -> np.ndarray:
+def to_bands_first(pixels: np.ndarray, source: str | Path, *, require_finite: bool = True) -> np.ndarray:
     """Convert raw pixels of one image to a new float32 ``(bands, H, W)`` array.
 
     Parameters
@@ -183,6 +183,9 @@ def to_bands_first(pixels: np.ndarray, source: str | Path) -> np.ndarray:
         and are scaled to [0, 1]; other dtypes keep their values.
     source : str or Path
         File (or file plus index) named in error messages.
+    require_finite : bool
+        Raise :class:`EmptyImageError` when no pixel is finite.  Diagnostics
+        that count bad pixels turn this off.
 
     Returns
     -------
@@ -194,7 +197,7 @@ def to_bands_first(pixels: np.ndarray, source: str | Path) -> np.ndarray:
     ImageShapeError
         When ``pixels`` is not 2-D or 3-D.
     EmptyImageError
-        When no pixel is finite.
+        When no pixel is finite and ``require_finite`` is true.
     """
     array = np.asarray(pixels)
     if array.ndim == 2:
@@ -205,9 +208,75 @@ def to_bands_first(pixels: np.ndarray, source: str | Path) -> np.ndarray:
     else:
         raise ImageShapeError(source, f"image has {array.ndim} dimensions {array.shape}; expected 2-D or 3-D")
     image = _scaled_float32(array)
-    if image.size == 0 or not np.isfinite(image).any():
+    if require_finite and (image.size == 0 or not np.isfinite(image).any()):
         raise EmptyImageError(source, "image holds no finite pixel")
     return image
+
+
+def stored_dtype(path: str | Path, hdu: int | str | None = None) -> str:
+    """Name the pixel type an image file stores, reading only its header.
+
+    Parameters
+    ----------
+    path : str or Path
+        An image file of a type :func:`read_image` accepts.
+    hdu : int or str, optional
+        FITS extension, chosen as in :func:`read_image`.
+
+    Returns
+    -------
+    str
+        A numpy dtype name such as ``"uint8"`` (JPEG) or ``"float32"`` (FITS
+        BITPIX -32), before any scaling.
+    """
+    path = Path(path)
+    kind = image_format(path)
+    if not path.is_file():
+        raise MissingFileError(path, "image file")
+    if kind == "fits":
+        from astropy.io import fits
+
+        with _parse_failures_as_corrupt(path, "FITS file"), fits.open(path, memmap=False) as hdul:
+            bitpix = _choose_image_hdu(hdul, hdu, path).header["BITPIX"]
+        return {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -64: "float64"}[bitpix]
+    if kind == "raster":
+        from PIL import Image
+
+        with _parse_failures_as_corrupt(path, "image file"), Image.open(path) as opened:
+            mode = opened.mode
+        return "uint16" if mode.startswith("I;16") else {"I": "int32", "F": "float32"}.get(mode, "uint8")
+    with _parse_failures_as_corrupt(path, "NPY file"):
+        return np.load(path, mmap_mode="r", allow_pickle=False).dtype.name
+
+
+def is_fits_table(path: str | Path) -> bool:
+    """Tell whether a FITS file is a catalog (its first HDU with data is a table).
+
+    Parameters
+    ----------
+    path : str or Path
+        A FITS file.
+
+    Returns
+    -------
+    bool
+        True for a binary or ASCII table, False for an image.
+
+    Raises
+    ------
+    CorruptFileError
+        When the headers cannot be parsed.
+    """
+    from astropy.io import fits
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "FITS file")
+    with _parse_failures_as_corrupt(path, "FITS file"), fits.open(path, memmap=False) as hdul:
+        for candidate in hdul:
+            if candidate.header.get("NAXIS", 0) > 0:
+                return isinstance(candidate, (fits.BinTableHDU, fits.TableHDU))
+    return False
 
 
 def _scaled_float32(array: np.ndarray) -> np.ndarray:
@@ -243,7 +312,9 @@ def _read_fits_pixels(path: Path, hdu: int | str | None) -> np.ndarray:
         # memmap=False so a truncated file fails here rather than later on access.
         with fits.open(path, memmap=False) as hdul:
             chosen = _choose_image_hdu(hdul, hdu, path)
-            return np.array(chosen.data)
+            # float32 here so that integer FITS pixels keep their physical
+            # values instead of being scaled like 8/16-bit display images.
+            return np.array(chosen.data, dtype=np.float32)
 
 
 def _choose_image_hdu(hdul, hdu: int | str | None, path: Path):

@@ -1,0 +1,743 @@
+"""Survey cutouts: postage stamps around catalog positions or detected sources.
+
+A survey field is one large image; the rest of tuningfork works on one stamp
+per galaxy.  This module cuts those stamps, either at the ra/dec (or x/y) of a
+user catalog, or around the extended sources that photutils finds in the
+field.  Stamps that run over the edge of the field are padded with NaN rather
+than shifted, so the source always sits at the stamp centre; the padded pixels
+are marked in a mask and the stamp is flagged in the output catalog.
+
+Pixel coordinates are 0-based with the centre of the first pixel at (0, 0),
+the numpy/astropy convention (FITS cards written here say so).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+
+from ..errors import (
+    CatalogError,
+    ConfigError,
+    CorruptFileError,
+    EmptyCatalogError,
+    EmptyImageError,
+    ImageShapeError,
+    InputFileError,
+    MissingColumnError,
+    MissingFileError,
+    MissingWCSError,
+    NoSourcesError,
+    UnsupportedFormatError,
+)
+from .writers import atomic_path, write_png, write_table
+
+log = logging.getLogger(__name__)
+
+#: Name of the catalog that :func:`write_stamps` writes into the output folder.
+CATALOG_NAME = "catalog.csv"
+#: Stamp side (pixels) used for catalog positions when the caller gives none.
+DEFAULT_STAMP_SIZE = 64
+#: How in-memory images and tables are named in error messages.
+ARRAY_NAME = "<array>"
+TABLE_NAME = "<table>"
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+
+
+@dataclass
+class StampSet:
+    """Stamps cut from one field, with one catalog row per stamp.
+
+    Attributes
+    ----------
+    images : list of ndarray
+        One float32 array (bands, h, w) per stamp; NaN where the stamp extends
+        beyond the field.
+    masks : list of ndarray
+        One bool array (h, w) per stamp, True on padded pixels.
+    table : astropy.table.Table
+        One row per stamp, in the same order: ``id`` (str); ``x``, ``y``
+        (pixel position of the source in the field); ``ra``, ``dec`` (deg,
+        only when a WCS is known); ``size`` (stamp side, pixels); ``x_stamp``,
+        ``y_stamp`` (source position inside the stamp); ``edge`` (the stamp
+        was padded); ``frac_outside`` (fraction of the stamp outside the
+        field); then any per-source properties passed along (detection
+        measurements).
+    wcs : list of astropy.wcs.WCS or None
+        The WCS of each stamp, or None for every stamp when the field has none.
+    outside_ids : list of str
+        Ids of positions that fell entirely outside the field and were left
+        out (empty when they were kept).
+    """
+
+    images: list[np.ndarray]
+    masks: list[np.ndarray]
+    table: Table
+    wcs: list
+    outside_ids: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def n_outside(self) -> int:
+        """Number of positions left out because they lie entirely outside the field."""
+        return len(self.outside_ids)
+
+
+def load_hubble_deep_field() -> tuple[np.ndarray, None]:
+    """Load the Hubble (eXtreme) Deep Field colour image that scikit-image ships.
+
+    Returns
+    -------
+    image : ndarray
+        float32 (3, 872, 1000), the R, G, B channels of the 8-bit composite
+        scaled to [0, 1].
+    wcs : None
+        The image carries no WCS; returned so the pair mirrors
+        :func:`read_field`.
+    """
+    from skimage.data import hubble_deep_field
+
+    rgb = hubble_deep_field()
+    return np.ascontiguousarray(np.moveaxis(rgb, -1, 0), dtype=np.float32) / np.float32(255.0), None
+
+
+def read_field(path: str | Path, hdu: int | str | None = None):
+    """Read a survey field from FITS, with its celestial WCS when it has one.
+
+    Parameters
+    ----------
+    path : str or Path
+        FITS file holding a 2-D image or a (bands, H, W) cube.
+    hdu : int or str, optional
+        Index or EXTNAME of the HDU to read; by default the first HDU with 2-D
+        or 3-D image data.
+
+    Returns
+    -------
+    image : ndarray
+        float32 (bands, H, W).
+    wcs : astropy.wcs.WCS or None
+        The celestial part of the header's WCS, or None when the header has
+        no celestial WCS.
+
+    Raises
+    ------
+    MissingFileError, UnsupportedFormatError, CorruptFileError, ImageShapeError
+    """
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "image")
+    if not path.name.lower().endswith(FITS_SUFFIXES):
+        raise UnsupportedFormatError(path, "survey field must be a FITS file (.fits, .fit, .fts)")
+    try:
+        with fits.open(path) as hdul:
+            if hdu is None:
+                candidates = [h for h in hdul if h.is_image and h.data is not None and h.data.ndim in (2, 3)]
+                if not candidates:
+                    raise ImageShapeError(path, "no HDU holds 2-D or 3-D image data")
+                chosen = candidates[0]
+            else:
+                try:
+                    chosen = hdul[hdu]
+                except (KeyError, IndexError):
+                    raise InputFileError(path, f"no HDU {hdu!r}") from None
+            if chosen.data is None:
+                raise ImageShapeError(path, f"HDU {hdu!r} holds no image data")
+            data = np.array(chosen.data, dtype=np.float32)
+            header = chosen.header.copy()
+    except (OSError, ValueError, TypeError) as exc:
+        raise CorruptFileError(path, f"cannot read FITS ({_first_line(exc)})") from exc
+    image = _as_bands(data, path)
+    wcs = WCS(header)
+    return image, (wcs.celestial if wcs.has_celestial else None)
+
+
+def cut_stamps_at_pixels(
+    image: np.ndarray,
+    x,
+    y,
+    size_px,
+    ids=None,
+    wcs=None,
+    properties: Table | None = None,
+    keep_outside: bool = False,
+) -> StampSet:
+    """Cut square stamps centred on pixel positions, padding over the edges.
+
+    Every band gets the same cut (astropy ``Cutout2D``, ``mode='partial'``,
+    NaN fill).
+
+    Parameters
+    ----------
+    image : ndarray
+        (bands, H, W) or (H, W) field; not modified.
+    x, y : float or array_like
+        Source positions in field pixels (0-based).
+    size_px : int or array_like of int
+        Stamp side in pixels, one for all or one per source.
+    ids : array_like of str, optional
+        One id per source; default ``"0"``, ``"1"``...
+    wcs : astropy.wcs.WCS, optional
+        Celestial WCS of the field; adds ``ra``/``dec`` columns (deg) and a WCS
+        per stamp.
+    properties : astropy.table.Table, optional
+        One row per source of extra columns (e.g. detection measurements)
+        carried into the stamp table.
+    keep_outside : bool
+        Keep positions that lie entirely outside the field as all-NaN stamps
+        (mask all True, ``frac_outside`` 1) instead of leaving them out.
+
+    Returns
+    -------
+    StampSet
+        The stamps; positions left out are counted in ``n_outside``.
+    """
+    bands = _as_bands(image, ARRAY_NAME)
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_1d(np.asarray(y, dtype=np.float64))
+    if x.shape != y.shape or x.ndim != 1:
+        raise ConfigError(f"x and y must be 1-D and of equal length, got shapes {x.shape} and {y.shape}")
+    ra = dec = None
+    if wcs is not None:
+        ra, dec = wcs.pixel_to_world_values(x, y)
+    return _cut_stamps(bands, x, y, size_px, ids, wcs, ra, dec, properties, keep_outside)
+
+
+def cut_stamps_at_sky_positions(
+    image: np.ndarray,
+    wcs,
+    ra,
+    dec,
+    size_px,
+    ids=None,
+    properties: Table | None = None,
+    keep_outside: bool = False,
+) -> StampSet:
+    """Cut square stamps centred on sky positions.
+
+    Parameters
+    ----------
+    image : ndarray
+        (bands, H, W) or (H, W) field; not modified.
+    wcs : astropy.wcs.WCS
+        Celestial WCS of the field.
+    ra, dec : float or array_like
+        Source positions in degrees (in the WCS's celestial frame).
+    size_px : int or array_like of int
+        Stamp side in pixels, one for all or one per source.
+    ids : array_like of str, optional
+        One id per source; default ``"0"``, ``"1"``...
+    properties : astropy.table.Table, optional
+        One row per source of extra columns carried into the stamp table.
+    keep_outside : bool
+        Keep positions entirely outside the field as all-NaN stamps.
+
+    Returns
+    -------
+    StampSet
+        As :func:`cut_stamps_at_pixels`; ``ra``/``dec`` are the values given.
+    """
+    if wcs is None or not wcs.has_celestial:
+        raise MissingWCSError(ARRAY_NAME, "no celestial WCS given; cannot place ra/dec positions")
+    bands = _as_bands(image, ARRAY_NAME)
+    ra = np.atleast_1d(np.asarray(ra, dtype=np.float64))
+    dec = np.atleast_1d(np.asarray(dec, dtype=np.float64))
+    if ra.shape != dec.shape or ra.ndim != 1:
+        raise ConfigError(f"ra and dec must be 1-D and of equal length, got shapes {ra.shape} and {dec.shape}")
+    x, y = wcs.world_to_pixel_values(ra, dec)
+    return _cut_stamps(bands, np.asarray(x), np.asarray(y), size_px, ids, wcs, ra, dec, properties, keep_outside)
+
+
+def detect_sources(
+    image: np.ndarray,
+    nsigma: float = 3.0,
+    npixels: int = 20,
+    deblend: bool = True,
+    psf_fwhm: float = 3.0,
+    extended_ratio: float = 1.5,
+    box_size: int = 64,
+    contrast: float = 0.001,
+    mask: np.ndarray | None = None,
+    name: str | Path = ARRAY_NAME,
+) -> Table:
+    """Detect and measure sources with photutils image segmentation.
+
+    The background and its noise are mapped with a sigma-clipped
+    ``Background2D``; the background-subtracted image is smoothed with a
+    Gaussian of the PSF's FWHM (the matched filter for unresolved sources),
+    thresholded at ``nsigma`` times the background noise, segmented, optionally
+    deblended, and measured with ``SourceCatalog``.  Multi-band fields are
+    detected on the sum of their bands.
+
+    A source is flagged ``extended`` (a galaxy rather than a star or noise
+    peak) when its moment FWHM exceeds ``extended_ratio`` times the PSF FWHM.
+    Saturated stars with bright wings can pass this cut; faint compact
+    galaxies can fail it.
+
+    Parameters
+    ----------
+    image : ndarray
+        (bands, H, W) or (H, W) field; not modified.  NaN pixels are ignored.
+    nsigma : float
+        Detection threshold in units of the local background noise.
+    npixels : int
+        Minimum number of connected pixels above threshold for a source.
+    deblend : bool
+        Split blended sources with ``deblend_sources``.
+    psf_fwhm : float
+        FWHM of the point-spread function, pixels; sets the smoothing kernel
+        and the point/extended boundary.
+    extended_ratio : float
+        A source is extended when its FWHM exceeds this multiple of ``psf_fwhm``.
+    box_size : int
+        Side of the background mesh boxes, pixels (clipped to the image size).
+    contrast : float
+        Deblending contrast (fraction of a blend's flux a component needs).
+    mask : ndarray of bool, optional
+        (H, W), True on pixels to ignore.
+    name : str or Path
+        Name of the image in error messages (its file, when there is one).
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per source: ``id`` (str), ``x``, ``y`` (centroid, pixels),
+        ``area`` (pixels), ``flux`` (image units, background-subtracted, band
+        sum), ``semimajor``, ``semiminor`` (1-sigma moment axes, pixels),
+        ``ellipticity``, ``orientation`` (deg, counter-clockwise from +x),
+        ``fwhm`` (pixels), ``extended`` (bool).
+
+    Raises
+    ------
+    NoSourcesError
+        Nothing rose above the threshold.
+    """
+    from astropy.convolution import convolve
+    from astropy.stats import SigmaClip
+    from photutils import segmentation
+    from photutils.background import Background2D, MedianBackground
+
+    bands = _as_bands(image, name)
+    if psf_fwhm <= 0 or nsigma <= 0 or npixels < 1:
+        raise ConfigError(
+            f"detection needs psf_fwhm > 0, nsigma > 0 and npixels >= 1, got {psf_fwhm}, {nsigma}, {npixels}"
+        )
+    detection = bands.sum(axis=0)
+    invalid = ~np.isfinite(detection)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != detection.shape:
+            raise ImageShapeError(name, f"mask shape {mask.shape} differs from image shape {detection.shape}")
+        invalid |= mask
+    box = (min(box_size, detection.shape[0]), min(box_size, detection.shape[1]))
+    background = Background2D(
+        detection,
+        box,
+        mask=invalid,
+        filter_size=(3, 3),
+        sigma_clip=SigmaClip(sigma=3.0),
+        bkg_estimator=MedianBackground(),
+    )
+    subtracted = detection - background.background
+    kernel = segmentation.make_2dgaussian_kernel(psf_fwhm, size=2 * int(np.ceil(psf_fwhm)) + 1)
+    smoothed = convolve(subtracted, kernel)
+    segments = segmentation.detect_sources(
+        smoothed, nsigma * background.background_rms, n_pixels=npixels, mask=invalid
+    )
+    if segments is None:
+        raise NoSourcesError(name, f"no sources above {nsigma} sigma with at least {npixels} connected pixels")
+    if deblend:
+        segments = segmentation.deblend_sources(
+            smoothed, segments, n_pixels=npixels, contrast=contrast, progress_bar=False
+        )
+    measured = segmentation.SourceCatalog(subtracted, segments, convolved_data=smoothed, mask=invalid)
+    fwhm = _plain(measured.fwhm)
+    table = Table(
+        {
+            "id": np.array([str(label) for label in measured.label]),
+            "x": _plain(measured.x_centroid),
+            "y": _plain(measured.y_centroid),
+            "area": _plain(measured.area),
+            "flux": _plain(measured.segment_flux),
+            "semimajor": _plain(measured.semimajor_axis),
+            "semiminor": _plain(measured.semiminor_axis),
+            "ellipticity": _plain(measured.ellipticity),
+            "orientation": _plain(measured.orientation),
+            "fwhm": fwhm,
+            "extended": fwhm > extended_ratio * psf_fwhm,
+        }
+    )
+    # Segments made only of masked pixels have no centroid; nothing can be cut there.
+    return table[np.isfinite(table["x"]) & np.isfinite(table["y"])]
+
+
+def stamp_sizes(
+    semimajor, per_semimajor: float = 12.0, min_size: int = 32, max_size: int = 256
+) -> np.ndarray:
+    """Stamp sides that scale with each source's size.
+
+    Parameters
+    ----------
+    semimajor : array_like
+        1-sigma semimajor axes, pixels (as from :func:`detect_sources`).
+    per_semimajor : float
+        Stamp side in units of the semimajor axis; 12 reaches six sigma either
+        side of the centre, past the visible outskirts of most galaxies.
+    min_size, max_size : int
+        Bounds on the side, pixels; non-finite axes get ``min_size``.
+
+    Returns
+    -------
+    ndarray of int
+        One side per source, pixels.
+    """
+    if not 1 <= min_size <= max_size:
+        raise ConfigError(f"stamp sizes need 1 <= min_size <= max_size, got {min_size} and {max_size}")
+    wanted = np.ceil(per_semimajor * np.asarray(semimajor, dtype=np.float64))
+    wanted = np.where(np.isfinite(wanted), wanted, min_size)
+    return np.clip(wanted, min_size, max_size).astype(int)
+
+
+def cutout_field(
+    image,
+    catalog=None,
+    size: int | None = None,
+    out_dir: str | Path | None = None,
+    hdu: int | str | None = None,
+    wcs=None,
+    keep_outside: bool = False,
+    extended_only: bool = True,
+    nsigma: float = 3.0,
+    npixels: int = 20,
+    psf_fwhm: float = 3.0,
+    format: str = "fits",
+    also_png: bool = True,
+) -> StampSet:
+    """Cut stamps from a survey field, at catalog positions or around detections.
+
+    With a catalog that has ``ra``/``dec`` columns the field needs a celestial
+    WCS; a catalog with ``x``/``y`` columns gives pixel positions directly.
+    Without a catalog, sources are found with :func:`detect_sources` and a
+    stamp is cut around each extended one (or each one, if
+    ``extended_only`` is False).
+
+    Parameters
+    ----------
+    image : str, Path or ndarray
+        FITS file of the field, or a (bands, H, W) / (H, W) array.
+    catalog : str, Path or astropy.table.Table, optional
+        Positions to cut at (CSV, Parquet or FITS table).  An ``id`` column is
+        used for the stamp ids when present.
+    size : int, optional
+        Stamp side, pixels.  Default: 64 at catalog positions, scaled to each
+        source (:func:`stamp_sizes`) for detections.
+    out_dir : str or Path, optional
+        When given, the stamps and ``catalog.csv`` are written there by
+        :func:`write_stamps`.
+    hdu : int or str, optional
+        HDU of the FITS file to read (see :func:`read_field`).
+    wcs : astropy.wcs.WCS, optional
+        WCS of an array field (a FITS file's own WCS is used otherwise).
+    keep_outside : bool
+        Keep catalog positions entirely outside the field as flagged all-NaN
+        stamps instead of leaving them out.
+    extended_only : bool
+        With detection, cut only sources flagged ``extended``.
+    nsigma, npixels, psf_fwhm : float, int, float
+        Detection settings, see :func:`detect_sources`.
+    format : {"fits", "npy"}
+        Stamp file format when writing.
+    also_png : bool
+        Also write a PNG preview of each stamp when writing.
+
+    Returns
+    -------
+    StampSet
+        The stamps; with ``out_dir``, their catalog is ``out_dir / CATALOG_NAME``.
+
+    Raises
+    ------
+    MissingFileError, MissingWCSError, MissingColumnError, EmptyCatalogError, NoSourcesError
+    """
+    if isinstance(image, (str, Path)):
+        name: str | Path = Path(image)
+        field_image, field_wcs = read_field(image, hdu=hdu)
+    else:
+        name = ARRAY_NAME
+        field_image, field_wcs = _as_bands(image, name), wcs
+    if catalog is None:
+        stamps = _cut_detections(field_image, field_wcs, name, size, extended_only, nsigma, npixels, psf_fwhm)
+    else:
+        stamps = _cut_catalog(field_image, field_wcs, name, catalog, size, keep_outside)
+    if out_dir is not None:
+        write_stamps(stamps, out_dir, format=format, also_png=also_png)
+    return stamps
+
+
+def write_stamps(stamps: StampSet, out_dir: str | Path, format: str = "fits", also_png: bool = True) -> Path:
+    """Write one file per stamp and a catalog of them, each file atomically.
+
+    FITS stamps hold the image in the primary HDU (2-D for one band) and the
+    mask (uint8, 1 = padded) in an HDU named ``MASK``; the header carries the
+    id, source position, edge flag and padded fraction, and the stamp WCS
+    when known.  NPY stamps write the mask to a ``<id>_mask.npy`` sibling.
+    Previews go to ``previews/<id>.png``.
+
+    Parameters
+    ----------
+    stamps : StampSet
+        Stamps to write.
+    out_dir : str or Path
+        Output folder (created).
+    format : {"fits", "npy"}
+        Stamp file format.
+    also_png : bool
+        Also write an arcsinh-stretched PNG preview of each stamp.
+
+    Returns
+    -------
+    Path
+        ``out_dir / "catalog.csv"``: the stamp table with ``file`` (and
+        ``mask_file``, ``preview``) columns, paths relative to ``out_dir``.
+    """
+    if format not in ("fits", "npy"):
+        raise ConfigError(f"stamp format must be 'fits' or 'npy', got {format!r}")
+    out_dir = Path(out_dir)
+    stems = [_file_stem(stamp_id) for stamp_id in stamps.table["id"]]
+    duplicated = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if duplicated:
+        raise CatalogError(f"{out_dir}: stamp ids collide as file names: {', '.join(duplicated[:5])}")
+    files, mask_files, previews = [], [], []
+    for stem, image, mask, stamp_wcs, row in zip(stems, stamps.images, stamps.masks, stamps.wcs, stamps.table):
+        if format == "fits":
+            files.append(f"{stem}.fits")
+            _write_stamp_fits(out_dir / files[-1], image, mask, stamp_wcs, row)
+        else:
+            files.append(f"{stem}.npy")
+            mask_files.append(f"{stem}_mask.npy")
+            _write_npy(out_dir / files[-1], image)
+            _write_npy(out_dir / mask_files[-1], mask)
+        if also_png:
+            from ..plots import display_rgb
+
+            previews.append(f"previews/{stem}.png")
+            write_png(out_dir / previews[-1], display_rgb(image))
+    table = stamps.table.copy()
+    table.add_column(files, name="file", index=1)
+    if mask_files:
+        table.add_column(mask_files, name="mask_file", index=2)
+    if previews:
+        table.add_column(previews, name="preview", index=len(table.colnames) - len(stamps.table.colnames) + 1)
+    return write_table(out_dir / CATALOG_NAME, table)
+
+
+def _cut_stamps(bands, x, y, size_px, ids, wcs, ra, dec, properties, keep_outside) -> StampSet:
+    """Cut every position of an already validated (bands, H, W) field."""
+    from astropy.nddata import Cutout2D, NoOverlapError
+
+    count = len(x)
+    sizes = _sizes_per_source(size_px, count)
+    ids = np.array([str(i) for i in range(count)] if ids is None else [str(i) for i in ids])
+    if len(ids) != count:
+        raise ConfigError(f"{len(ids)} ids given for {count} positions")
+    if properties is not None and len(properties) != count:
+        raise ConfigError(f"properties table has {len(properties)} rows for {count} positions")
+
+    kept, images, masks, stamp_wcs, x_stamp, y_stamp, outside_ids = [], [], [], [], [], [], []
+    for index in range(count):
+        side = int(sizes[index])
+        cutouts = None
+        if np.isfinite(x[index]) and np.isfinite(y[index]):
+            try:
+                # Only the first band carries the WCS: the geometry is the same for all.
+                cutouts = [
+                    Cutout2D(band, (x[index], y[index]), side, wcs=wcs if b == 0 else None,
+                             mode="partial", fill_value=np.nan, copy=True)
+                    for b, band in enumerate(bands)
+                ]
+            except NoOverlapError:
+                cutouts = None
+        if cutouts is None:
+            outside_ids.append(ids[index])
+            if not keep_outside:
+                continue
+            images.append(np.full((len(bands), side, side), np.nan, dtype=np.float32))
+            masks.append(np.ones((side, side), dtype=bool))
+            stamp_wcs.append(None)
+            x_stamp.append(np.nan)
+            y_stamp.append(np.nan)
+        else:
+            padded = np.ones(cutouts[0].shape, dtype=bool)
+            padded[cutouts[0].slices_cutout] = False
+            images.append(np.stack([cut.data for cut in cutouts]).astype(np.float32, copy=False))
+            masks.append(padded)
+            stamp_wcs.append(cutouts[0].wcs)
+            x_stamp.append(cutouts[0].input_position_cutout[0])
+            y_stamp.append(cutouts[0].input_position_cutout[1])
+        kept.append(index)
+
+    if outside_ids:
+        action = "kept as empty flagged stamps" if keep_outside else "left out"
+        log.warning("%d of %d positions lie entirely outside the field (%s)", len(outside_ids), count, action)
+    kept = np.array(kept, dtype=int)
+    frac_outside = np.array([mask.mean() for mask in masks], dtype=np.float64)
+    columns = {"id": ids[kept], "x": x[kept], "y": y[kept]}
+    if ra is not None:
+        columns["ra"] = np.asarray(ra, dtype=np.float64)[kept]
+        columns["dec"] = np.asarray(dec, dtype=np.float64)[kept]
+    columns.update(
+        size=sizes[kept],
+        x_stamp=np.array(x_stamp, dtype=np.float64),
+        y_stamp=np.array(y_stamp, dtype=np.float64),
+        edge=frac_outside > 0,
+        frac_outside=frac_outside,
+    )
+    table = Table(columns)
+    if properties is not None:
+        for name in properties.colnames:
+            if name not in table.colnames:
+                table[name] = properties[name][kept]
+    if wcs is None:
+        stamp_wcs = [None] * len(images)
+    return StampSet(images=images, masks=masks, table=table, wcs=stamp_wcs, outside_ids=outside_ids)
+
+
+def _cut_detections(image, wcs, name, size, extended_only, nsigma, npixels, psf_fwhm) -> StampSet:
+    """Detect sources in the field and cut a stamp around each selected one."""
+    sources = detect_sources(image, nsigma=nsigma, npixels=npixels, psf_fwhm=psf_fwhm, name=name)
+    if extended_only:
+        sources = sources[sources["extended"]]
+        if len(sources) == 0:
+            raise NoSourcesError(name, "sources were detected but none is extended (try extended_only=False)")
+    sides = stamp_sizes(sources["semimajor"]) if size is None else size
+    return cut_stamps_at_pixels(
+        image, sources["x"], sources["y"], sides, ids=sources["id"], wcs=wcs, properties=sources
+    )
+
+
+def _cut_catalog(image, wcs, name, catalog, size, keep_outside) -> StampSet:
+    """Cut a stamp at each row of a position catalog (ra/dec or x/y columns)."""
+    table, catalog_name = _read_positions(catalog)
+    side = DEFAULT_STAMP_SIZE if size is None else size
+    ids = table["id"] if "id" in table.colnames else None
+    if "ra" in table.colnames and "dec" in table.colnames:
+        if wcs is None:
+            raise MissingWCSError(name, f"no celestial WCS in the header; cannot place ra/dec of {catalog_name}")
+        stamps = cut_stamps_at_sky_positions(
+            image, wcs, table["ra"], table["dec"], side, ids=ids, properties=table, keep_outside=keep_outside
+        )
+    elif "x" in table.colnames and "y" in table.colnames:
+        stamps = cut_stamps_at_pixels(
+            image, table["x"], table["y"], side, ids=ids, wcs=wcs, properties=table, keep_outside=keep_outside
+        )
+    else:
+        raise MissingColumnError(catalog_name, "ra", table.colnames)
+    if len(stamps) == 0:
+        raise CatalogError(f"{catalog_name}: all {len(table)} positions lie outside the field {name}")
+    return stamps
+
+
+def _read_positions(catalog) -> tuple[Table, str | Path]:
+    """Return the catalog as a Table with lower-case position columns, and its name."""
+    if isinstance(catalog, Table):
+        table, catalog_name = catalog.copy(copy_data=False), TABLE_NAME
+    else:
+        catalog_name = Path(catalog)
+        if not catalog_name.is_file():
+            raise MissingFileError(catalog_name, "catalog")
+        try:
+            table = Table.read(catalog_name)
+        except (OSError, ValueError) as exc:
+            raise CorruptFileError(catalog_name, f"cannot read catalog ({_first_line(exc)})") from exc
+    if len(table) == 0:
+        raise EmptyCatalogError(catalog_name)
+    # Surveys spell these RA/DEC, Ra/Dec, ID...; one lower-case spelling keeps the lookups simple.
+    for column in list(table.colnames):
+        if column.lower() in ("id", "ra", "dec", "x", "y") and column != column.lower():
+            if column.lower() in table.colnames:
+                raise CatalogError(f"{catalog_name}: columns '{column}' and '{column.lower()}' both present")
+            table.rename_column(column, column.lower())
+    return table, catalog_name
+
+
+def _as_bands(image, name) -> np.ndarray:
+    """Return a float32 (bands, H, W) copy of a 2-D or 3-D image, checked."""
+    array = np.array(image, dtype=np.float32, copy=True)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or min(array.shape) == 0:
+        raise ImageShapeError(name, f"expected a (H, W) or (bands, H, W) image, got shape {np.shape(image)}")
+    if not np.isfinite(array).any():
+        raise EmptyImageError(name, "image holds no finite pixel")
+    return array
+
+
+def _sizes_per_source(size_px, count: int) -> np.ndarray:
+    """Broadcast stamp sides to one positive integer per source."""
+    sizes = np.broadcast_to(np.asarray(size_px), (count,))
+    if not np.all(np.isfinite(sizes.astype(np.float64))) or np.any(sizes < 1) or np.any(sizes != np.round(sizes)):
+        raise ConfigError(f"stamp sizes must be positive whole numbers of pixels, got {size_px!r}")
+    return sizes.astype(int)
+
+
+def _plain(values) -> np.ndarray:
+    """Float array from a photutils column, dropping its astropy unit."""
+    return np.asarray(getattr(values, "value", values), dtype=np.float64)
+
+
+def _first_line(exc: BaseException) -> str:
+    """First line of an exception's message, so error messages stay on one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _file_stem(stamp_id: str) -> str:
+    """A file-name-safe version of a stamp id."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", str(stamp_id)) or "_"
+
+
+def _write_stamp_fits(path: Path, image: np.ndarray, mask: np.ndarray, stamp_wcs, row) -> None:
+    """Write one stamp (image + MASK HDU) with its provenance in the header."""
+    from astropy.io import fits
+
+    primary = fits.PrimaryHDU(image[0] if image.shape[0] == 1 else image)
+    if stamp_wcs is not None:
+        primary.header.update(stamp_wcs.to_header())
+    header = primary.header
+    header["ID"] = (str(row["id"]), "source id")
+    header["XSRC"] = (float(row["x"]), "source x in the field, 0-based pixels")
+    header["YSRC"] = (float(row["y"]), "source y in the field, 0-based pixels")
+    header["XSTAMP"] = (_finite_or_none(row["x_stamp"]), "source x in this stamp, 0-based pixels")
+    header["YSTAMP"] = (_finite_or_none(row["y_stamp"]), "source y in this stamp, 0-based pixels")
+    if "ra" in row.colnames:
+        header["RA_SRC"] = (_finite_or_none(row["ra"]), "source right ascension, deg")
+        header["DEC_SRC"] = (_finite_or_none(row["dec"]), "source declination, deg")
+    header["EDGE"] = (bool(row["edge"]), "stamp runs over the field edge (padded)")
+    header["FRACOUT"] = (float(row["frac_outside"]), "fraction of stamp outside the field")
+    mask_hdu = fits.ImageHDU(mask.astype(np.uint8), name="MASK")
+    mask_hdu.header["COMMENT"] = "1 = padded pixel outside the field"
+    with atomic_path(path) as tmp:
+        fits.HDUList([primary, mask_hdu]).writeto(tmp, overwrite=True)
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    """Save one array to ``.npy`` atomically."""
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
+
+
+def _finite_or_none(value):
+    """FITS cards cannot hold NaN; an undefined card value is written instead."""
+    value = float(value)
+    return value if np.isfinite(value) else None

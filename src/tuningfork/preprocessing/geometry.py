@@ -1,0 +1,106 @@
+"""Centre cropping and anti-aliased resizing of (..., H, W) images."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError, ImageShapeError
+from ._arrays import as_float_image
+
+
+def _pair(size: int | tuple[int, int], what: str) -> tuple[int, int]:
+    height, width = (size, size) if np.isscalar(size) else size
+    if int(height) != height or int(width) != width or height < 1 or width < 1:
+        raise ConfigError(f"{what}: size {size} must be a positive whole number of pixels")
+    return int(height), int(width)
+
+
+def center_crop(
+    image: np.ndarray,
+    pixels: int | tuple[int, int] | None = None,
+    fraction: float | None = None,
+    name: str = "image",
+) -> np.ndarray:
+    """Cut the central region out of an image.
+
+    Give exactly one of ``pixels`` and ``fraction``.  When the size
+    difference is odd the extra pixel is dropped on the far side, so a source
+    at the centre of an odd-sized stamp stays at the centre of an odd crop.
+
+    Parameters
+    ----------
+    image : array_like
+        (..., H, W) pixels.
+    pixels : int or (int, int), optional
+        Output (height, width) in pixels; an int gives a square.
+    fraction : float, optional
+        Output size as a fraction (0, 1] of each input side, rounded to
+        whole pixels.
+    name : str
+        What to call the image in error messages.
+
+    Returns
+    -------
+    ndarray
+        New float32 array (..., h, w).
+
+    Raises
+    ------
+    ConfigError
+        When neither or both sizes are given, or a size is not positive.
+    ImageShapeError
+        When the crop is larger than the image.
+    """
+    if (pixels is None) == (fraction is None):
+        raise ConfigError("center_crop: give exactly one of pixels and fraction")
+    array = as_float_image(image, name=name)
+    height, width = array.shape[-2:]
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"center_crop: fraction {fraction} must be in (0, 1]")
+        out_height, out_width = max(1, round(height * fraction)), max(1, round(width * fraction))
+    else:
+        out_height, out_width = _pair(pixels, "center_crop")
+    if out_height > height or out_width > width:
+        raise ImageShapeError(name, f"crop {out_height}x{out_width} is larger than the image {height}x{width}")
+    top, left = (height - out_height) // 2, (width - out_width) // 2
+    return array[..., top : top + out_height, left : left + out_width].copy()
+
+
+def resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resample an image to a new pixel grid with anti-aliasing.
+
+    Bilinear interpolation whose kernel widens when shrinking
+    (``torch.nn.functional.interpolate(..., antialias=True)``), so
+    downsampling averages instead of aliasing noise and fine structure.  The
+    image keeps its extent: pixel centres map as in ``align_corners=False``.
+
+    Parameters
+    ----------
+    image : array_like
+        (..., H, W) pixels.
+    size : int or (int, int)
+        Output (height, width) in pixels; an int gives a square.
+
+    Returns
+    -------
+    ndarray
+        New float32 array (..., height, width).
+    """
+    # Imported here: torch takes seconds to import and most callers of this
+    # package (the CLI's help, the catalog readers) never resize.
+    import torch
+    from torch.nn import functional
+
+    out_height, out_width = _pair(size, "resize")
+    array = as_float_image(image)
+    if array.shape[-2:] == (out_height, out_width):
+        return array.copy()
+    if not (array.flags.c_contiguous and array.flags.writeable):
+        # torch.from_numpy needs contiguous memory and warns on read-only arrays.
+        array = np.array(array, order="C")
+    planes = torch.from_numpy(array.reshape(1, -1, *array.shape[-2:]))
+    resized = functional.interpolate(
+        planes, size=(out_height, out_width), mode="bilinear", antialias=True, align_corners=False
+    )
+    return resized.numpy().reshape(*array.shape[:-2], out_height, out_width)

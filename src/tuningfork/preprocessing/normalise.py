@@ -1,0 +1,60 @@
+"""Per-band normalisation of pixel values."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+from ._arrays import as_float_image
+
+NORMALISATIONS = ("minmax", "zscore", "none")
+
+
+def normalise(
+    image: np.ndarray,
+    method: str = "minmax",
+    clip_percentiles: tuple[float, float] = (0.5, 99.5),
+) -> np.ndarray:
+    """Rescale every band (every (H, W) plane) on its own.
+
+    Parameters
+    ----------
+    image : array_like
+        (..., H, W) pixels.
+    method : {'minmax', 'zscore', 'none'}
+        ``'minmax'`` maps the lower clip percentile to 0 and the upper one to
+        1 and clips to [0, 1] (a constant band becomes 0); ``'zscore'``
+        subtracts the mean and divides by the standard deviation (a constant
+        band becomes 0); ``'none'`` copies.
+    clip_percentiles : (float, float)
+        Lower and upper percentiles (0-100) for ``'minmax'``; clipping a few
+        hot pixels keeps one cosmic ray from setting the scale.
+
+    Returns
+    -------
+    ndarray
+        New float32 array of the same shape.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown method or percentiles outside 0 <= low < high <= 100.
+    """
+    if method not in NORMALISATIONS:
+        raise ConfigError(f"normalise: unknown method '{method}' (choose from {', '.join(NORMALISATIONS)})")
+    low, high = clip_percentiles
+    if not 0 <= low < high <= 100:
+        raise ConfigError(f"normalise: clip_percentiles {clip_percentiles} must satisfy 0 <= low < high <= 100")
+    array = as_float_image(image)
+    if method == "none":
+        return array.copy()
+    planes = array.reshape(*array.shape[:-2], -1)
+    if method == "zscore":
+        mean = planes.mean(axis=-1, keepdims=True, dtype=np.float64)
+        std = planes.std(axis=-1, keepdims=True, dtype=np.float64)
+        scale = np.where(std > 0, std, 1.0)
+        return ((planes - mean) / scale).astype(np.float32).reshape(array.shape)
+    lower, upper = np.percentile(planes, [low, high], axis=-1, keepdims=True)
+    span = upper - lower
+    scaled = (planes - lower) / np.where(span > 0, span, np.inf).astype(np.float32)
+    return np.clip(scaled, 0.0, 1.0, out=scaled).astype(np.float32, copy=False).reshape(array.shape)
