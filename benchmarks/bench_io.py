@@ -84,7 +84,7 @@ def write_inputs(folder: Path, kind: str, count: int, size: int) -> Path:
 def _iterate(collection, size: int) -> int:
     from tuningfork.preprocessing import PreprocessConfig, Preprocessor
 
-    preprocess = Preprocessor(PreprocessConfig(size=size))
+    preprocess = Preprocessor(PreprocessConfig(output_size=size))
     seen = 0
     for batch in collection.iter_batches(batch_size=128, preprocess=preprocess):
         seen += len(batch.ids)

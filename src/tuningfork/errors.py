@@ -110,3 +110,7 @@ class ConfigError(TuningforkError):
 
 class ModelError(TuningforkError):
     """A model folder is missing, incomplete, or does not match the data."""
+
+
+class FeatureError(TuningforkError):
+    """A feature matrix (embeddings, PCA components) is unusable: NaN, wrong shape, too few rows."""

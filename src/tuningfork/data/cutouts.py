@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,17 +25,15 @@ from astropy.table import Table
 from ..errors import (
     CatalogError,
     ConfigError,
-    CorruptFileError,
-    EmptyCatalogError,
-    EmptyImageError,
     ImageShapeError,
     InputFileError,
     MissingColumnError,
-    MissingFileError,
     MissingWCSError,
     NoSourcesError,
-    UnsupportedFormatError,
 )
+from ..plots import display_rgb
+from .catalog import DEC_NAMES, RA_NAMES, find_column, normalise_ids, read_catalog
+from .readers import _choose_image_hdu, image_format, read_image, to_bands_first
 from .writers import atomic_path, write_png, write_table
 
 log = logging.getLogger(__name__)
@@ -46,8 +45,8 @@ DEFAULT_STAMP_SIZE = 64
 #: How in-memory images and tables are named in error messages.
 ARRAY_NAME = "<array>"
 TABLE_NAME = "<table>"
-
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+#: Smallest background box side, pixels: fewer pixels give a noisy sky estimate.
+MIN_BACKGROUND_BOX = 16
 
 
 @dataclass
@@ -105,28 +104,28 @@ def load_hubble_deep_field() -> tuple[np.ndarray, None]:
     """
     from skimage.data import hubble_deep_field
 
-    rgb = hubble_deep_field()
-    return np.ascontiguousarray(np.moveaxis(rgb, -1, 0), dtype=np.float32) / np.float32(255.0), None
+    return to_bands_first(hubble_deep_field(), "skimage.data.hubble_deep_field"), None
 
 
 def read_field(path: str | Path, hdu: int | str | None = None):
-    """Read a survey field from FITS, with its celestial WCS when it has one.
+    """Read a survey field, with its celestial WCS when the file has one.
 
     Parameters
     ----------
     path : str or Path
-        FITS file holding a 2-D image or a (bands, H, W) cube.
+        FITS file holding a 2-D image or a (bands, H, W) cube, or any other
+        image that :func:`tuningfork.data.readers.read_image` reads (PNG,
+        JPEG, NPY: these have no WCS).
     hdu : int or str, optional
-        Index or EXTNAME of the HDU to read; by default the first HDU with 2-D
-        or 3-D image data.
+        FITS only: index or EXTNAME of the HDU to read; by default the first
+        HDU with image data.
 
     Returns
     -------
     image : ndarray
         float32 (bands, H, W).
     wcs : astropy.wcs.WCS or None
-        The celestial part of the header's WCS, or None when the header has
-        no celestial WCS.
+        The celestial part of the header's WCS, or None when there is none.
 
     Raises
     ------
@@ -135,31 +134,12 @@ def read_field(path: str | Path, hdu: int | str | None = None):
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(path, "image")
-    if not path.name.lower().endswith(FITS_SUFFIXES):
-        raise UnsupportedFormatError(path, "survey field must be a FITS file (.fits, .fit, .fts)")
-    try:
-        with fits.open(path) as hdul:
-            if hdu is None:
-                candidates = [h for h in hdul if h.is_image and h.data is not None and h.data.ndim in (2, 3)]
-                if not candidates:
-                    raise ImageShapeError(path, "no HDU holds 2-D or 3-D image data")
-                chosen = candidates[0]
-            else:
-                try:
-                    chosen = hdul[hdu]
-                except (KeyError, IndexError):
-                    raise InputFileError(path, f"no HDU {hdu!r}") from None
-            if chosen.data is None:
-                raise ImageShapeError(path, f"HDU {hdu!r} holds no image data")
-            data = np.array(chosen.data, dtype=np.float32)
-            header = chosen.header.copy()
-    except (OSError, ValueError, TypeError) as exc:
-        raise CorruptFileError(path, f"cannot read FITS ({_first_line(exc)})") from exc
-    image = _as_bands(data, path)
-    wcs = WCS(header)
+    image = read_image(path, hdu=hdu)
+    if image_format(path) != "fits":
+        return image, None
+    # read_image has already rejected a missing, corrupt or image-less file.
+    with fits.open(path) as hdul:
+        wcs = WCS(_choose_image_hdu(hdul, hdu, Path(path)).header)
     return image, (wcs.celestial if wcs.has_celestial else None)
 
 
@@ -203,11 +183,13 @@ def cut_stamps_at_pixels(
     StampSet
         The stamps; positions left out are counted in ``n_outside``.
     """
-    bands = _as_bands(image, ARRAY_NAME)
+    bands = to_bands_first(image, ARRAY_NAME)
     x = np.atleast_1d(np.asarray(x, dtype=np.float64))
     y = np.atleast_1d(np.asarray(y, dtype=np.float64))
     if x.shape != y.shape or x.ndim != 1:
-        raise ConfigError(f"x and y must be 1-D and of equal length, got shapes {x.shape} and {y.shape}")
+        raise ConfigError(
+            f"x and y must be 1-D and of equal length, got shapes {x.shape} and {y.shape}"
+        )
     ra = dec = None
     if wcs is not None:
         ra, dec = wcs.pixel_to_world_values(x, y)
@@ -250,13 +232,17 @@ def cut_stamps_at_sky_positions(
     """
     if wcs is None or not wcs.has_celestial:
         raise MissingWCSError(ARRAY_NAME, "no celestial WCS given; cannot place ra/dec positions")
-    bands = _as_bands(image, ARRAY_NAME)
+    bands = to_bands_first(image, ARRAY_NAME)
     ra = np.atleast_1d(np.asarray(ra, dtype=np.float64))
     dec = np.atleast_1d(np.asarray(dec, dtype=np.float64))
     if ra.shape != dec.shape or ra.ndim != 1:
-        raise ConfigError(f"ra and dec must be 1-D and of equal length, got shapes {ra.shape} and {dec.shape}")
+        raise ConfigError(
+            f"ra and dec must be 1-D and of equal length, got shapes {ra.shape} and {dec.shape}"
+        )
     x, y = wcs.world_to_pixel_values(ra, dec)
-    return _cut_stamps(bands, np.asarray(x), np.asarray(y), size_px, ids, wcs, ra, dec, properties, keep_outside)
+    return _cut_stamps(
+        bands, np.asarray(x), np.asarray(y), size_px, ids, wcs, ra, dec, properties, keep_outside
+    )
 
 
 def detect_sources(
@@ -301,7 +287,8 @@ def detect_sources(
     extended_ratio : float
         A source is extended when its FWHM exceeds this multiple of ``psf_fwhm``.
     box_size : int
-        Side of the background mesh boxes, pixels (clipped to the image size).
+        Largest side of the background mesh boxes, pixels; smaller images get
+        boxes of a quarter of their side (but at least 16 pixels).
     contrast : float
         Deblending contrast (fraction of a blend's flux a component needs).
     mask : ndarray of bool, optional
@@ -327,8 +314,9 @@ def detect_sources(
     from astropy.stats import SigmaClip
     from photutils import segmentation
     from photutils.background import Background2D, MedianBackground
+    from photutils.utils.exceptions import NoDetectionsWarning
 
-    bands = _as_bands(image, name)
+    bands = to_bands_first(image, name)
     if psf_fwhm <= 0 or nsigma <= 0 or npixels < 1:
         raise ConfigError(
             f"detection needs psf_fwhm > 0, nsigma > 0 and npixels >= 1, got {psf_fwhm}, {nsigma}, {npixels}"
@@ -338,30 +326,47 @@ def detect_sources(
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != detection.shape:
-            raise ImageShapeError(name, f"mask shape {mask.shape} differs from image shape {detection.shape}")
+            raise ImageShapeError(
+                name, f"mask shape {mask.shape} differs from image shape {detection.shape}"
+            )
         invalid |= mask
-    box = (min(box_size, detection.shape[0]), min(box_size, detection.shape[1]))
-    background = Background2D(
-        detection,
-        box,
-        mask=invalid,
-        filter_size=(3, 3),
-        sigma_clip=SigmaClip(sigma=3.0),
-        bkg_estimator=MedianBackground(),
-    )
+    # Aim for four or more boxes per axis: with fewer, one bright galaxy can spoil every
+    # box and leave no background estimate at all.
+    box = tuple(min(box_size, max(MIN_BACKGROUND_BOX, side // 4)) for side in detection.shape)
+    try:
+        background = Background2D(
+            detection,
+            box,
+            mask=invalid,
+            filter_size=(3, 3),
+            sigma_clip=SigmaClip(sigma=3.0),
+            bkg_estimator=MedianBackground(),
+        )
+    except ValueError as exc:
+        raise InputFileError(
+            name,
+            f"cannot estimate the background in {box} pixel boxes ({str(exc).splitlines()[0]})",
+        ) from exc
     subtracted = detection - background.background
     kernel = segmentation.make_2dgaussian_kernel(psf_fwhm, size=2 * int(np.ceil(psf_fwhm)) + 1)
     smoothed = convolve(subtracted, kernel)
-    segments = segmentation.detect_sources(
-        smoothed, nsigma * background.background_rms, n_pixels=npixels, mask=invalid
-    )
+    with warnings.catch_warnings():
+        # An empty detection raises NoSourcesError below, which says more than photutils' warning.
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        segments = segmentation.detect_sources(
+            smoothed, nsigma * background.background_rms, n_pixels=npixels, mask=invalid
+        )
     if segments is None:
-        raise NoSourcesError(name, f"no sources above {nsigma} sigma with at least {npixels} connected pixels")
+        raise NoSourcesError(
+            name, f"no sources above {nsigma} sigma with at least {npixels} connected pixels"
+        )
     if deblend:
         segments = segmentation.deblend_sources(
             smoothed, segments, n_pixels=npixels, contrast=contrast, progress_bar=False
         )
-    measured = segmentation.SourceCatalog(subtracted, segments, convolved_data=smoothed, mask=invalid)
+    measured = segmentation.SourceCatalog(
+        subtracted, segments, convolved_data=smoothed, mask=invalid
+    )
     fwhm = _plain(measured.fwhm)
     table = Table(
         {
@@ -403,7 +408,9 @@ def stamp_sizes(
         One side per source, pixels.
     """
     if not 1 <= min_size <= max_size:
-        raise ConfigError(f"stamp sizes need 1 <= min_size <= max_size, got {min_size} and {max_size}")
+        raise ConfigError(
+            f"stamp sizes need 1 <= min_size <= max_size, got {min_size} and {max_size}"
+        )
     wanted = np.ceil(per_semimajor * np.asarray(semimajor, dtype=np.float64))
     wanted = np.where(np.isfinite(wanted), wanted, min_size)
     return np.clip(wanted, min_size, max_size).astype(int)
@@ -475,9 +482,11 @@ def cutout_field(
         field_image, field_wcs = read_field(image, hdu=hdu)
     else:
         name = ARRAY_NAME
-        field_image, field_wcs = _as_bands(image, name), wcs
+        field_image, field_wcs = to_bands_first(image, name), wcs
     if catalog is None:
-        stamps = _cut_detections(field_image, field_wcs, name, size, extended_only, nsigma, npixels, psf_fwhm)
+        stamps = _cut_detections(
+            field_image, field_wcs, name, size, extended_only, nsigma, npixels, psf_fwhm
+        )
     else:
         stamps = _cut_catalog(field_image, field_wcs, name, catalog, size, keep_outside)
     if out_dir is not None:
@@ -485,7 +494,9 @@ def cutout_field(
     return stamps
 
 
-def write_stamps(stamps: StampSet, out_dir: str | Path, format: str = "fits", also_png: bool = True) -> Path:
+def write_stamps(
+    stamps: StampSet, out_dir: str | Path, format: str = "fits", also_png: bool = True
+) -> Path:
     """Write one file per stamp and a catalog of them, each file atomically.
 
     FITS stamps hold the image in the primary HDU (2-D for one band) and the
@@ -517,9 +528,13 @@ def write_stamps(stamps: StampSet, out_dir: str | Path, format: str = "fits", al
     stems = [_file_stem(stamp_id) for stamp_id in stamps.table["id"]]
     duplicated = sorted({stem for stem in stems if stems.count(stem) > 1})
     if duplicated:
-        raise CatalogError(f"{out_dir}: stamp ids collide as file names: {', '.join(duplicated[:5])}")
+        raise CatalogError(
+            f"{out_dir}: stamp ids collide as file names: {', '.join(duplicated[:5])}"
+        )
     files, mask_files, previews = [], [], []
-    for stem, image, mask, stamp_wcs, row in zip(stems, stamps.images, stamps.masks, stamps.wcs, stamps.table):
+    for stem, image, mask, stamp_wcs, row in zip(
+        stems, stamps.images, stamps.masks, stamps.wcs, stamps.table
+    ):
         if format == "fits":
             files.append(f"{stem}.fits")
             _write_stamp_fits(out_dir / files[-1], image, mask, stamp_wcs, row)
@@ -529,16 +544,18 @@ def write_stamps(stamps: StampSet, out_dir: str | Path, format: str = "fits", al
             _write_npy(out_dir / files[-1], image)
             _write_npy(out_dir / mask_files[-1], mask)
         if also_png:
-            from ..plots import display_rgb
-
             previews.append(f"previews/{stem}.png")
             write_png(out_dir / previews[-1], display_rgb(image))
     table = stamps.table.copy()
-    table.add_column(files, name="file", index=1)
-    if mask_files:
-        table.add_column(mask_files, name="mask_file", index=2)
-    if previews:
-        table.add_column(previews, name="preview", index=len(table.colnames) - len(stamps.table.colnames) + 1)
+    written = {"file": files, "mask_file": mask_files, "preview": previews}
+    for name in written:
+        # A user catalog may already point at its own files; keep those under another name.
+        if name in table.colnames:
+            table.rename_column(name, f"input_{name}")
+    for index, (name, paths) in enumerate(
+        (name, paths) for name, paths in written.items() if paths
+    ):
+        table.add_column(paths, name=name, index=1 + index)
     return write_table(out_dir / CATALOG_NAME, table)
 
 
@@ -557,18 +574,25 @@ def _cut_stamps(bands, x, y, size_px, ids, wcs, ra, dec, properties, keep_outsid
     kept, images, masks, stamp_wcs, x_stamp, y_stamp, outside_ids = [], [], [], [], [], [], []
     for index in range(count):
         side = int(sizes[index])
-        cutouts = None
+        cuts = None
         if np.isfinite(x[index]) and np.isfinite(y[index]):
             try:
                 # Only the first band carries the WCS: the geometry is the same for all.
-                cutouts = [
-                    Cutout2D(band, (x[index], y[index]), side, wcs=wcs if b == 0 else None,
-                             mode="partial", fill_value=np.nan, copy=True)
+                cuts = [
+                    Cutout2D(
+                        band,
+                        (x[index], y[index]),
+                        side,
+                        wcs=wcs if b == 0 else None,
+                        mode="partial",
+                        fill_value=np.nan,
+                        copy=True,
+                    )
                     for b, band in enumerate(bands)
                 ]
             except NoOverlapError:
-                cutouts = None
-        if cutouts is None:
+                cuts = None
+        if cuts is None:
             outside_ids.append(ids[index])
             if not keep_outside:
                 continue
@@ -578,18 +602,23 @@ def _cut_stamps(bands, x, y, size_px, ids, wcs, ra, dec, properties, keep_outsid
             x_stamp.append(np.nan)
             y_stamp.append(np.nan)
         else:
-            padded = np.ones(cutouts[0].shape, dtype=bool)
-            padded[cutouts[0].slices_cutout] = False
-            images.append(np.stack([cut.data for cut in cutouts]).astype(np.float32, copy=False))
+            padded = np.ones(cuts[0].shape, dtype=bool)
+            padded[cuts[0].slices_cutout] = False
+            images.append(np.stack([cut.data for cut in cuts]).astype(np.float32, copy=False))
             masks.append(padded)
-            stamp_wcs.append(cutouts[0].wcs)
-            x_stamp.append(cutouts[0].input_position_cutout[0])
-            y_stamp.append(cutouts[0].input_position_cutout[1])
+            stamp_wcs.append(cuts[0].wcs)
+            x_stamp.append(cuts[0].input_position_cutout[0])
+            y_stamp.append(cuts[0].input_position_cutout[1])
         kept.append(index)
 
     if outside_ids:
         action = "kept as empty flagged stamps" if keep_outside else "left out"
-        log.warning("%d of %d positions lie entirely outside the field (%s)", len(outside_ids), count, action)
+        log.warning(
+            "%d of %d positions lie entirely outside the field (%s)",
+            len(outside_ids),
+            count,
+            action,
+        )
     kept = np.array(kept, dtype=int)
     frac_outside = np.array([mask.mean() for mask in masks], dtype=np.float64)
     columns = {"id": ids[kept], "x": x[kept], "y": y[kept]}
@@ -608,8 +637,6 @@ def _cut_stamps(bands, x, y, size_px, ids, wcs, ra, dec, properties, keep_outsid
         for name in properties.colnames:
             if name not in table.colnames:
                 table[name] = properties[name][kept]
-    if wcs is None:
-        stamp_wcs = [None] * len(images)
     return StampSet(images=images, masks=masks, table=table, wcs=stamp_wcs, outside_ids=outside_ids)
 
 
@@ -619,7 +646,9 @@ def _cut_detections(image, wcs, name, size, extended_only, nsigma, npixels, psf_
     if extended_only:
         sources = sources[sources["extended"]]
         if len(sources) == 0:
-            raise NoSourcesError(name, "sources were detected but none is extended (try extended_only=False)")
+            raise NoSourcesError(
+                name, "sources were detected but none is extended (try extended_only=False)"
+            )
     sides = stamp_sizes(sources["semimajor"]) if size is None else size
     return cut_stamps_at_pixels(
         image, sources["x"], sources["y"], sides, ids=sources["id"], wcs=wcs, properties=sources
@@ -628,65 +657,71 @@ def _cut_detections(image, wcs, name, size, extended_only, nsigma, npixels, psf_
 
 def _cut_catalog(image, wcs, name, catalog, size, keep_outside) -> StampSet:
     """Cut a stamp at each row of a position catalog (ra/dec or x/y columns)."""
-    table, catalog_name = _read_positions(catalog)
+    if isinstance(catalog, Table):
+        catalog_name: str | Path = TABLE_NAME
+        table = normalise_ids(catalog, catalog_name)
+    else:
+        catalog_name = Path(catalog)
+        table = read_catalog(catalog_name)
     side = DEFAULT_STAMP_SIZE if size is None else size
-    ids = table["id"] if "id" in table.colnames else None
-    if "ra" in table.colnames and "dec" in table.colnames:
+    ra_column, dec_column = (
+        find_column(table.colnames, RA_NAMES),
+        find_column(table.colnames, DEC_NAMES),
+    )
+    x_column, y_column = find_column(table.colnames, ("x",)), find_column(table.colnames, ("y",))
+    if ra_column and dec_column:
         if wcs is None:
-            raise MissingWCSError(name, f"no celestial WCS in the header; cannot place ra/dec of {catalog_name}")
+            raise MissingWCSError(
+                name, f"no celestial WCS in the header; cannot place ra/dec of {catalog_name}"
+            )
+        extra = _without(table, ra_column, dec_column)
         stamps = cut_stamps_at_sky_positions(
-            image, wcs, table["ra"], table["dec"], side, ids=ids, properties=table, keep_outside=keep_outside
+            image,
+            wcs,
+            table[ra_column],
+            table[dec_column],
+            side,
+            ids=table["id"],
+            properties=extra,
+            keep_outside=keep_outside,
         )
-    elif "x" in table.colnames and "y" in table.colnames:
+    elif x_column and y_column:
+        extra = _without(table, x_column, y_column)
         stamps = cut_stamps_at_pixels(
-            image, table["x"], table["y"], side, ids=ids, wcs=wcs, properties=table, keep_outside=keep_outside
+            image,
+            table[x_column],
+            table[y_column],
+            side,
+            ids=table["id"],
+            wcs=wcs,
+            properties=extra,
+            keep_outside=keep_outside,
         )
     else:
-        raise MissingColumnError(catalog_name, "ra", table.colnames)
+        # Name the columns this field could use: sky positions need a WCS.
+        raise MissingColumnError(catalog_name, "ra" if wcs is not None else "x", table.colnames)
     if len(stamps) == 0:
-        raise CatalogError(f"{catalog_name}: all {len(table)} positions lie outside the field {name}")
+        raise CatalogError(
+            f"{catalog_name}: all {len(table)} positions lie outside the field {name}"
+        )
     return stamps
 
 
-def _read_positions(catalog) -> tuple[Table, str | Path]:
-    """Return the catalog as a Table with lower-case position columns, and its name."""
-    if isinstance(catalog, Table):
-        table, catalog_name = catalog.copy(copy_data=False), TABLE_NAME
-    else:
-        catalog_name = Path(catalog)
-        if not catalog_name.is_file():
-            raise MissingFileError(catalog_name, "catalog")
-        try:
-            table = Table.read(catalog_name)
-        except (OSError, ValueError) as exc:
-            raise CorruptFileError(catalog_name, f"cannot read catalog ({_first_line(exc)})") from exc
-    if len(table) == 0:
-        raise EmptyCatalogError(catalog_name)
-    # Surveys spell these RA/DEC, Ra/Dec, ID...; one lower-case spelling keeps the lookups simple.
-    for column in list(table.colnames):
-        if column.lower() in ("id", "ra", "dec", "x", "y") and column != column.lower():
-            if column.lower() in table.colnames:
-                raise CatalogError(f"{catalog_name}: columns '{column}' and '{column.lower()}' both present")
-            table.rename_column(column, column.lower())
-    return table, catalog_name
-
-
-def _as_bands(image, name) -> np.ndarray:
-    """Return a float32 (bands, H, W) copy of a 2-D or 3-D image, checked."""
-    array = np.array(image, dtype=np.float32, copy=True)
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim != 3 or min(array.shape) == 0:
-        raise ImageShapeError(name, f"expected a (H, W) or (bands, H, W) image, got shape {np.shape(image)}")
-    if not np.isfinite(array).any():
-        raise EmptyImageError(name, "image holds no finite pixel")
-    return array
+def _without(table: Table, *columns: str) -> Table:
+    """The table minus the position columns, whose values the stamp table restates."""
+    rest = table.copy(copy_data=False)
+    rest.remove_columns(list(columns))
+    return rest
 
 
 def _sizes_per_source(size_px, count: int) -> np.ndarray:
     """Broadcast stamp sides to one positive integer per source."""
     sizes = np.broadcast_to(np.asarray(size_px), (count,))
-    if not np.all(np.isfinite(sizes.astype(np.float64))) or np.any(sizes < 1) or np.any(sizes != np.round(sizes)):
+    if (
+        not np.all(np.isfinite(sizes.astype(np.float64)))
+        or np.any(sizes < 1)
+        or np.any(sizes != np.round(sizes))
+    ):
         raise ConfigError(f"stamp sizes must be positive whole numbers of pixels, got {size_px!r}")
     return sizes.astype(int)
 
@@ -694,12 +729,6 @@ def _sizes_per_source(size_px, count: int) -> np.ndarray:
 def _plain(values) -> np.ndarray:
     """Float array from a photutils column, dropping its astropy unit."""
     return np.asarray(getattr(values, "value", values), dtype=np.float64)
-
-
-def _first_line(exc: BaseException) -> str:
-    """First line of an exception's message, so error messages stay on one line."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _file_stem(stamp_id: str) -> str:

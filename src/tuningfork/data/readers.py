@@ -37,6 +37,9 @@ IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES + NUMPY_SUFFIXES
 # Largest channel count treated as a trailing colour axis (RGB, RGBA) when an
 # array arrives channels-last, as Galaxy10 and most image libraries store it.
 _MAX_TRAILING_CHANNELS = 4
+_BITPIX_DTYPES = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -64: "float64"}
+# PIL modes beyond 8 bits per channel ("I;16" variants are handled by prefix).
+_WIDE_RASTER_DTYPES = {"I": "int32", "F": "float32"}
 
 
 def file_suffix(path: str | Path) -> str:
@@ -83,12 +86,15 @@ def image_format(path: str | Path) -> str:
         return "raster"
     if suffix in NUMPY_SUFFIXES:
         return "numpy"
+    expected = ", ".join(IMAGE_SUFFIXES)
     raise UnsupportedFormatError(
-        path, f"unsupported image type '{suffix or 'no suffix'}' (expected one of {', '.join(IMAGE_SUFFIXES)})"
+        path, f"unsupported image type '{suffix or 'no suffix'}' (expected one of {expected})"
     )
 
 
-def read_image(path: str | Path, hdu: int | str | None = None) -> np.ndarray:
+def read_image(
+    path: str | Path, hdu: int | str | None = None, *, require_finite: bool = True
+) -> np.ndarray:
     """Read one image file as float32 ``(bands, height, width)``.
 
     Parameters
@@ -100,6 +106,8 @@ def read_image(path: str | Path, hdu: int | str | None = None) -> np.ndarray:
         FITS only: the extension number or name to read.  By default the
         primary HDU, or the first image extension when the primary holds no
         data.
+    require_finite : bool
+        Raise :class:`EmptyImageError` for an image without a finite pixel.
 
     Returns
     -------
@@ -133,10 +141,12 @@ def read_image(path: str | Path, hdu: int | str | None = None) -> np.ndarray:
         pixels = _read_raster_pixels(path)
     else:
         pixels = _read_numpy_pixels(path)
-    return to_bands_first(pixels, path)
+    return to_bands_first(pixels, path, require_finite=require_finite)
 
 
-def read_bands(paths: Sequence[str | Path], hdu: int | str | None = None) -> np.ndarray:
+def read_bands(
+    paths: Sequence[str | Path], hdu: int | str | None = None, *, require_finite: bool = True
+) -> np.ndarray:
     """Stack one file per band into a single ``(bands, height, width)`` image.
 
     Parameters
@@ -145,6 +155,8 @@ def read_bands(paths: Sequence[str | Path], hdu: int | str | None = None) -> np.
         One image file per band, in band order (for example g, r, i).
     hdu : int or str, optional
         FITS extension to read from every file (see :func:`read_image`).
+    require_finite : bool
+        Raise :class:`EmptyImageError` for a band without a finite pixel.
 
     Returns
     -------
@@ -163,16 +175,20 @@ def read_bands(paths: Sequence[str | Path], hdu: int | str | None = None) -> np.
         raise ConfigError("read_bands: no band files given")
     planes = []
     for path in paths:
-        image = read_image(path, hdu=hdu)
+        image = read_image(path, hdu=hdu, require_finite=require_finite)
         if planes and image.shape[1:] != planes[0].shape[1:]:
             expected = "x".join(map(str, planes[0].shape[1:]))
             found = "x".join(map(str, image.shape[1:]))
-            raise ImageShapeError(path, f"band image is {found} pixels but {Path(paths[0]).name} is {expected}")
+            raise ImageShapeError(
+                path, f"band image is {found} pixels but {Path(paths[0]).name} is {expected}"
+            )
         planes.append(image)
     return np.concatenate(planes, axis=0)
 
 
-def to_bands_first(pixels: np.ndarray, source: str | Path, *, require_finite: bool = True) -> np.ndarray:
+def to_bands_first(
+    pixels: np.ndarray, source: str | Path, *, require_finite: bool = True
+) -> np.ndarray:
     """Convert raw pixels of one image to a new float32 ``(bands, H, W)`` array.
 
     Parameters
@@ -206,7 +222,9 @@ def to_bands_first(pixels: np.ndarray, source: str | Path, *, require_finite: bo
         if array.shape[-1] <= _MAX_TRAILING_CHANNELS < array.shape[0]:
             array = np.moveaxis(array, -1, 0)
     else:
-        raise ImageShapeError(source, f"image has {array.ndim} dimensions {array.shape}; expected 2-D or 3-D")
+        raise ImageShapeError(
+            source, f"image has {array.ndim} dimensions {array.shape}; expected 2-D or 3-D"
+        )
     image = _scaled_float32(array)
     if require_finite and (image.size == 0 or not np.isfinite(image).any()):
         raise EmptyImageError(source, "image holds no finite pixel")
@@ -236,16 +254,16 @@ def stored_dtype(path: str | Path, hdu: int | str | None = None) -> str:
     if kind == "fits":
         from astropy.io import fits
 
-        with _parse_failures_as_corrupt(path, "FITS file"), fits.open(path, memmap=False) as hdul:
+        with reraise_as_corrupt(path, "FITS file"), fits.open(path, memmap=False) as hdul:
             bitpix = _choose_image_hdu(hdul, hdu, path).header["BITPIX"]
-        return {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -64: "float64"}[bitpix]
+        return _BITPIX_DTYPES[bitpix]
     if kind == "raster":
         from PIL import Image
 
-        with _parse_failures_as_corrupt(path, "image file"), Image.open(path) as opened:
+        with reraise_as_corrupt(path, "image file"), Image.open(path) as opened:
             mode = opened.mode
-        return "uint16" if mode.startswith("I;16") else {"I": "int32", "F": "float32"}.get(mode, "uint8")
-    with _parse_failures_as_corrupt(path, "NPY file"):
+        return "uint16" if mode.startswith("I;16") else _WIDE_RASTER_DTYPES.get(mode, "uint8")
+    with reraise_as_corrupt(path, "NPY file"):
         return np.load(path, mmap_mode="r", allow_pickle=False).dtype.name
 
 
@@ -272,7 +290,7 @@ def is_fits_table(path: str | Path) -> bool:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(path, "FITS file")
-    with _parse_failures_as_corrupt(path, "FITS file"), fits.open(path, memmap=False) as hdul:
+    with reraise_as_corrupt(path, "FITS file"), fits.open(path, memmap=False) as hdul:
         for candidate in hdul:
             if candidate.header.get("NAXIS", 0) > 0:
                 return isinstance(candidate, (fits.BinTableHDU, fits.TableHDU))
@@ -289,17 +307,29 @@ def _scaled_float32(array: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _parse_failures_as_corrupt(path: Path, what: str) -> Iterator[None]:
-    """Turn a parser's exceptions (and astropy's truncation warning) into CorruptFileError."""
+def reraise_as_corrupt(path: str | Path, what: str) -> Iterator[None]:
+    """Turn any parser failure inside the block into a one-line CorruptFileError.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file being parsed, named in the message.
+    what : str
+        What the file should have been, e.g. ``"FITS file"``.
+
+    Notes
+    -----
+    astropy's "File may have been truncated" warning is raised as an error too,
+    because astropy goes on to return short or garbage data after it.
+    Tuningfork's own errors pass through unchanged.
+    """
     with warnings.catch_warnings():
-        # astropy only warns about a truncated file and may then hand back
-        # short or garbage data; escalate so the caller never sees it.
         warnings.filterwarnings("error", message=".*truncated.*")
         try:
             yield
         except TuningforkError:
             raise
-        except Exception as err:  # noqa: BLE001 - any parser failure means the file is unusable
+        except Exception as err:
             reason = str(err).splitlines()[0] if str(err) else err.__class__.__name__
             raise CorruptFileError(path, f"cannot read {what}: {reason}") from err
 
@@ -308,13 +338,12 @@ def _read_fits_pixels(path: Path, hdu: int | str | None) -> np.ndarray:
     """Return the raw pixel array of one FITS HDU, read fully into memory."""
     from astropy.io import fits
 
-    with _parse_failures_as_corrupt(path, "FITS file"):
-        # memmap=False so a truncated file fails here rather than later on access.
-        with fits.open(path, memmap=False) as hdul:
-            chosen = _choose_image_hdu(hdul, hdu, path)
-            # float32 here so that integer FITS pixels keep their physical
-            # values instead of being scaled like 8/16-bit display images.
-            return np.array(chosen.data, dtype=np.float32)
+    # memmap=False so a truncated file fails here rather than later on access.
+    with reraise_as_corrupt(path, "FITS file"), fits.open(path, memmap=False) as hdul:
+        chosen = _choose_image_hdu(hdul, hdu, path)
+        # float32 here so that integer FITS pixels keep their physical
+        # values instead of being scaled like 8/16-bit display images.
+        return np.array(chosen.data, dtype=np.float32)
 
 
 def _choose_image_hdu(hdul, hdu: int | str | None, path: Path):
@@ -342,19 +371,18 @@ def _read_raster_pixels(path: Path) -> np.ndarray:
     """Decode a PNG/JPEG to (H, W) grey or (H, W, 3) RGB, alpha dropped."""
     from PIL import Image
 
-    with _parse_failures_as_corrupt(path, "image file"):
-        with Image.open(path) as opened:
-            opened.load()  # decode now: PIL is lazy and would hide truncation
-            if opened.mode.startswith("I;16"):
-                return np.asarray(opened).astype(np.uint16)
-            if opened.mode in ("I", "F"):
-                # 32-bit integer or float rasters carry physical values: no scaling.
-                return np.asarray(opened, dtype=np.float32)
-            grey = opened.mode in ("1", "L", "LA")
-            return np.asarray(opened.convert("L" if grey else "RGB"))
+    with reraise_as_corrupt(path, "image file"), Image.open(path) as opened:
+        opened.load()  # decode now: PIL is lazy and would hide truncation
+        if opened.mode.startswith("I;16"):
+            return np.asarray(opened).astype(np.uint16)
+        if opened.mode in ("I", "F"):
+            # 32-bit integer or float rasters carry physical values: no scaling.
+            return np.asarray(opened, dtype=np.float32)
+        grey = opened.mode in ("1", "L", "LA")
+        return np.asarray(opened.convert("L" if grey else "RGB"))
 
 
 def _read_numpy_pixels(path: Path) -> np.ndarray:
     """Load a single-image NPY file without allowing pickled objects."""
-    with _parse_failures_as_corrupt(path, "NPY file"):
+    with reraise_as_corrupt(path, "NPY file"):
         return np.load(path, allow_pickle=False)

@@ -11,12 +11,16 @@ last hidden states is the embedding used downstream (AstroPT, Smith et al.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..data.writers import atomic_path
+from ..errors import ConfigError, CorruptFileError, MissingFileError, ModelError
+from ..preprocessing import PreprocessConfig
 from .patches import PATCH_ORDERS, image_to_patches
 
 #: Named sizes, from a model that trains in seconds on a laptop CPU to one that
@@ -282,3 +286,97 @@ class AstroPT(nn.Module):
         center = torch.tensor(self.config.sed_center or [0.0] * values.shape[1], dtype=values.dtype)
         scale = torch.tensor(self.config.sed_scale or [1.0] * values.shape[1], dtype=values.dtype)
         return (values - center.to(values.device)) / scale.to(values.device)
+
+
+ARCHITECTURE = "astropt"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a saved model's numbers."""
+    import lightning
+    import numpy
+
+    from .. import __version__
+
+    return {"tuningfork": __version__, "torch": torch.__version__, "lightning": lightning.__version__,
+            "numpy": numpy.__version__}
+
+
+def save_astropt(model: AstroPT, folder: str | Path, preprocess: PreprocessConfig, metrics: dict) -> Path:
+    """Save a model folder: ``weights.safetensors`` and ``config.json``.
+
+    Parameters
+    ----------
+    model : AstroPT
+        The trained model.
+    folder : str or Path
+        Created if needed; earlier files are replaced atomically.
+    preprocess : PreprocessConfig
+        The preprocessing the model was trained with.
+    metrics : dict
+        Training record (losses per epoch...), JSON-serialisable.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    config = {
+        "architecture": ARCHITECTURE,
+        "model": model.config.to_dict(),
+        "preprocessing": preprocess.to_dict(),
+        "versions": package_versions(),
+        "metrics": metrics,
+    }
+    state = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    with atomic_path(folder / "weights.safetensors") as tmp:
+        save_file(state, str(tmp))
+    with atomic_path(folder / "config.json") as tmp:
+        tmp.write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def load_astropt(folder: str | Path) -> tuple[AstroPT, PreprocessConfig, dict]:
+    """Load a model folder written by :func:`save_astropt`.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The model folder.
+
+    Returns
+    -------
+    model : AstroPT
+        In evaluation mode, on the CPU.
+    preprocess : PreprocessConfig
+        The preprocessing to apply to images before :meth:`AstroPT.embed`.
+    config : dict
+        The whole ``config.json`` (metrics, versions).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config_path, weights_path = folder / "config.json", folder / "weights.safetensors"
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise MissingFileError(path, "model file")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise CorruptFileError(config_path, f"not valid JSON ({error.msg}, line {error.lineno})") from error
+    if config.get("architecture") != ARCHITECTURE:
+        raise ModelError(f"{folder}: architecture is '{config.get('architecture')}', not '{ARCHITECTURE}'")
+    model = AstroPT(AstroPTConfig.from_dict(config["model"]))
+    try:
+        state = load_file(str(weights_path))
+    except SafetensorError as error:
+        raise CorruptFileError(weights_path, f"unreadable safetensors file ({error})") from error
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ModelError(f"{weights_path}: weights do not match the architecture in config.json") from error
+    return model.eval(), PreprocessConfig.from_dict(config["preprocessing"]), config

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..errors import EmptyImageError, ImageShapeError, InputFileError
+from ..errors import EmptyImageError, ImageShapeError, InputFileError, NoSourcesError
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class CentralSource:
     Attributes
     ----------
     image : ndarray
-        Background-subtracted copy of the input (float64; non-finite pixels
-        set to 0 and masked).
+        Background-subtracted copy of the input (same float precision;
+        non-finite pixels set to 0 and masked).
     segmap : ndarray
         int32 map: 1 on the central galaxy, 0 elsewhere.
     mask : ndarray
@@ -100,14 +100,16 @@ def segment_central_source(
         If the image is not 2-D.
     EmptyImageError
         If no pixel is finite.
+    NoSourcesError
+        If nothing is detected.
     InputFileError
-        If nothing is detected or the sky has zero scatter.
+        If the sky has zero scatter.
     """
     from astropy.convolution import convolve
     from astropy.stats import sigma_clipped_stats
     from photutils.segmentation import detect_sources, make_2dgaussian_kernel
 
-    pixels = np.array(image, dtype=np.float64)
+    pixels = np.array(image, dtype=np.result_type(np.asarray(image).dtype, np.float32))
     if pixels.ndim != 2:
         raise ImageShapeError(name, f"morphometry needs a 2-D image, got shape {pixels.shape}")
     invalid = ~np.isfinite(pixels)
@@ -124,7 +126,7 @@ def segment_central_source(
     smoothed = convolve(pixels, kernel, mask=invalid)
     segments = detect_sources(smoothed, nsigma * background_rms, n_pixels=min_pixels, mask=invalid)
     if segments is None:
-        raise InputFileError(name, f"no source detected {nsigma} sigma above the sky")
+        raise NoSourcesError(name, f"no source detected {nsigma} sigma above the sky")
     labels = segments.data
     central = label_nearest_centre(labels)
     segmap = (labels == central).astype(np.int32)

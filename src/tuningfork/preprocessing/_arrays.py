@@ -35,7 +35,8 @@ def as_float_image(image: np.ndarray, name: str = "image", min_ndim: int = 2) ->
     array = np.asarray(image)
     if array.ndim < min_ndim:
         raise ImageShapeError(
-            name, f"expected at least {min_ndim} dimensions ending in (height, width), got shape {array.shape}"
+            name,
+            f"expected at least {min_ndim} dimensions ending in (height, width), got shape {array.shape}",
         )
     if array.size == 0:
         raise ImageShapeError(name, f"image has an empty axis (shape {array.shape})")
@@ -44,7 +45,9 @@ def as_float_image(image: np.ndarray, name: str = "image", min_ndim: int = 2) ->
     return array.astype(np.float32, copy=False)
 
 
-def as_pixel_mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str = "mask") -> np.ndarray | None:
+def as_pixel_mask(
+    mask: np.ndarray | None, shape: tuple[int, ...], name: str = "mask"
+) -> np.ndarray | None:
     """Broadcast a bad-pixel mask to an image shape.
 
     Parameters
@@ -73,4 +76,6 @@ def as_pixel_mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str = "
     try:
         return np.broadcast_to(mask_array, shape)
     except ValueError:
-        raise ImageShapeError(name, f"shape {mask_array.shape} does not match image shape {shape}") from None
+        raise ImageShapeError(
+            name, f"shape {mask_array.shape} does not match image shape {shape}"
+        ) from None

@@ -55,10 +55,16 @@ def estimate_background(
         array = array[..., ::step, ::step]
         if pixel_mask is not None:
             pixel_mask = pixel_mask[..., ::step, ::step]
-    if pixel_mask is not None:
+    invalid = ~np.isfinite(array)
+    if invalid.any():
+        # Masked here rather than left to astropy, which warns about each one.
+        pixel_mask = invalid if pixel_mask is None else (invalid | pixel_mask)
+    elif pixel_mask is not None:
         # astropy needs a full-size mask for the axis-wise statistics.
         pixel_mask = np.ascontiguousarray(pixel_mask)
-    _, level, noise = sigma_clipped_stats(array, mask=pixel_mask, sigma=sigma, maxiters=maxiters, axis=(-2, -1))
+    _, level, noise = sigma_clipped_stats(
+        array, mask=pixel_mask, sigma=sigma, maxiters=maxiters, axis=(-2, -1)
+    )
     return np.asarray(level, dtype=np.float64), np.asarray(noise, dtype=np.float64)
 
 
@@ -85,6 +91,8 @@ def subtract_background(
         usable pixel is returned unchanged.
     """
     array = as_float_image(image)
-    level, _ = estimate_background(array, mask=mask, sigma=sigma, maxiters=maxiters, max_pixels=max_pixels)
+    level, _ = estimate_background(
+        array, mask=mask, sigma=sigma, maxiters=maxiters, max_pixels=max_pixels
+    )
     level = np.nan_to_num(level, nan=0.0).astype(np.float32)
     return array - level[..., None, None]

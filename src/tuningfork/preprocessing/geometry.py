@@ -9,9 +9,15 @@ from ._arrays import as_float_image
 
 
 def _pair(size: int | tuple[int, int], what: str) -> tuple[int, int]:
-    height, width = (size, size) if np.isscalar(size) else size
-    if int(height) != height or int(width) != width or height < 1 or width < 1:
-        raise ConfigError(f"{what}: size {size} must be a positive whole number of pixels")
+    try:
+        height, width = (size, size) if np.isscalar(size) else size
+        valid = int(height) == height and int(width) == width and height >= 1 and width >= 1
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ConfigError(
+            f"{what}: size {size!r} must be a positive whole number of pixels or a (height, width) pair"
+        )
     return int(height), int(width)
 
 
@@ -62,7 +68,9 @@ def center_crop(
     else:
         out_height, out_width = _pair(pixels, "center_crop")
     if out_height > height or out_width > width:
-        raise ImageShapeError(name, f"crop {out_height}x{out_width} is larger than the image {height}x{width}")
+        raise ImageShapeError(
+            name, f"crop {out_height}x{out_width} is larger than the image {height}x{width}"
+        )
     top, left = (height - out_height) // 2, (width - out_width) // 2
     return array[..., top : top + out_height, left : left + out_width].copy()
 

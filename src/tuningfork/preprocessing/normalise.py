@@ -25,7 +25,8 @@ def normalise(
         ``'minmax'`` maps the lower clip percentile to 0 and the upper one to
         1 and clips to [0, 1] (a constant band becomes 0); ``'zscore'``
         subtracts the mean and divides by the standard deviation (a constant
-        band becomes 0); ``'none'`` copies.
+        band becomes 0); ``'none'`` copies.  Fill non-finite pixels first:
+        they would make the band's statistics NaN.
     clip_percentiles : (float, float)
         Lower and upper percentiles (0-100) for ``'minmax'``; clipping a few
         hot pixels keeps one cosmic ray from setting the scale.
@@ -41,10 +42,14 @@ def normalise(
         For an unknown method or percentiles outside 0 <= low < high <= 100.
     """
     if method not in NORMALISATIONS:
-        raise ConfigError(f"normalise: unknown method '{method}' (choose from {', '.join(NORMALISATIONS)})")
+        raise ConfigError(
+            f"normalise: unknown method '{method}' (choose from {', '.join(NORMALISATIONS)})"
+        )
     low, high = clip_percentiles
     if not 0 <= low < high <= 100:
-        raise ConfigError(f"normalise: clip_percentiles {clip_percentiles} must satisfy 0 <= low < high <= 100")
+        raise ConfigError(
+            f"normalise: clip_percentiles {clip_percentiles} must satisfy 0 <= low < high <= 100"
+        )
     array = as_float_image(image)
     if method == "none":
         return array.copy()
@@ -54,7 +59,9 @@ def normalise(
         std = planes.std(axis=-1, keepdims=True, dtype=np.float64)
         scale = np.where(std > 0, std, 1.0)
         return ((planes - mean) / scale).astype(np.float32).reshape(array.shape)
-    lower, upper = np.percentile(planes, [low, high], axis=-1, keepdims=True)
+    # float32 bounds keep the arithmetic on the (large) pixel array in float32.
+    lower, upper = np.percentile(planes, [low, high], axis=-1, keepdims=True).astype(np.float32)
     span = upper - lower
-    scaled = (planes - lower) / np.where(span > 0, span, np.inf).astype(np.float32)
-    return np.clip(scaled, 0.0, 1.0, out=scaled).astype(np.float32, copy=False).reshape(array.shape)
+    scaled = planes - lower
+    scaled /= np.where(span > 0, span, np.float32(np.inf))
+    return np.clip(scaled, 0.0, 1.0, out=scaled).reshape(array.shape)

@@ -48,7 +48,9 @@ def asinh_stretch(image: np.ndarray, q: float = 8.0, softening: float = 1.0) -> 
     return array * (ratio / np.float32(softening))
 
 
-def stretch(image: np.ndarray, kind: str = "asinh", q: float = 8.0, softening: float = 1.0) -> np.ndarray:
+def stretch(
+    image: np.ndarray, kind: str = "asinh", q: float = 8.0, softening: float = 1.0
+) -> np.ndarray:
     """Apply one of the named intensity stretches.
 
     Parameters

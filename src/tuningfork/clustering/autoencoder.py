@@ -1,0 +1,460 @@
+"""A convolutional denoising autoencoder trained on the user's own images.
+
+Faint galaxies are noisy, and an encoder trained on ImageNet reacts to that
+noise; the ConvNeXt voting-clustering method therefore denoises every
+cutout first.  Two ways to train without clean images:
+
+* ``targets=None``: extra Gaussian noise, as strong as the noise already in
+  the image, is injected on the fly and the network learns to remove it
+  (Noisier2Noise-style; it then also removes much of the original noise);
+* ``targets=`` a second, independent noisy realisation of the same galaxies
+  (Noise2Noise), or the noiseless truth of simulations.
+
+The network has no skip connections, so its bottleneck has to summarise the
+galaxy: the pooled bottleneck (:func:`embed`) can serve as an encoder for
+the clustering.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ConfigError, ImageShapeError, ModelError
+
+ARCHITECTURE = "denoising_autoencoder"
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class DenoisingAutoencoder(nn.Module):
+    """Convolutional encoder-decoder without skip connections.
+
+    Parameters
+    ----------
+    in_channels : int
+        Bands of the images.
+    base_channels : int
+        Channels of the first level; doubled at every downsampling.
+    depth : int
+        Number of stride-2 downsamplings; images are padded internally to a
+        multiple of ``2**depth`` pixels.
+    """
+
+    def __init__(self, in_channels: int = 1, base_channels: int = 16, depth: int = 3):
+        super().__init__()
+        if in_channels < 1 or base_channels < 1 or depth < 1:
+            raise ConfigError(
+                f"DenoisingAutoencoder: in_channels ({in_channels}), base_channels ({base_channels}) "
+                f"and depth ({depth}) must be positive"
+            )
+        self.in_channels = in_channels
+        self.base_channels = base_channels
+        self.depth = depth
+        widths = [base_channels * 2**level for level in range(depth + 1)]
+        encoder: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1), nn.GELU()]
+        for narrow, wide in zip(widths[:-1], widths[1:]):
+            encoder += [
+                nn.Conv2d(narrow, wide, 3, stride=2, padding=1),
+                nn.GELU(),
+                nn.Conv2d(wide, wide, 3, padding=1),
+                nn.GELU(),
+            ]
+        decoder: list[nn.Module] = []
+        for wide, narrow in zip(widths[:0:-1], widths[-2::-1]):
+            decoder += [
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                nn.Conv2d(wide, narrow, 3, padding=1),
+                nn.GELU(),
+            ]
+        decoder.append(nn.Conv2d(widths[0], in_channels, 3, padding=1))
+        self.encoder = nn.Sequential(*encoder)
+        self.decoder = nn.Sequential(*decoder)
+
+    @property
+    def latent_dim(self) -> int:
+        """Length of the pooled bottleneck vector returned by :meth:`embed`."""
+        return self.base_channels * 2**self.depth
+
+    def config(self) -> dict:
+        """Constructor arguments, to rebuild the network from a model folder."""
+        return {"in_channels": self.in_channels, "base_channels": self.base_channels, "depth": self.depth}
+
+    def _padded(self, images: torch.Tensor) -> torch.Tensor:
+        multiple = 2**self.depth
+        height, width = images.shape[-2:]
+        pad_h, pad_w = -height % multiple, -width % multiple
+        if pad_h or pad_w:
+            # Reflection keeps the sky statistics at the new border.
+            mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
+            images = F.pad(images, (0, pad_w, 0, pad_h), mode=mode)
+        return images
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Denoise a (batch, bands, H, W) tensor; returns the same shape."""
+        height, width = images.shape[-2:]
+        restored = self.decoder(self.encoder(self._padded(images)))
+        return restored[..., :height, :width]
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Return the spatially averaged bottleneck, (batch, latent_dim)."""
+        return self.encoder(self._padded(images)).mean(dim=(-2, -1))
+
+
+def estimate_noise_sigma(images: np.ndarray) -> np.ndarray:
+    """Robust per-image estimate of white pixel noise.
+
+    The median absolute deviation of differences between horizontally
+    adjacent pixels is insensitive to the smooth galaxy light, and the
+    difference of two independent pixels has sqrt(2) times their noise.
+
+    Parameters
+    ----------
+    images : ndarray
+        (n, bands, H, W) images.
+
+    Returns
+    -------
+    ndarray
+        float32 (n,) noise standard deviations, in image units.
+    """
+    from astropy.stats import mad_std
+
+    array = np.asarray(images, dtype=np.float32)
+    differences = np.diff(array, axis=-1).reshape(array.shape[0], -1)
+    return (mad_std(differences, axis=1, ignore_nan=True) / math.sqrt(2.0)).astype(np.float32)
+
+
+def _as_image_batch(images: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim != 4:
+        raise ImageShapeError(name, f"expected a (n, bands, H, W) stack, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ImageShapeError(name, "holds NaN or inf pixels; fill them in preprocessing first")
+    return array
+
+
+class _DenoisingTask:
+    """Factory of the Lightning module, so Lightning is imported only to train."""
+
+    @staticmethod
+    def build(model: DenoisingAutoencoder, learning_rate: float, inject: bool, seed: int):
+        import lightning as L
+
+        class DenoisingTask(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+                self.noise = torch.Generator().manual_seed(seed)
+
+            def training_step(self, batch, batch_index):
+                inputs, targets, sigma = batch
+                if inject:
+                    # Noise strength varies per galaxy by a factor 0.5-1.5 so
+                    # the network does not overfit one noise level.
+                    scale = sigma * (0.5 + torch.rand(sigma.shape, generator=self.noise))
+                    noise = torch.randn(inputs.shape, generator=self.noise) * scale.view(-1, 1, 1, 1)
+                    inputs = inputs + noise.to(inputs.device)
+                loss = F.mse_loss(self.model(inputs), targets)
+                self.log("train_loss", loss, prog_bar=False, on_epoch=True, on_step=False)
+                return loss
+
+            def configure_optimizers(self):
+                return torch.optim.AdamW(self.model.parameters(), lr=learning_rate)
+
+        return DenoisingTask()
+
+
+def train_autoencoder(
+    images: np.ndarray,
+    *,
+    targets: np.ndarray | None = None,
+    noise_sigma: float | None = None,
+    base_channels: int = 16,
+    depth: int = 3,
+    epochs: int = 20,
+    batch_size: int = 32,
+    learning_rate: float = 2e-3,
+    seed: int = 0,
+    accelerator: str = "auto",
+) -> tuple[DenoisingAutoencoder, dict]:
+    """Train a denoising autoencoder on the user's images.
+
+    Parameters
+    ----------
+    images : ndarray
+        (n, bands, H, W) preprocessed images (finite; same scale as at
+        inference).
+    targets : ndarray, optional
+        (n, bands, H, W) targets: an independent noisy realisation of each
+        image, or its noiseless truth.  Without targets, noise is injected
+        on the fly and the image itself is the target.
+    noise_sigma : float, optional
+        Standard deviation of the injected noise, in image units; by
+        default each image's own noise (:func:`estimate_noise_sigma`).
+    base_channels, depth : int
+        Network size (see :class:`DenoisingAutoencoder`).
+    epochs : int
+        Passes over the images.
+    batch_size : int
+        Images per optimisation step.
+    learning_rate : float
+        AdamW learning rate.
+    seed : int
+        Seed of the initial weights, the shuffling and the injected noise.
+    accelerator : str
+        Lightning accelerator ('auto', 'cpu', 'gpu').
+
+    Returns
+    -------
+    model : DenoisingAutoencoder
+        The trained network, in eval mode.
+    metrics : dict
+        ``final_train_loss`` (mean squared error of the last epoch), ``mode``
+        ('inject' or 'pairs'), ``epochs``.
+    """
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    inputs = _as_image_batch(images, "autoencoder training images")
+    inject = targets is None
+    target_array = inputs if inject else _as_image_batch(targets, "autoencoder training targets")
+    if target_array.shape != inputs.shape:
+        raise ImageShapeError("autoencoder training targets", f"shape {target_array.shape} differs from images {inputs.shape}")
+    if epochs < 1 or batch_size < 1:
+        raise ConfigError(f"train_autoencoder: epochs ({epochs}) and batch_size ({batch_size}) must be positive")
+    if noise_sigma is None:
+        sigma = estimate_noise_sigma(inputs)
+    elif noise_sigma > 0:
+        sigma = np.full(inputs.shape[0], noise_sigma, dtype=np.float32)
+    else:
+        raise ConfigError(f"train_autoencoder: noise_sigma must be positive, got {noise_sigma}")
+
+    torch.manual_seed(seed)
+    model = DenoisingAutoencoder(inputs.shape[1], base_channels, depth)
+    dataset = TensorDataset(torch.from_numpy(inputs.copy()), torch.from_numpy(target_array.copy()), torch.from_numpy(sigma))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    task = _DenoisingTask.build(model, learning_rate, inject, seed)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(task, loader)
+    model.eval()
+    final_loss = float(trainer.callback_metrics.get("train_loss", torch.tensor(float("nan"))))
+    return model.cpu(), {"final_train_loss": final_loss, "mode": "inject" if inject else "pairs", "epochs": epochs}
+
+
+def _batched(model: DenoisingAutoencoder, images: np.ndarray, batch_size: int, method) -> np.ndarray:
+    array = _as_image_batch(images, "images")
+    if array.shape[1] != model.in_channels:
+        raise ImageShapeError("images", f"{array.shape[1]} bands but the autoencoder expects {model.in_channels}")
+    device = next(model.parameters()).device
+    outputs = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, array.shape[0], batch_size):
+            batch = torch.from_numpy(array[start : start + batch_size]).to(device)
+            outputs.append(method(batch).cpu().numpy())
+    return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def denoise(model: DenoisingAutoencoder, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Apply a trained autoencoder.
+
+    Parameters
+    ----------
+    model : DenoisingAutoencoder
+        Trained network.
+    images : ndarray
+        (n, bands, H, W) images, preprocessed as for training.
+    batch_size : int
+        Images per forward pass.
+
+    Returns
+    -------
+    ndarray
+        New float32 array of the same shape.
+    """
+    return _batched(model, images, batch_size, model)
+
+
+def embed(model: DenoisingAutoencoder, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Pooled bottleneck features of images.
+
+    Parameters
+    ----------
+    model : DenoisingAutoencoder
+        Trained network.
+    images : ndarray
+        (n, bands, H, W) images.
+    batch_size : int
+        Images per forward pass.
+
+    Returns
+    -------
+    ndarray
+        float32 (n, model.latent_dim).
+    """
+    return _batched(model, images, batch_size, model.embed)
+
+
+def denoising_gain(noisy: np.ndarray, denoised: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """PSNR and SSIM before and after denoising, against the noiseless truth.
+
+    Parameters
+    ----------
+    noisy, denoised, truth : ndarray
+        (n, bands, H, W) stacks; the data range of each truth image sets
+        the PSNR peak and the SSIM range.
+
+    Returns
+    -------
+    dict
+        Means over images of ``psnr_noisy``, ``psnr_denoised`` (dB),
+        ``ssim_noisy``, ``ssim_denoised``, and the gains ``psnr_gain`` and
+        ``ssim_gain``.
+    """
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    stacks = [np.asarray(a, dtype=np.float64) for a in (noisy, denoised, truth)]
+    if not stacks[0].shape == stacks[1].shape == stacks[2].shape or stacks[0].ndim != 4:
+        raise ImageShapeError("denoising_gain", f"need three equal (n, bands, H, W) stacks, got {[s.shape for s in stacks]}")
+    scores = {key: [] for key in ("psnr_noisy", "psnr_denoised", "ssim_noisy", "ssim_denoised")}
+    for noisy_image, denoised_image, true_image in zip(*stacks):
+        data_range = float(true_image.max() - true_image.min()) or 1.0
+        window = min(7, *true_image.shape[-2:]) // 2 * 2 + 1 if min(true_image.shape[-2:]) >= 7 else 3
+        for label, image in (("noisy", noisy_image), ("denoised", denoised_image)):
+            scores[f"psnr_{label}"].append(peak_signal_noise_ratio(true_image, image, data_range=data_range))
+            scores[f"ssim_{label}"].append(
+                structural_similarity(true_image, image, data_range=data_range, channel_axis=0, win_size=window)
+            )
+    means = {key: float(np.mean(values)) for key, values in scores.items()}
+    means["psnr_gain"] = means["psnr_denoised"] - means["psnr_noisy"]
+    means["ssim_gain"] = means["ssim_denoised"] - means["ssim_noisy"]
+    return means
+
+
+def save_autoencoder(model: DenoisingAutoencoder, folder: str | Path, *, preprocess: dict | None = None, metrics: dict | None = None) -> Path:
+    """Write a tuningfork model folder (weights.safetensors + config.json).
+
+    Parameters
+    ----------
+    model : DenoisingAutoencoder
+        Trained network.
+    folder : str or Path
+        Output folder (created).
+    preprocess : dict, optional
+        ``PreprocessConfig.to_dict()`` of the training images, applied again
+        before denoising new images.
+    metrics : dict, optional
+        Training metrics to record.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    import json
+
+    import lightning
+    from safetensors.torch import save_file
+
+    from .. import __version__
+    from ..data.writers import atomic_path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "architecture": ARCHITECTURE,
+        "architecture_args": model.config(),
+        "preprocess": preprocess,
+        "metrics": metrics or {},
+        "versions": {"tuningfork": __version__, "torch": torch.__version__, "lightning": lightning.__version__},
+    }
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    with atomic_path(folder / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(config, indent=2, default=str))
+    return folder
+
+
+def read_model_config(folder: str | Path) -> dict:
+    """Read a model folder's config.json after checking the folder is a model.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Candidate model folder.
+
+    Returns
+    -------
+    dict
+        The parsed config.
+
+    Raises
+    ------
+    ModelError
+        If the folder, its config.json or its weights.safetensors is missing,
+        or the config is not a JSON object naming an architecture.
+    """
+    import json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: model folder not found")
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise ModelError(f"{folder}: not a tuningfork model folder (no {' or '.join(missing)})")
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelError(f"{folder / CONFIG_FILE}: not valid JSON ({error})") from None
+    if not isinstance(config, dict) or "architecture" not in config:
+        raise ModelError(f"{folder / CONFIG_FILE}: no 'architecture' entry")
+    return config
+
+
+def load_autoencoder(folder: str | Path) -> tuple[DenoisingAutoencoder, dict]:
+    """Read a model folder written by :func:`save_autoencoder`.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Model folder.
+
+    Returns
+    -------
+    model : DenoisingAutoencoder
+        In eval mode.
+    config : dict
+        The folder's config.json (preprocessing under ``preprocess``).
+
+    Raises
+    ------
+    ModelError
+        If the folder is not a model folder or holds another architecture.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = read_model_config(folder)
+    if config["architecture"] != ARCHITECTURE:
+        raise ModelError(f"{folder}: holds a {config['architecture']!r} model, not a {ARCHITECTURE}")
+    model = DenoisingAutoencoder(**config["architecture_args"])
+    try:
+        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    except (RuntimeError, OSError) as error:
+        raise ModelError(f"{folder / WEIGHTS_FILE}: weights do not fit the configured network ({str(error).splitlines()[0]})") from None
+    model.eval()
+    return model, config

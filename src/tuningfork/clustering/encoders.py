@@ -1,0 +1,355 @@
+"""Encoders: images in, one feature vector per galaxy out.
+
+Every encoder has ``encode(images) -> (n, dim)`` and a ``name``.  Two kinds:
+
+* :class:`TimmEncoder`: any timm backbone (ConvNeXt-large in the paper),
+  weights read from a local file (never downloaded), pooled pre-logit
+  features;
+* :class:`AutoencoderEncoder`: the pooled bottleneck of a tuningfork
+  denoising autoencoder folder.
+
+:func:`load_encoder` picks one from a timm name or a model folder;
+:class:`PolarStep` is the polar-coordinate extension applied before encoding;
+:func:`rotation_consistency` measures how much it buys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..errors import ConfigError, ImageShapeError, MissingFileError, ModelError
+
+
+class Encoder(Protocol):
+    """What the clustering pipeline needs from an encoder."""
+
+    name: str
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Map (n, bands, H, W) float32 images to (n, dim) features."""
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise MissingFileError(path, "encoder weights file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001
+        # torch and safetensors raise many unrelated types for a bad file.
+        raise ModelError(f"{path}: cannot read weights ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+    # Training checkpoints nest the weights one level down.
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path}: not a state dict of tensors")
+    return state
+
+
+def _as_batch(images: np.ndarray, bands: int, name: str) -> torch.Tensor:
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim != 4:
+        raise ImageShapeError(name, f"expected a (n, bands, H, W) stack, got shape {array.shape}")
+    if array.shape[1] != bands:
+        raise ImageShapeError(name, f"{array.shape[1]} bands but the encoder expects {bands}")
+    return torch.from_numpy(array.copy())
+
+
+class TimmEncoder:
+    """A timm backbone whose pooled features describe each galaxy.
+
+    Parameters
+    ----------
+    model_name : str
+        timm architecture, e.g. ``convnext_large`` (the paper) or
+        ``convnext_tiny``.
+    weights : str or Path, optional
+        Local ``.safetensors`` or torch checkpoint of the backbone (a
+        classification head in it is ignored).  None leaves the weights
+        random, which is only meaningful for tests and ablations.
+    in_chans : int
+        Bands of the images.  Weights for 3 bands are adapted to other band
+        counts by timm's ``adapt_input_conv``.
+    input_size : int
+        Images are resized to this many pixels (224 for ImageNet weights).
+    batch_size : int
+        Images per forward pass.
+    device : str, optional
+        Torch device; CUDA when available by default.
+
+    Raises
+    ------
+    ConfigError
+        For an architecture timm does not know.
+    MissingFileError, ModelError
+        For a weights file that is absent or does not fit the architecture.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "convnext_tiny",
+        weights: str | Path | None = None,
+        *,
+        in_chans: int = 3,
+        input_size: int = 224,
+        batch_size: int = 32,
+        device: str | None = None,
+    ):
+        import timm
+
+        if not timm.is_model(model_name):
+            raise ConfigError(f"encoder: timm has no architecture {model_name!r} (see timm.list_models('convnext*'))")
+        self.name = model_name
+        self.in_chans = in_chans
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = timm.create_model(model_name, pretrained=False, num_classes=0, in_chans=in_chans)
+        if weights is not None:
+            self._load(Path(weights))
+        self.model.eval().to(self.device)
+        config = self.model.pretrained_cfg
+        mean, std = np.asarray(config.get("mean", (0.5,) * 3)), np.asarray(config.get("std", (0.5,) * 3))
+        if in_chans != mean.size:
+            # Bands other than RGB get the average ImageNet statistics.
+            mean, std = np.full(in_chans, mean.mean()), np.full(in_chans, std.mean())
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
+        self._std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
+
+    def _load(self, path: Path) -> None:
+        from timm.models import adapt_input_conv
+
+        state = _read_state_dict(path)
+        own = self.model.state_dict()
+        for key, tensor in list(state.items()):
+            target = own.get(key)
+            if target is not None and tensor.ndim == 4 and tensor.shape[1] != target.shape[1]:
+                state[key] = adapt_input_conv(self.in_chans, tensor)
+        result = self.model.load_state_dict(state, strict=False)
+        unexpected = [k for k in result.unexpected_keys if not k.startswith("head.fc") and not k.startswith("fc.")]
+        if result.missing_keys or unexpected:
+            problem = result.missing_keys[:3] or unexpected[:3]
+            raise ModelError(
+                f"{path}: weights do not fit {self.name} "
+                f"({len(result.missing_keys)} missing, {len(unexpected)} unexpected keys, e.g. {problem})"
+            )
+
+    @property
+    def dim(self) -> int:
+        """Length of the feature vectors."""
+        return int(self.model.num_features)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Pooled pre-logit features of (n, bands, H, W) images in [0, 1].
+
+        Parameters
+        ----------
+        images : ndarray
+            Preprocessed images (min-max normalised, as ImageNet pixels).
+
+        Returns
+        -------
+        ndarray
+            float32 (n, dim).
+        """
+        batch = _as_batch(images, self.in_chans, f"{self.name} input")
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, batch.shape[0], self.batch_size):
+                chunk = batch[start : start + self.batch_size].to(self.device)
+                if chunk.shape[-2:] != (self.input_size, self.input_size):
+                    chunk = F.interpolate(
+                        chunk, size=(self.input_size, self.input_size), mode="bilinear", antialias=True, align_corners=False
+                    )
+                outputs.append(self.model((chunk - self._mean) / self._std).cpu().numpy())
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+class AutoencoderEncoder:
+    """The pooled bottleneck of a tuningfork denoising autoencoder.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Model folder written by
+        :func:`~tuningfork.clustering.autoencoder.save_autoencoder`.
+    batch_size : int
+        Images per forward pass.
+    """
+
+    def __init__(self, folder: str | Path, batch_size: int = 64):
+        from .autoencoder import load_autoencoder
+
+        self.model, self.config = load_autoencoder(folder)
+        self.name = f"autoencoder:{Path(folder).name}"
+        self.batch_size = batch_size
+
+    @property
+    def dim(self) -> int:
+        """Length of the feature vectors."""
+        return self.model.latent_dim
+
+    @property
+    def preprocess(self) -> dict | None:
+        """The PreprocessConfig dict the autoencoder was trained with."""
+        return self.config.get("preprocess")
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Bottleneck features of (n, bands, H, W) images.
+
+        Parameters
+        ----------
+        images : ndarray
+            Images preprocessed as for training (see :attr:`preprocess`).
+
+        Returns
+        -------
+        ndarray
+            float32 (n, dim).
+        """
+        from .autoencoder import embed
+
+        return embed(self.model, images, self.batch_size)
+
+
+def load_encoder(
+    spec: str | Path,
+    *,
+    weights: str | Path | None = None,
+    in_chans: int = 3,
+    input_size: int = 224,
+    batch_size: int = 32,
+) -> Encoder:
+    """Build an encoder from a timm architecture name or a model folder.
+
+    Parameters
+    ----------
+    spec : str or Path
+        A folder (a tuningfork model folder) or a timm architecture name.
+    weights : str or Path, optional
+        Local weights of the timm architecture (ignored for folders).
+    in_chans, input_size, batch_size : int
+        See :class:`TimmEncoder`.
+
+    Returns
+    -------
+    Encoder
+
+    Raises
+    ------
+    ModelError
+        For a folder that is not a model folder, or whose architecture
+        cannot encode.
+    ConfigError
+        For an unknown timm name.
+    """
+    from .autoencoder import ARCHITECTURE, read_model_config
+
+    path = Path(spec)
+    if path.is_dir():
+        config = read_model_config(path)
+        if config["architecture"] == ARCHITECTURE:
+            return AutoencoderEncoder(path, batch_size=batch_size)
+        raise ModelError(f"{path}: a {config['architecture']!r} model folder cannot be used as an encoder")
+    if path.is_file():
+        raise ModelError(f"{path}: is a file; pass a model folder, or a timm name with the file as weights")
+    if len(path.parts) > 1:
+        raise ModelError(f"{path}: encoder model folder not found")
+    return TimmEncoder(str(spec), weights, in_chans=in_chans, input_size=input_size, batch_size=batch_size)
+
+
+@dataclass(frozen=True)
+class PolarStep:
+    """Polar resampling with an extended angle axis, applied before encoding.
+
+    In polar coordinates around the centre, a rotation of the galaxy is a
+    cyclic shift along the angle axis; repeating the first ``extension`` of
+    the turn after 2 pi lets the convolutions see across the seam, so a
+    translation-tolerant encoder becomes rotation-tolerant.
+
+    Parameters
+    ----------
+    n_radii : int
+        Radial samples (rows).
+    n_angles : int
+        Angular samples over a full turn (columns before the extension).
+    extension : float
+        Fraction of the turn repeated after 2 pi.
+    """
+
+    n_radii: int = 32
+    n_angles: int = 64
+    extension: float = 0.5
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Resample (n, bands, H, W) images to (n, bands, n_radii, columns)."""
+        from ..preprocessing import to_polar
+
+        return to_polar(images, self.n_radii, self.n_angles, extension=self.extension)
+
+
+def cosine_similarity_rows(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Cosine similarity of corresponding rows of two (n, dim) matrices."""
+    a = np.asarray(first, dtype=np.float64)
+    b = np.asarray(second, dtype=np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return (a * b).sum(axis=1) / np.maximum(norms, np.finfo(np.float64).tiny)
+
+
+def rotation_consistency(
+    encoder: Encoder,
+    images: np.ndarray,
+    *,
+    polar: PolarStep | None = None,
+    angles_deg: tuple[float, ...] = (45.0, 90.0, 135.0, 180.0, 270.0),
+) -> dict[str, float]:
+    """Mean cosine similarity between embeddings of galaxies and of rotated copies.
+
+    Embeddings are centred on the mean embedding of the unrotated galaxies
+    first: features of every image share a large common component (all
+    ReLU outputs are positive), which would otherwise push every similarity
+    close to 1 and hide what rotation changes.
+
+    Parameters
+    ----------
+    encoder : Encoder
+        The encoder to test (its input band count must match ``images``).
+    images : ndarray
+        (n, bands, H, W) preprocessed, centred galaxies; n >= 2.
+    polar : PolarStep, optional
+        Apply the polar step to originals and rotated copies before encoding.
+    angles_deg : tuple of float
+        Rotation angles, in degrees counter-clockwise.
+
+    Returns
+    -------
+    dict
+        ``mean`` over all angles and galaxies, and ``angle_<deg>`` per angle.
+    """
+    from scipy.ndimage import rotate
+
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim != 4 or array.shape[0] < 2:
+        raise ImageShapeError("rotation_consistency", f"expected (n >= 2, bands, H, W), got shape {array.shape}")
+    prepare = polar if polar is not None else (lambda batch: batch)
+    reference = encoder.encode(prepare(array))
+    centre = reference.mean(axis=0)
+    scores = {}
+    for angle in angles_deg:
+        # The galaxy sits at the stamp centre, where rotate() turns about.
+        rotated = rotate(array, angle, axes=(-1, -2), reshape=False, order=1, mode="nearest")
+        similarity = cosine_similarity_rows(reference - centre, encoder.encode(prepare(rotated)) - centre)
+        scores[f"angle_{angle:g}"] = float(similarity.mean())
+    scores["mean"] = float(np.mean([scores[f"angle_{a:g}"] for a in angles_deg]))
+    return scores

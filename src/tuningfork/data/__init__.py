@@ -1,0 +1,37 @@
+"""Reading galaxy data: images, catalogs, collections, and atomic writers.
+
+The entry point is :class:`GalaxyCollection` (``GalaxyCollection.open(path)``);
+:func:`read_image`, :func:`read_bands` and :func:`read_catalog` read single
+files, and :mod:`tuningfork.data.writers` writes outputs atomically.
+"""
+
+from .catalog import CatalogSchema, normalise_ids, read_catalog
+from .collection import Batch, Galaxy, GalaxyCollection
+from .readers import (
+    IMAGE_SUFFIXES,
+    image_format,
+    is_fits_table,
+    read_bands,
+    read_image,
+    stored_dtype,
+)
+from .writers import atomic_path, write_fits, write_png, write_table
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Batch",
+    "CatalogSchema",
+    "Galaxy",
+    "GalaxyCollection",
+    "atomic_path",
+    "image_format",
+    "is_fits_table",
+    "normalise_ids",
+    "read_bands",
+    "read_catalog",
+    "read_image",
+    "stored_dtype",
+    "write_fits",
+    "write_png",
+    "write_table",
+]

@@ -1,0 +1,291 @@
+"""Self-supervised pretraining of the AstroPT patch transformer (no labels).
+
+The Lightning loop feeds batches of preprocessed images (and optional SED
+values from catalog columns) to :meth:`AstroPT.loss`, keeps the weights with
+the lowest validation loss, and saves a model folder like every other
+tuningfork model, so that ``tuningfork embed`` can use it later with exactly
+the same preprocessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..data import GalaxyCollection
+from ..errors import ConfigError, MissingColumnError
+from ..preprocessing import PreprocessConfig, Preprocessor, d4_apply_each, random_d4
+from .astropt import AstroPT, AstroPTConfig, save_astropt
+
+#: Preprocessed images of a data set are kept in memory between epochs when
+#: they take less than this; larger sets are re-read each epoch.
+CACHE_BYTES = 2 * 1024**3
+
+
+def sed_values(collection: GalaxyCollection, columns: Sequence[str]) -> np.ndarray:
+    """Catalog values of the SED columns, NaN where masked or non-finite.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        Its catalog holds the columns.
+    columns : sequence of str
+        One column per band (fluxes or magnitudes).
+
+    Returns
+    -------
+    ndarray
+        float32 (n_galaxies, n_columns).
+    """
+    catalog = collection.catalog
+    values = np.full((len(collection), len(columns)), np.nan, dtype=np.float32)
+    for position, name in enumerate(columns):
+        if name not in catalog.colnames:
+            raise MissingColumnError(collection.name, name, catalog.colnames)
+        column = np.ma.filled(np.ma.asarray(catalog[name], dtype=np.float64), np.nan)
+        values[:, position] = np.where(np.isfinite(column), column, np.nan)
+    return values
+
+
+class GalaxyImages(Dataset):
+    """Preprocessed images (and SED values) of a collection, read lazily.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        The galaxies.
+    preprocess : PreprocessConfig
+        Applied to every image.
+    sed : ndarray, optional
+        (n_galaxies, n_sed) standardised SED values.
+    cache : bool
+        Keep preprocessed images in memory after the first read.
+    """
+
+    def __init__(self, collection: GalaxyCollection, preprocess: PreprocessConfig,
+                 sed: np.ndarray | None = None, cache: bool = False):
+        self.collection = collection
+        self.preprocessor = Preprocessor(preprocess)
+        self.sed = sed
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.collection)
+
+    def __getitem__(self, index: int):
+        image = self._cache.get(index) if self._cache is not None else None
+        if image is None:
+            galaxy = self.collection[index]
+            image = self.preprocessor(galaxy.image, source=galaxy.id)
+            if self._cache is not None:
+                self._cache[index] = image
+        sed = self.sed[index] if self.sed is not None else np.zeros(0, dtype=np.float32)
+        return torch.from_numpy(image), torch.from_numpy(sed)
+
+
+def _lightning_module():
+    """The LightningModule class, defined lazily so importing this module stays light."""
+    import lightning as L
+
+    class AstroPTModule(L.LightningModule):
+        """Lightning wrapper: next-token loss, AdamW, cosine learning-rate decay.
+
+        Parameters
+        ----------
+        config : dict
+            :meth:`AstroPTConfig.to_dict`.
+        learning_rate : float
+            Peak learning rate of AdamW.
+        weight_decay : float
+            AdamW weight decay.
+        augment : bool
+            Apply a random rotation/flip (D4) to each training image; galaxy
+            orientation carries no information, so this multiplies the data.
+        seed : int
+            Seed of the augmentation.
+        """
+
+        def __init__(self, config: dict, learning_rate: float, weight_decay: float, augment: bool, seed: int):
+            super().__init__()
+            self.save_hyperparameters()
+            self.model = AstroPT(AstroPTConfig.from_dict(config))
+            self._rng = np.random.default_rng(seed)
+
+        def _sed(self, sed: torch.Tensor) -> torch.Tensor | None:
+            return sed if sed.shape[1] else None
+
+        def training_step(self, batch, batch_index):
+            images, sed = batch
+            if self.hparams.augment:
+                images = d4_apply_each(images, random_d4(self._rng, len(images)))
+            loss = self.model.loss(images, self._sed(sed))
+            self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
+            return loss
+
+        def validation_step(self, batch, batch_index):
+            images, sed = batch
+            loss = self.model.loss(images, self._sed(sed))
+            self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
+
+        def configure_optimizers(self):
+            optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,
+                                          weight_decay=self.hparams.weight_decay)
+            steps = max(1, int(self.trainer.estimated_stepping_batches))
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    return AstroPTModule
+
+
+def _best_weights_callback():
+    import lightning as L
+
+    class BestWeights(L.Callback):
+        """Keeps the per-epoch losses and, in memory, the weights of the best epoch.
+
+        Held in memory rather than in checkpoint files so that pretraining
+        writes nothing but the final model folder.
+        """
+
+        def __init__(self):
+            self.train: list[float] = []
+            self.val: list[float] = []
+            # Stays None without validation, and then the last epoch is kept.
+            self.best_state: dict[str, torch.Tensor] | None = None
+
+        def on_train_epoch_end(self, trainer, module):
+            self.train.append(float(trainer.callback_metrics["train_loss"]))
+
+        def on_validation_epoch_end(self, trainer, module):
+            loss = float(trainer.callback_metrics["val_loss"])
+            if not self.val or loss < min(self.val):
+                state = module.model.state_dict()
+                self.best_state = {name: value.detach().cpu().clone() for name, value in state.items()}
+            self.val.append(loss)
+
+    return BestWeights()
+
+
+def pretrain(
+    collection: GalaxyCollection,
+    out_dir: str | Path,
+    size: str = "tiny",
+    preprocess: PreprocessConfig | None = None,
+    patch_size: int = 8,
+    sed_columns: Sequence[str] = (),
+    max_epochs: int = 10,
+    batch_size: int = 64,
+    learning_rate: float = 3e-4,
+    weight_decay: float = 0.05,
+    validation_fraction: float = 0.1,
+    augment: bool = True,
+    num_workers: int = 0,
+    accelerator: str = "auto",
+    seed: int = 0,
+    progress: bool = False,
+    **model_options,
+) -> Path:
+    """Pretrain an AstroPT model on unlabelled galaxies and save its model folder.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        Training galaxies; labels are ignored.
+    out_dir : str or Path
+        Model folder to write (``weights.safetensors`` + ``config.json``).
+    size : str
+        A named size of :data:`~tuningfork.embeddings.astropt.MODEL_SIZES`.
+    preprocess : PreprocessConfig, optional
+        Image preprocessing; its ``output_size`` (pixels) is the model's
+        image size.  Default: 64 px, min-max normalised.
+    patch_size : int
+        Patch side in pixels; must divide the image size.
+    sed_columns : sequence of str
+        Catalog columns read as SED tokens (one per band), e.g. magnitudes.
+    max_epochs : int
+        Passes over the data.
+    batch_size : int
+        Galaxies per step.
+    learning_rate, weight_decay : float
+        AdamW settings; the learning rate decays to zero on a cosine.
+    validation_fraction : float
+        Fraction of galaxies held out to pick the best epoch (0 for none).
+    augment : bool
+        Random D4 rotations/flips of the training images.
+    num_workers : int
+        DataLoader worker processes reading and preprocessing images.
+    accelerator : str
+        Lightning accelerator (``auto``, ``cpu``, ``gpu``).
+    seed : int
+        Seed of the initial weights, the split and the augmentation.
+    progress : bool
+        Show Lightning's progress bar.
+    **model_options
+        Overrides of :class:`AstroPTConfig` fields (``embed_dim``, ``depth``...).
+
+    Returns
+    -------
+    Path
+        The model folder.
+    """
+    import lightning as L
+
+    preprocess = preprocess or PreprocessConfig(output_size=64)
+    if preprocess.output_size is None or preprocess.polar:
+        raise ConfigError("pretraining needs square images: set the preprocessing output_size and no polar transform")
+    if not 0 <= validation_fraction < 1:
+        raise ConfigError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    if len(collection) < 2:
+        raise ConfigError(f"{collection.name}: pretraining needs at least 2 galaxies, got {len(collection)}")
+    L.seed_everything(seed, workers=True, verbose=False)
+
+    bands = int(collection[0].image.shape[0])
+    sed = sed_values(collection, sed_columns) if sed_columns else None
+    center, scale = [], []
+    if sed is not None:
+        center = np.nanmedian(sed, axis=0)
+        # A robust scale, so a few catastrophic magnitudes do not squash the rest.
+        scale = 1.4826 * np.nanmedian(np.abs(sed - center), axis=0)
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        center = np.nan_to_num(center)
+        sed = ((sed - center) / scale).astype(np.float32)
+        center, scale = center.tolist(), scale.tolist()
+    config = AstroPTConfig.from_size(
+        size, bands=bands, image_size=preprocess.output_size, patch_size=patch_size,
+        sed_columns=list(sed_columns), sed_center=center, sed_scale=scale, **model_options,
+    )
+
+    rows = np.random.default_rng(seed).permutation(len(collection))
+    n_val = int(round(validation_fraction * len(collection)))
+    cache = len(collection) * bands * preprocess.output_size**2 * 4 < CACHE_BYTES
+    data = GalaxyImages(collection, preprocess, sed, cache=cache)
+
+    def loader(indices, shuffle):
+        subset = torch.utils.data.Subset(data, indices.tolist())
+        return DataLoader(subset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                          drop_last=shuffle and len(indices) > batch_size)
+
+    module = _lightning_module()(config.to_dict(), learning_rate, weight_decay, augment, seed)
+    best = _best_weights_callback()
+    trainer = L.Trainer(
+        max_epochs=max_epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+        callbacks=[best], enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+    )
+    trainer.fit(module, loader(rows[n_val:], True), loader(rows[:n_val], False) if n_val else None)
+    model = module.model.cpu().eval()
+    if best.best_state is not None:
+        model.load_state_dict(best.best_state)
+    metrics = {
+        "train_loss": best.train,
+        "val_loss": best.val,
+        "best_val_loss": min(best.val) if best.val else None,
+        "n_train": int(len(rows) - n_val),
+        "n_val": n_val,
+        "epochs": max_epochs,
+        "data": collection.name,
+    }
+    return save_astropt(model, out_dir, preprocess, metrics)

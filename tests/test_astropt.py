@@ -1,0 +1,115 @@
+"""The AstroPT patch transformer: learning, causality, SED tokens, model folders."""
+
+import json
+
+import pytest
+import torch
+
+from tuningfork.embeddings.astropt import AstroPT, AstroPTConfig, load_astropt, save_astropt
+from tuningfork.errors import ConfigError, CorruptFileError, MissingFileError, ModelError
+from tuningfork.preprocessing import PreprocessConfig
+
+torch.set_num_threads(1)
+
+
+def tiny(**overrides):
+    settings = {"bands": 2, "image_size": 16, "patch_size": 4, **overrides}
+    return AstroPTConfig.from_size("tiny", **settings)
+
+
+def test_loss_decreases_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = AstroPT(tiny())
+    images = torch.randn(8, 2, 16, 16)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = model.loss(images).item()
+    for _ in range(40):
+        loss = model.loss(images)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert model.loss(images).item() < 0.7 * first
+
+
+def test_prediction_is_causal():
+    torch.manual_seed(0)
+    model = AstroPT(tiny()).eval()
+    images = torch.randn(2, 2, 16, 16)
+    changed = images.clone()
+    changed[:, :, :4, :4] += 5.0  # a corner patch: read late in the spiral
+    with torch.no_grad():
+        before, after = model.hidden_states(images), model.hidden_states(changed)
+    moved = (before - after).abs().amax(dim=(0, 2))
+    first_changed = int(torch.nonzero(moved > 1e-6)[0])
+    assert first_changed > 0
+    assert torch.all(moved[:first_changed] == 0)
+
+
+def test_sed_tokens_change_the_embedding_and_missing_bands_are_allowed():
+    torch.manual_seed(0)
+    model = AstroPT(tiny(sed_columns=["mag_g", "mag_r"])).eval()
+    images = torch.randn(3, 2, 16, 16)
+    sed = torch.zeros(3, 2)
+    with torch.no_grad():
+        base = model.embed(images, sed)
+        shifted = model.embed(images, sed + 1.0)
+        missing = model.embed(images, torch.tensor([[float("nan"), 0.0]] * 3))
+        loss = model.loss(images, torch.tensor([[float("nan"), 0.0]] * 3))
+    assert base.shape == (3, 32)
+    assert (base - shifted).abs().max() > 1e-4
+    assert torch.isfinite(missing).all() and torch.isfinite(loss)
+
+
+def test_sed_model_without_sed_is_a_clear_error():
+    model = AstroPT(tiny(sed_columns=["mag_g"]))
+    with pytest.raises(ConfigError, match="trained with SED columns \\['mag_g'\\]"):
+        model.embed(torch.zeros(1, 2, 16, 16))
+
+
+def test_wrong_image_size_is_a_clear_error():
+    with pytest.raises(ConfigError, match="set the preprocessing resize to 16 px"):
+        AstroPT(tiny()).embed(torch.zeros(1, 2, 32, 32))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [({"patch_size": 5}, "does not divide image size"), ({"heads": 3}, "heads do not divide"),
+     ({"order": "zigzag"}, "patch order 'zigzag'")],
+)
+def test_inconsistent_config_is_a_clear_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny(**overrides)
+
+
+def test_unknown_size_is_a_clear_error():
+    with pytest.raises(ConfigError, match="size 'huge' is unknown"):
+        AstroPTConfig.from_size("huge")
+
+
+def test_model_folder_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = AstroPT(tiny(sed_columns=["g"], sed_center=[20.0], sed_scale=[2.0])).eval()
+    preprocess = PreprocessConfig(output_size=16)
+    folder = save_astropt(model, tmp_path / "model", preprocess, {"train_loss": [1.0]})
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "astropt" and "torch" in config["versions"]
+    loaded, loaded_preprocess, _ = load_astropt(folder)
+    assert loaded_preprocess == preprocess
+    images, sed = torch.randn(2, 2, 16, 16), torch.randn(2, 1)
+    with torch.no_grad():
+        assert torch.equal(model.embed(images, sed), loaded.embed(images, sed))
+
+
+def test_broken_model_folders_are_clear_errors(tmp_path):
+    with pytest.raises(MissingFileError, match="config.json: model file not found"):
+        load_astropt(tmp_path)
+    folder = save_astropt(AstroPT(tiny()), tmp_path / "model", PreprocessConfig(output_size=16), {})
+    (folder / "config.json").write_text("{broken")
+    with pytest.raises(CorruptFileError, match="config.json: not valid JSON"):
+        load_astropt(folder)
+    save_astropt(AstroPT(tiny(embed_dim=64)), folder, PreprocessConfig(output_size=16), {})
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["embed_dim"] = 32
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="weights do not match the architecture"):
+        load_astropt(folder)

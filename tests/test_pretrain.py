@@ -1,0 +1,57 @@
+"""Pretraining loop: runs end to end, learns, saves a usable model folder."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tuningfork.data import GalaxyCollection
+from tuningfork.embeddings.astropt import load_astropt
+from tuningfork.embeddings.pretrain import pretrain, sed_values
+from tuningfork.errors import ConfigError, MissingColumnError
+from tuningfork.preprocessing import PreprocessConfig
+from tuningfork.simulation import simulate
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def galaxies():
+    sample = simulate(40, size=32, bands=("g", "r"), seed=3, workers=1)
+    return GalaxyCollection.from_arrays(sample.images, sample.catalog)
+
+
+def test_pretrain_learns_and_saves_a_model_folder(galaxies, tmp_path):
+    folder = pretrain(
+        galaxies, tmp_path / "astropt", preprocess=PreprocessConfig(output_size=16), patch_size=4,
+        sed_columns=["flux_g", "flux_r"], max_epochs=4, batch_size=8, learning_rate=3e-3, seed=0,
+        accelerator="cpu",
+    )
+    config = json.loads((folder / "config.json").read_text())
+    losses = config["metrics"]["train_loss"]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert config["metrics"]["best_val_loss"] == min(config["metrics"]["val_loss"])
+    model, preprocess, _ = load_astropt(folder)
+    assert preprocess.output_size == 16
+    assert model.config.sed_columns == ["flux_g", "flux_r"]
+    assert np.isfinite(model.config.sed_center).all() and np.all(np.array(model.config.sed_scale) > 0)
+
+
+def test_sed_values_turn_masked_entries_into_nan():
+    from astropy.table import MaskedColumn, Table
+
+    catalog = Table({"id": ["a", "b"], "mag": MaskedColumn([20.0, 21.0], mask=[False, True])})
+    collection = GalaxyCollection.from_arrays(np.zeros((2, 1, 8, 8), dtype=np.float32), catalog)
+    values = sed_values(collection, ["mag"])
+    assert values[0, 0] == 20.0 and np.isnan(values[1, 0])
+    with pytest.raises(MissingColumnError, match="no column 'flux_z'"):
+        sed_values(collection, ["flux_z"])
+
+
+def test_bad_settings_are_clear_errors(galaxies, tmp_path):
+    with pytest.raises(ConfigError, match="set the preprocessing output_size"):
+        pretrain(galaxies, tmp_path / "m", preprocess=PreprocessConfig(output_size=None))
+    with pytest.raises(ConfigError, match="validation_fraction must be in"):
+        pretrain(galaxies, tmp_path / "m", validation_fraction=1.5)
+    assert not (tmp_path / "m").exists()
