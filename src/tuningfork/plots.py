@@ -175,19 +175,17 @@ def preview_collection(
     from .errors import MissingColumnError
     from .preprocessing import PreprocessConfig, Preprocessor
 
-    from .preprocessing import estimate_background
+    from .preprocessing import typical_noise
 
     if len(collection) == 0:
         from .errors import EmptyCatalogError
 
         raise EmptyCatalogError(getattr(collection, "source", "collection"))
-    # Soften the arcsinh at a few times the sky noise of a typical galaxy, as
-    # Lupton et al. (2004) suggest: faint outskirts show, noise stays dark.
-    _, noise = estimate_background(collection[0].image)
-    softening = float(np.nanmedian(noise)) * 3.0
+    # Soften the arcsinh at a few times the sky noise (Lupton et al. 2004):
+    # faint outskirts show while the noise stays dark.
     config = PreprocessConfig(output_size=size, stretch=stretch, normalisation="minmax",
                               subtract_background=True,
-                              stretch_softening=softening if softening > 0 else 1.0)
+                              stretch_softening=3.0 * typical_noise(collection))
     preprocess = Preprocessor(config)
     rng = np.random.default_rng(seed)
     catalog = collection.catalog

@@ -55,6 +55,9 @@ class SearchSettings:
         Links per node of the HNSW graph (HNSW only).
     ef_search : int
         HNSW candidate list length per query; more is slower and closer to exact.
+    recall_at_10 : float
+        Measured recall of an approximate index against exact search (1 for
+        an exact index), on a sample of the indexed vectors as queries.
     """
 
     kind: str = "flat"
@@ -63,6 +66,7 @@ class SearchSettings:
     nprobe: int = 16
     hnsw_neighbors: int = 32
     ef_search: int = 64
+    recall_at_10: float = 1.0
 
 
 class SimilarityIndex:
@@ -98,6 +102,7 @@ class SimilarityIndex:
         nprobe: int = 16,
         hnsw_neighbors: int = 32,
         ef_search: int = 64,
+        recall_queries: int = 200,
         seed: int = 0,
     ) -> SimilarityIndex:
         """Build an index over a set of embeddings.
@@ -118,8 +123,11 @@ class SimilarityIndex:
             vectors per cell as faiss recommends.
         nprobe, hnsw_neighbors, ef_search : int
             See :class:`SearchSettings`.
+        recall_queries : int
+            Stored vectors used as queries to measure the recall of an
+            approximate index against exact search (0 to skip).
         seed : int
-            Seed of the IVF k-means.
+            Seed of the IVF k-means and of the recall queries.
 
         Returns
         -------
@@ -151,7 +159,12 @@ class SimilarityIndex:
             index.cp.seed = seed
             index.train(vectors)
         index.add(vectors)
-        return cls(index, embeddings, settings)
+        built = cls(index, embeddings, settings)
+        if kind != "flat" and recall_queries:
+            rows = np.random.default_rng(seed).choice(count, size=min(recall_queries, count), replace=False)
+            exact = cls.build(embeddings, kind="flat", metric=metric)
+            settings.recall_at_10 = recall_at_k(built, exact, embeddings.vectors[np.sort(rows)], k=10)
+        return built
 
     def _apply_search_settings(self) -> None:
         if self.settings.kind == "ivf":
@@ -282,7 +295,7 @@ class SimilarityIndex:
 
         path = Path(path) if path is not None else index_path_for(embeddings.path)
         if not path.is_file() or not _sidecar(path).is_file():
-            raise MissingFileError(path, "similarity index (build it with 'tuningfork similar --build')")
+            raise MissingFileError(path, "similarity index")
         try:
             sidecar = json.loads(_sidecar(path).read_text())
             index = faiss.read_index(str(path))
@@ -296,7 +309,7 @@ class SimilarityIndex:
             raise InputFileError(
                 path,
                 f"index was built on other embeddings (fingerprint {sidecar.get('fingerprint')}, "
-                f"{embeddings.path or 'these embeddings'} have {embeddings.fingerprint}); rebuild it",
+                f"{embeddings.path or 'these embeddings'} have {embeddings.fingerprint}); rebuild it (--rebuild)",
             )
         known = {name for name in SearchSettings.__dataclass_fields__}
         settings = SearchSettings(**{key: value for key, value in sidecar.items() if key in known})
@@ -333,3 +346,30 @@ def recall_at_k(approximate: SimilarityIndex, exact: SimilarityIndex, queries: n
     _, truth = exact.search(queries, k)
     hits = [len(set(a[a >= 0]) & set(t[t >= 0])) / max(1, int((t >= 0).sum())) for a, t in zip(found, truth)]
     return float(np.mean(hits))
+
+
+def open_or_build_index(embeddings: EmbeddingSet, rebuild: bool = False, **build_options) -> SimilarityIndex:
+    """Reopen the index saved beside the embeddings, or build and save one.
+
+    Parameters
+    ----------
+    embeddings : EmbeddingSet
+        Embeddings read from a file.
+    rebuild : bool
+        Build a new index even if one is saved (e.g. after re-embedding).
+    **build_options
+        Passed to :meth:`SimilarityIndex.build` when building.
+
+    Returns
+    -------
+    SimilarityIndex
+        A saved index that matches ``embeddings``; an index saved from other
+        embeddings is an error unless ``rebuild`` is set.
+    """
+    if embeddings.path is None:
+        raise ConfigError("the embeddings were not read from a file, so there is nowhere to keep their index")
+    if not rebuild and index_path_for(embeddings.path).is_file():
+        return SimilarityIndex.load(embeddings)
+    index = SimilarityIndex.build(embeddings, **build_options)
+    index.save()
+    return index

@@ -16,7 +16,7 @@ from .augment import (
     d4_inverse,
     random_d4,
 )
-from .background import estimate_background, subtract_background
+from .background import estimate_background, subtract_background, typical_noise
 from .config import PreprocessConfig
 from .geometry import center_crop, resize
 from .nonfinite import band_medians, fill_masked, fill_nonfinite, nonfinite_mask
@@ -53,4 +53,5 @@ __all__ = [
     "stretch",
     "subtract_background",
     "to_polar",
+    "typical_noise",
 ]
