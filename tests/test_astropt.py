@@ -73,8 +73,11 @@ def test_wrong_image_size_is_a_clear_error():
 
 @pytest.mark.parametrize(
     "overrides, message",
-    [({"patch_size": 5}, "does not divide image size"), ({"heads": 3}, "heads do not divide"),
-     ({"order": "zigzag"}, "patch order 'zigzag'")],
+    [
+        ({"patch_size": 5}, "does not divide image size"),
+        ({"heads": 3}, "heads do not divide"),
+        ({"order": "zigzag"}, "patch order 'zigzag'"),
+    ],
 )
 def test_inconsistent_config_is_a_clear_error(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -10,7 +10,13 @@ from safetensors.torch import save_file
 
 from tuningfork.data import GalaxyCollection
 from tuningfork.embeddings.astropt import AstroPT, AstroPTConfig, save_astropt
-from tuningfork.embeddings.embed import AstroPTEncoder, TimmEncoder, embed_arrays, extract_embeddings, load_encoder
+from tuningfork.embeddings.embed import (
+    AstroPTEncoder,
+    TimmEncoder,
+    embed_arrays,
+    extract_embeddings,
+    load_encoder,
+)
 from tuningfork.errors import ConfigError, MissingFileError, ModelError, UnsupportedFormatError
 from tuningfork.preprocessing import PreprocessConfig
 
@@ -27,26 +33,36 @@ def blobs(count=10, size=24, seed=0):
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[:size, :size] - size / 2
     widths = rng.uniform(1.5, 5, count)
-    images = np.exp(-(x**2 + y**2)[None] / (2 * widths[:, None, None] ** 2)) + 0.01 * rng.normal(size=(count, size, size))
+    images = np.exp(-(x**2 + y**2)[None] / (2 * widths[:, None, None] ** 2)) + 0.01 * rng.normal(
+        size=(count, size, size)
+    )
     return images[:, None].astype(np.float32)
 
 
 def test_extraction_in_batches_matches_one_pass(tmp_path):
     encoder = load_encoder(astropt_folder(tmp_path / "model"), device="cpu")
-    collection = GalaxyCollection.from_arrays(blobs(10), Table({"id": [f"b{i}" for i in range(10)]}))
+    collection = GalaxyCollection.from_arrays(
+        blobs(10), Table({"id": [f"b{i}" for i in range(10)]})
+    )
     embeddings = extract_embeddings(collection, encoder, tmp_path / "emb.parquet", batch_size=3)
     assert embeddings.ids == [f"b{i}" for i in range(10)]
     assert embeddings.vectors.shape == (10, 32) and embeddings.vectors.dtype == np.float32
-    np.testing.assert_allclose(embeddings.vectors, embed_arrays(encoder, blobs(10)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        embeddings.vectors, embed_arrays(encoder, blobs(10)), rtol=1e-4, atol=1e-5
+    )
     assert embeddings.metadata["encoder"].startswith("astropt:")
     assert pq.read_table(tmp_path / "emb.parquet").num_rows == 10
 
 
 def test_sed_columns_come_from_the_catalog(tmp_path):
-    folder = astropt_folder(tmp_path / "model", sed_columns=["mag_r"], sed_center=[20.0], sed_scale=[1.0])
+    folder = astropt_folder(
+        tmp_path / "model", sed_columns=["mag_r"], sed_center=[20.0], sed_scale=[1.0]
+    )
     encoder = load_encoder(folder, device="cpu")
     images = np.repeat(blobs(1), 2, axis=0)
-    collection = GalaxyCollection.from_arrays(images, Table({"id": ["bright", "faint"], "mag_r": [18.0, 23.0]}))
+    collection = GalaxyCollection.from_arrays(
+        images, Table({"id": ["bright", "faint"], "mag_r": [18.0, 23.0]})
+    )
     vectors = extract_embeddings(collection, encoder, tmp_path / "emb.parquet").vectors
     assert np.abs(vectors[0] - vectors[1]).max() > 1e-4  # same pixels, different SED
 
@@ -55,7 +71,9 @@ def test_timm_backbone_with_local_weights(tmp_path):
     torch.manual_seed(0)
     weights = tmp_path / "resnet.safetensors"
     backbone = timm.create_model("test_resnet", pretrained=False)
-    save_file({name: value.contiguous() for name, value in backbone.state_dict().items()}, str(weights))
+    save_file(
+        {name: value.contiguous() for name, value in backbone.state_dict().items()}, str(weights)
+    )
     encoder = load_encoder("timm:test_resnet", weights=weights, bands=1, device="cpu")
     assert isinstance(encoder, TimmEncoder) and encoder.dim == backbone.num_features
     encoder.preprocess = PreprocessConfig(output_size=32)  # small images keep the test fast
@@ -67,13 +85,19 @@ def test_timm_backbone_with_local_weights(tmp_path):
 def test_encode_raw_preprocesses_a_single_image(tmp_path):
     encoder = load_encoder(astropt_folder(tmp_path / "model"), device="cpu")
     image = blobs(1)[0]
-    np.testing.assert_allclose(encoder.encode_raw(image), embed_arrays(encoder, image[None])[0], rtol=1e-5)
+    np.testing.assert_allclose(
+        encoder.encode_raw(image), embed_arrays(encoder, image[None])[0], rtol=1e-5
+    )
 
 
 def test_real_galaxies_embed(shared_data, tmp_path):
-    collection = GalaxyCollection.open(shared_data / "gz2-spirals" / "catalog.csv").subset(np.arange(6))
+    collection = GalaxyCollection.open(shared_data / "gz2-spirals" / "catalog.csv").subset(
+        np.arange(6)
+    )
     config = AstroPTConfig.from_size("tiny", bands=3, image_size=32, patch_size=8)
-    encoder = AstroPTEncoder(AstroPT(config), PreprocessConfig(crop_pixels=208, output_size=32), device="cpu")
+    encoder = AstroPTEncoder(
+        AstroPT(config), PreprocessConfig(crop_pixels=208, output_size=32), device="cpu"
+    )
     embeddings = extract_embeddings(collection, encoder, tmp_path / "gz2.parquet", batch_size=4)
     assert embeddings.ids == collection.ids
     assert np.isfinite(embeddings.vectors).all()
@@ -90,12 +114,16 @@ def test_bad_encoders_are_clear_errors(tmp_path):
     with pytest.raises(ModelError, match="junk.pth: not usable weights"):
         load_encoder("timm:test_resnet", weights=tmp_path / "junk.pth")
     model = AstroPT(AstroPTConfig.from_size("tiny", bands=1, image_size=16, patch_size=4))
-    with pytest.raises(ModelError, match="output_size 64 px differs from the model's image size 16 px"):
+    with pytest.raises(
+        ModelError, match="output_size 64 px differs from the model's image size 16 px"
+    ):
         AstroPTEncoder(model, PreprocessConfig(output_size=64))
 
 
 def test_output_must_be_parquet(tmp_path):
     encoder = load_encoder(astropt_folder(tmp_path / "model"), device="cpu")
     collection = GalaxyCollection.from_arrays(blobs(2))
-    with pytest.raises(UnsupportedFormatError, match="emb.csv: embeddings output must end in .parquet"):
+    with pytest.raises(
+        UnsupportedFormatError, match="emb.csv: embeddings output must end in .parquet"
+    ):
         extract_embeddings(collection, encoder, tmp_path / "emb.csv")

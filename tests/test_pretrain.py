@@ -24,8 +24,15 @@ def galaxies():
 
 def test_pretrain_learns_and_saves_a_model_folder(galaxies, tmp_path):
     folder = pretrain(
-        galaxies, tmp_path / "astropt", preprocess=PreprocessConfig(output_size=16), patch_size=4,
-        sed_columns=["flux_g", "flux_r"], max_epochs=4, batch_size=8, learning_rate=3e-3, seed=0,
+        galaxies,
+        tmp_path / "astropt",
+        preprocess=PreprocessConfig(output_size=16),
+        patch_size=4,
+        sed_columns=["flux_g", "flux_r"],
+        max_epochs=4,
+        batch_size=8,
+        learning_rate=3e-3,
+        seed=0,
         accelerator="cpu",
     )
     config = json.loads((folder / "config.json").read_text())
@@ -35,7 +42,9 @@ def test_pretrain_learns_and_saves_a_model_folder(galaxies, tmp_path):
     model, preprocess, _ = load_astropt(folder)
     assert preprocess.output_size == 16
     assert model.config.sed_columns == ["flux_g", "flux_r"]
-    assert np.isfinite(model.config.sed_center).all() and np.all(np.array(model.config.sed_scale) > 0)
+    assert np.isfinite(model.config.sed_center).all() and np.all(
+        np.array(model.config.sed_scale) > 0
+    )
 
 
 def test_sed_values_turn_masked_entries_into_nan():

@@ -198,7 +198,8 @@ def test_png_grey_rgba_and_16_bit(tmp_path):
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.png")
     image = read_image(tmp_path / "rgba.png")
     assert image.shape == (3, 20, 30)
-    np.testing.assert_allclose(image[:, 0, 0], [1.0, 0.0, 0.0])
+    # Red is the reddest band, so it comes last (bands run blue to red).
+    np.testing.assert_allclose(image[:, 0, 0], [0.0, 0.0, 1.0])
 
     deep = np.full((10, 12), 65535, dtype=np.uint16)
     deep[0, 0] = 0

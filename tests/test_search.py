@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from tuningfork.embeddings.search import SimilarityIndex, index_path_for, open_or_build_index, recall_at_k
+from tuningfork.embeddings.search import (
+    SimilarityIndex,
+    index_path_for,
+    open_or_build_index,
+    recall_at_k,
+)
 from tuningfork.embeddings.store import EmbeddingSet, EmbeddingWriter, load_embeddings
 from tuningfork.errors import ConfigError, InputFileError, MissingFileError
 
@@ -18,7 +23,9 @@ def clustered(count=2000, dim=16, clusters=20, seed=0):
 def write_embeddings(path, embeddings, batch=300):
     with EmbeddingWriter(path, len(embeddings), embeddings.dim, {"encoder": "test"}) as writer:
         for start in range(0, len(embeddings), batch):
-            writer.write(embeddings.ids[start:start + batch], embeddings.vectors[start:start + batch])
+            writer.write(
+                embeddings.ids[start : start + batch], embeddings.vectors[start : start + batch]
+            )
     return load_embeddings(path)
 
 

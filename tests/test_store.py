@@ -28,18 +28,17 @@ def test_failed_run_keeps_the_earlier_output(tmp_path):
     path = tmp_path / "emb.parquet"
     with EmbeddingWriter(path, 2, 2, {}) as writer:
         writer.write(["a", "b"], np.ones((2, 2)))
-    with pytest.raises(RuntimeError):
-        with EmbeddingWriter(path, 2, 2, {}) as writer:
-            writer.write(["c"], np.zeros((1, 2)))
-            raise RuntimeError("encoder crashed")
+    with pytest.raises(RuntimeError), EmbeddingWriter(path, 2, 2, {}) as writer:
+        writer.write(["c"], np.zeros((1, 2)))
+        raise RuntimeError("encoder crashed")
     assert load_embeddings(path).ids == ["a", "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npy", "emb.parquet"]
 
 
 def test_incomplete_writing_is_an_error(tmp_path):
-    with pytest.raises(InputFileError, match="only 1 of 2 embeddings"):
-        with EmbeddingWriter(tmp_path / "emb.parquet", 2, 2, {}) as writer:
-            writer.write(["a"], np.ones((1, 2)))
+    writer = EmbeddingWriter(tmp_path / "emb.parquet", 2, 2, {})
+    with pytest.raises(InputFileError, match="only 1 of 2 embeddings"), writer:
+        writer.write(["a"], np.ones((1, 2)))
     assert not (tmp_path / "emb.parquet").exists()
 
 

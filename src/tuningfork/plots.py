@@ -15,12 +15,27 @@ import numpy as np
 from .data.writers import atomic_path
 
 
+def bands_to_rgb(image: np.ndarray) -> np.ndarray:
+    """Map (bands, H, W), bands ordered blue to red, to (3, H, W) red first.
+
+    One band becomes grey; two bands fill red and blue with their mean as
+    green; of three or more, the reddest three are used (i, r, g of
+    g, r, i, z as red, green, blue, as in SDSS composites).
+    """
+    array = np.asarray(image, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[None]
+    if array.shape[0] >= 3:
+        return array[-3:][::-1]
+    if array.shape[0] == 2:
+        return np.stack([array[1], array.mean(axis=0), array[0]])
+    return np.repeat(array, 3, axis=0)
+
+
 def display_rgb(image: np.ndarray, softening: float = 0.02, clip_percentile: float = 99.5) -> np.ndarray:
     """Turn a (bands, H, W) image into an (H, W, 3) array in [0, 1] for display.
 
-    One band is shown in grey, three or more as RGB of the last three bands in
-    the order given, reddest last (so g, r, i maps to B, G, R as in SDSS
-    composites).  Pixels are scaled by a per-image percentile and stretched
+    Bands are mapped to colours by :func:`bands_to_rgb`.  Pixels are scaled by a per-image percentile and stretched
     with an arcsinh, which shows faint outskirts without saturating cores.
 
     Parameters
@@ -38,15 +53,7 @@ def display_rgb(image: np.ndarray, softening: float = 0.02, clip_percentile: flo
     ndarray
         float32 (H, W, 3) in [0, 1]; non-finite pixels are black.
     """
-    array = np.asarray(image, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[None]
-    if array.shape[0] >= 3:
-        rgb = array[-3:][::-1]
-    elif array.shape[0] == 2:
-        rgb = np.stack([array[1], array.mean(axis=0), array[0]])
-    else:
-        rgb = np.repeat(array, 3, axis=0)
+    rgb = bands_to_rgb(image)
     finite = np.isfinite(rgb)
     if not finite.any():
         return np.zeros(rgb.shape[1:] + (3,), dtype=np.float32)
@@ -116,16 +123,10 @@ def mosaic(
             continue
         image = np.asarray(images[index], dtype=np.float32)
         if already_scaled:
-            shown = np.clip(np.nan_to_num(image), 0, 1)
-            shown = np.moveaxis(shown, 0, -1) if shown.ndim == 3 else shown
-            if shown.ndim == 3 and shown.shape[-1] == 1:
-                shown = shown[..., 0]
-            if shown.ndim == 3 and shown.shape[-1] > 3:
-                shown = shown[..., -3:][..., ::-1]
+            shown = np.moveaxis(np.clip(np.nan_to_num(bands_to_rgb(image)), 0, 1), 0, -1)
         else:
             shown = display_rgb(image)
-        axis.imshow(shown, origin="lower", cmap="gray" if shown.ndim == 2 else None,
-                    interpolation="nearest")
+        axis.imshow(shown, origin="lower", interpolation="nearest")
         if titles is not None:
             axis.set_title(str(titles[index]), fontsize=7)
     if suptitle:

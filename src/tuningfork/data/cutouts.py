@@ -96,7 +96,7 @@ def load_hubble_deep_field() -> tuple[np.ndarray, None]:
     Returns
     -------
     image : ndarray
-        float32 (3, 872, 1000), the R, G, B channels of the 8-bit composite
+        float32 (3, 872, 1000), the B, G, R channels (blue to red, as tuningfork orders bands) of the 8-bit composite
         scaled to [0, 1].
     wcs : None
         The image carries no WCS; returned so the pair mirrors

@@ -195,7 +195,8 @@ def to_bands_first(
     ----------
     pixels : ndarray
         2-D ``(H, W)``, bands-first ``(B, H, W)`` or channels-last ``(H, W, C)``
-        with C <= 4 < H.  ``uint8`` and ``uint16`` values are display values
+        with C <= 4 < H.  Channels-last RGB is reordered to (B, G, R) so that
+        bands always run from blue to red.  ``uint8`` and ``uint16`` values are display values
         and are scaled to [0, 1]; other dtypes keep their values.
     source : str or Path
         File (or file plus index) named in error messages.
@@ -221,6 +222,11 @@ def to_bands_first(
     elif array.ndim == 3:
         if array.shape[-1] <= _MAX_TRAILING_CHANNELS < array.shape[0]:
             array = np.moveaxis(array, -1, 0)
+            if array.shape[0] == 3:
+                # Channels-last RGB is display order (red first); tuningfork
+                # orders bands from blue to red like a FITS cube, so an SDSS
+                # gri composite reads as (g, r, i).
+                array = array[::-1]
     else:
         raise ImageShapeError(
             source, f"image has {array.ndim} dimensions {array.shape}; expected 2-D or 3-D"

@@ -79,8 +79,9 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     path : str or Path
         Output file.
     image : ndarray
-        (H, W), (1, H, W), (3, H, W) or (H, W, 3) with values in [0, 1]; values
-        outside are clipped, non-finite values become 0.
+        (H, W), (1, H, W), (3, H, W) bands-first from blue to red, or (H, W, 3)
+        RGB, with values in [0, 1]; values outside are clipped, non-finite
+        values become 0.
 
     Returns
     -------
@@ -91,7 +92,8 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
 
     array = np.asarray(image, dtype=np.float32)
     if array.ndim == 3 and array.shape[0] in (1, 3):
-        array = np.moveaxis(array, 0, -1)
+        # Bands run blue to red; PNG channels are red first.
+        array = np.moveaxis(array[::-1], 0, -1)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     array = np.nan_to_num(array, nan=0.0, posinf=1.0, neginf=0.0)

@@ -12,7 +12,14 @@
 """
 
 from .astropt import MODEL_SIZES, AstroPT, AstroPTConfig, load_astropt, save_astropt
-from .embed import AstroPTEncoder, Encoder, TimmEncoder, embed_arrays, extract_embeddings, load_encoder
+from .embed import (
+    AstroPTEncoder,
+    Encoder,
+    TimmEncoder,
+    embed_arrays,
+    extract_embeddings,
+    load_encoder,
+)
 from .outliers import outlier_scores
 from .patches import image_to_patches, patch_order, patches_to_image
 from .pretrain import pretrain

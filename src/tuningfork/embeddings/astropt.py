@@ -81,10 +81,13 @@ class AstroPTConfig:
     def __post_init__(self):
         if self.image_size % self.patch_size:
             raise ConfigError(
-                f"AstroPT config: patch size {self.patch_size} px does not divide image size {self.image_size} px"
+                f"AstroPT config: patch size {self.patch_size} px does not divide "
+                f"image size {self.image_size} px"
             )
         if self.embed_dim % self.heads:
-            raise ConfigError(f"AstroPT config: {self.heads} heads do not divide embed_dim {self.embed_dim}")
+            raise ConfigError(
+                f"AstroPT config: {self.heads} heads do not divide embed_dim {self.embed_dim}"
+            )
         if self.order not in PATCH_ORDERS:
             raise ConfigError(f"AstroPT config: patch order '{self.order}' is unknown")
         if self.sed_center and len(self.sed_center) != len(self.sed_columns):
@@ -96,7 +99,9 @@ class AstroPTConfig:
     def from_size(cls, size: str, **overrides) -> AstroPTConfig:
         """Build a config from a named size in :data:`MODEL_SIZES` plus overrides."""
         if size not in MODEL_SIZES:
-            raise ConfigError(f"AstroPT size '{size}' is unknown (choose one of {', '.join(MODEL_SIZES)})")
+            raise ConfigError(
+                f"AstroPT size '{size}' is unknown (choose one of {', '.join(MODEL_SIZES)})"
+            )
         return cls(**{**MODEL_SIZES[size], **overrides})
 
     @property
@@ -145,8 +150,13 @@ class AstroPT(nn.Module):
         self.position = nn.Parameter(torch.zeros(1, config.n_patches + n_sed, dim))
         self.modality = nn.Embedding(2, dim)
         layer = nn.TransformerEncoderLayer(
-            dim, config.heads, int(dim * config.mlp_ratio), config.dropout,
-            activation="gelu", batch_first=True, norm_first=True,
+            dim,
+            config.heads,
+            int(dim * config.mlp_ratio),
+            config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.blocks = nn.TransformerEncoder(layer, config.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
@@ -158,16 +168,25 @@ class AstroPT(nn.Module):
         expected = (self.config.bands, self.config.image_size, self.config.image_size)
         if images.ndim != 4 or tuple(images.shape[1:]) != expected:
             raise ConfigError(
-                f"AstroPT expects images of shape (batch, {expected[0]}, {expected[1]}, {expected[2]}), "
+                f"AstroPT expects images of shape (batch, {expected[0]}, {expected[1]}, "
+                f"{expected[2]}), "
                 f"got {tuple(images.shape)}; set the preprocessing resize to {expected[1]} px"
             )
         n_sed = len(self.config.sed_columns)
         if n_sed and sed is None:
-            raise ConfigError(f"AstroPT model was trained with SED columns {self.config.sed_columns}; pass sed values")
+            raise ConfigError(
+                f"AstroPT model was trained with SED columns {self.config.sed_columns}; "
+                "pass sed values"
+            )
         if sed is not None and (sed.ndim != 2 or sed.shape != (images.shape[0], n_sed)):
-            raise ConfigError(f"AstroPT expects SED values of shape ({images.shape[0]}, {n_sed}), got {tuple(sed.shape)}")
+            raise ConfigError(
+                f"AstroPT expects SED values of shape ({images.shape[0]}, {n_sed}), "
+                f"got {tuple(sed.shape)}"
+            )
 
-    def tokens(self, images: torch.Tensor, sed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def tokens(
+        self, images: torch.Tensor, sed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch (and SED) targets of a batch, in reading order.
 
         Parameters
@@ -210,14 +229,20 @@ class AstroPT(nn.Module):
         if len(self.config.sed_columns):
             present = torch.isfinite(sed)
             values = torch.nan_to_num(sed, nan=0.0).unsqueeze(-1)
-            sed_tokens = torch.where(present.unsqueeze(-1), self.sed_embed(values), self.sed_missing)
+            sed_tokens = torch.where(
+                present.unsqueeze(-1), self.sed_embed(values), self.sed_missing
+            )
             parts.append(sed_tokens + self.modality.weight[1])
         sequence = torch.cat(parts, dim=1) + self.position
         length = sequence.shape[1]
-        causal = nn.Transformer.generate_square_subsequent_mask(length, device=sequence.device, dtype=sequence.dtype)
+        causal = nn.Transformer.generate_square_subsequent_mask(
+            length, device=sequence.device, dtype=sequence.dtype
+        )
         return self.norm(self.blocks(sequence, mask=causal, is_causal=True))
 
-    def loss(self, images: torch.Tensor, sed: torch.Tensor | None = None, huber_delta: float = 1.0) -> torch.Tensor:
+    def loss(
+        self, images: torch.Tensor, sed: torch.Tensor | None = None, huber_delta: float = 1.0
+    ) -> torch.Tensor:
         """Next-token prediction loss (Huber) of a batch.
 
         Every token but the first is predicted from the tokens before it:
@@ -249,7 +274,9 @@ class AstroPT(nn.Module):
             predicted_sed = self.sed_head(hidden[:, n_patches - 1 : -1]).squeeze(-1)
             present = torch.isfinite(sed)
             if present.any():
-                sed_loss = nn.functional.huber_loss(predicted_sed[present], sed[present], delta=huber_delta)
+                sed_loss = nn.functional.huber_loss(
+                    predicted_sed[present], sed[present], delta=huber_delta
+                )
                 loss = loss + sed_loss
         return loss
 
@@ -298,11 +325,17 @@ def package_versions() -> dict[str, str]:
 
     from .. import __version__
 
-    return {"tuningfork": __version__, "torch": torch.__version__, "lightning": lightning.__version__,
-            "numpy": numpy.__version__}
+    return {
+        "tuningfork": __version__,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "numpy": numpy.__version__,
+    }
 
 
-def save_astropt(model: AstroPT, folder: str | Path, preprocess: PreprocessConfig, metrics: dict) -> Path:
+def save_astropt(
+    model: AstroPT, folder: str | Path, preprocess: PreprocessConfig, metrics: dict
+) -> Path:
     """Save a model folder: ``weights.safetensors`` and ``config.json``.
 
     Parameters
@@ -367,9 +400,13 @@ def load_astropt(folder: str | Path) -> tuple[AstroPT, PreprocessConfig, dict]:
     try:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
-        raise CorruptFileError(config_path, f"not valid JSON ({error.msg}, line {error.lineno})") from error
+        raise CorruptFileError(
+            config_path, f"not valid JSON ({error.msg}, line {error.lineno})"
+        ) from error
     if config.get("architecture") != ARCHITECTURE:
-        raise ModelError(f"{folder}: architecture is '{config.get('architecture')}', not '{ARCHITECTURE}'")
+        raise ModelError(
+            f"{folder}: architecture is '{config.get('architecture')}', not '{ARCHITECTURE}'"
+        )
     model = AstroPT(AstroPTConfig.from_dict(config["model"]))
     try:
         state = load_file(str(weights_path))
@@ -378,5 +415,7 @@ def load_astropt(folder: str | Path) -> tuple[AstroPT, PreprocessConfig, dict]:
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise ModelError(f"{weights_path}: weights do not match the architecture in config.json") from error
+        raise ModelError(
+            f"{weights_path}: weights do not match the architecture in config.json"
+        ) from error
     return model.eval(), PreprocessConfig.from_dict(config["preprocessing"]), config

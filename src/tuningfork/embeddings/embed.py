@@ -73,8 +73,12 @@ class Encoder(ABC):
 
     def describe(self) -> dict:
         """What made the embeddings, stored in their Parquet metadata."""
-        return {"encoder": self.name, "dim": self.dim, "preprocessing": self.preprocess.to_dict(),
-                "sed_columns": list(self.sed_columns)}
+        return {
+            "encoder": self.name,
+            "dim": self.dim,
+            "preprocessing": self.preprocess.to_dict(),
+            "sed_columns": list(self.sed_columns),
+        }
 
     def encode_raw(self, image: np.ndarray, sed: np.ndarray | None = None) -> np.ndarray:
         """Preprocess and embed one raw (bands, H, W) image, e.g. a new query file.
@@ -105,8 +109,14 @@ class TorchEncoder(Encoder):
         ``auto``, ``cpu``, ``cuda``...
     """
 
-    def __init__(self, name: str, module: torch.nn.Module, dim: int, preprocess: PreprocessConfig,
-                 device: str = "auto"):
+    def __init__(
+        self,
+        name: str,
+        module: torch.nn.Module,
+        dim: int,
+        preprocess: PreprocessConfig,
+        device: str = "auto",
+    ):
         self.name, self.dim, self.preprocess = name, int(dim), preprocess
         self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
@@ -116,7 +126,11 @@ class TorchEncoder(Encoder):
 
     def encode(self, images: np.ndarray, sed: np.ndarray | None = None) -> np.ndarray:
         batch = torch.as_tensor(np.asarray(images, dtype=np.float32), device=self.device)
-        sed_tensor = None if sed is None else torch.as_tensor(np.asarray(sed, dtype=np.float32), device=self.device)
+        sed_tensor = (
+            None
+            if sed is None
+            else torch.as_tensor(np.asarray(sed, dtype=np.float32), device=self.device)
+        )
         with torch.inference_mode():
             features = self._features(batch, sed_tensor)
         return features.float().cpu().numpy().reshape(len(batch), -1)
@@ -137,7 +151,13 @@ class AstroPTEncoder(TorchEncoder):
         ``auto``, ``cpu``, ``cuda``...
     """
 
-    def __init__(self, model: AstroPT, preprocess: PreprocessConfig, name: str = "astropt", device: str = "auto"):
+    def __init__(
+        self,
+        model: AstroPT,
+        preprocess: PreprocessConfig,
+        name: str = "astropt",
+        device: str = "auto",
+    ):
         if preprocess.output_size != model.config.image_size:
             raise ModelError(
                 f"{name}: preprocessing output_size {preprocess.output_size} px differs from the "
@@ -177,8 +197,14 @@ class TimmEncoder(TorchEncoder):
         ``auto``, ``cpu``, ``cuda``...
     """
 
-    def __init__(self, architecture: str, weights: str | Path, bands: int = 3,
-                 preprocess: PreprocessConfig | None = None, device: str = "auto"):
+    def __init__(
+        self,
+        architecture: str,
+        weights: str | Path,
+        bands: int = 3,
+        preprocess: PreprocessConfig | None = None,
+        device: str = "auto",
+    ):
         import timm
 
         weights = Path(weights)
@@ -189,15 +215,27 @@ class TimmEncoder(TorchEncoder):
         try:
             # source="file" keeps timm from looking the weights up on the Hugging Face hub.
             module = timm.create_model(
-                architecture, pretrained=True, num_classes=0, in_chans=bands,
+                architecture,
+                pretrained=True,
+                num_classes=0,
+                in_chans=bands,
                 pretrained_cfg_overlay={"file": str(weights), "source": "file"},
             )
         except (RuntimeError, KeyError, ValueError, OSError) as error:
-            raise ModelError(f"{weights}: not usable weights for timm '{architecture}' ({error})") from error
+            raise ModelError(
+                f"{weights}: not usable weights for timm '{architecture}' ({error})"
+            ) from error
         data_config = timm.data.resolve_data_config(model=module)
-        preprocess = preprocess or PreprocessConfig(output_size=int(data_config["input_size"][-1]),
-                                                    normalisation="minmax")
-        super().__init__(f"timm:{architecture}:{weights.resolve()}", module, module.num_features, preprocess, device)
+        preprocess = preprocess or PreprocessConfig(
+            output_size=int(data_config["input_size"][-1]), normalisation="minmax"
+        )
+        super().__init__(
+            f"timm:{architecture}:{weights.resolve()}",
+            module,
+            module.num_features,
+            preprocess,
+            device,
+        )
         mean, std = np.asarray(data_config["mean"]), np.asarray(data_config["std"])
         if len(mean) != bands:
             mean, std = np.full(bands, mean.mean()), np.full(bands, std.mean())
@@ -208,8 +246,9 @@ class TimmEncoder(TorchEncoder):
         return self.module((images - self._mean) / self._std)
 
 
-def load_encoder(source: str | Path, weights: str | Path | None = None, bands: int = 3,
-                 device: str = "auto") -> Encoder:
+def load_encoder(
+    source: str | Path, weights: str | Path | None = None, bands: int = 3, device: str = "auto"
+) -> Encoder:
     """Open an encoder from a model folder or a timm architecture name.
 
     Parameters
@@ -232,8 +271,10 @@ def load_encoder(source: str | Path, weights: str | Path | None = None, bands: i
     text = str(source)
     if text.startswith(TIMM_PREFIX):
         if weights is None:
-            raise ConfigError(f"encoder '{text}' needs a local weights file (--weights); nothing is downloaded")
-        return TimmEncoder(text[len(TIMM_PREFIX):], weights, bands=bands, device=device)
+            raise ConfigError(
+                f"encoder '{text}' needs a local weights file (--weights); nothing is downloaded"
+            )
+        return TimmEncoder(text[len(TIMM_PREFIX) :], weights, bands=bands, device=device)
     folder = Path(source)
     config_path = folder / "config.json"
     if not folder.is_dir():
@@ -294,14 +335,18 @@ def extract_embeddings(
     metadata = {**encoder.describe(), "source": collection.name}
     with EmbeddingWriter(out_path, len(collection), encoder.dim, metadata) as writer:
         start = 0
-        for batch in collection.iter_batches(batch_size, preprocess=preprocessor, progress=progress):
+        for batch in collection.iter_batches(
+            batch_size, preprocess=preprocessor, progress=progress
+        ):
             batch_sed = None if sed is None else sed[start : start + len(batch)]
             writer.write(batch.ids, encoder.encode(np.asarray(batch.images), batch_sed))
             start += len(batch)
     return load_embeddings(out_path)
 
 
-def embed_arrays(encoder: Encoder, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> np.ndarray:
+def embed_arrays(
+    encoder: Encoder, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64
+) -> np.ndarray:
     """Embed raw in-memory images (preprocessing included), without writing anything.
 
     Parameters
@@ -320,5 +365,8 @@ def embed_arrays(encoder: Encoder, images: Sequence[np.ndarray] | np.ndarray, ba
     """
     collection = GalaxyCollection.from_arrays(images)
     preprocessor = Preprocessor(encoder.preprocess)
-    parts = [encoder.encode(np.asarray(batch.images)) for batch in collection.iter_batches(batch_size, preprocessor)]
+    parts = [
+        encoder.encode(np.asarray(batch.images))
+        for batch in collection.iter_batches(batch_size, preprocessor)
+    ]
     return np.concatenate(parts).astype(np.float32)

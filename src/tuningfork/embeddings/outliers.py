@@ -79,10 +79,14 @@ def outlier_scores(
     """
     vectors = np.array(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(ids):
-        raise ConfigError(f"outlier scores need one id per embedding row: got {len(ids)} ids for {vectors.shape}")
+        raise ConfigError(
+            f"outlier scores need one id per embedding row: got {len(ids)} ids for {vectors.shape}"
+        )
     unknown = [name for name in detectors if name not in DETECTORS]
     if unknown or not detectors:
-        raise ConfigError(f"outlier detectors {unknown or '[]'} unknown (choose from {', '.join(DETECTORS)})")
+        raise ConfigError(
+            f"outlier detectors {unknown or '[]'} unknown (choose from {', '.join(DETECTORS)})"
+        )
     if len(ids) < 3:
         raise ConfigError(f"outlier detection needs at least 3 embeddings, got {len(ids)}")
     neighbours = min(n_neighbors, len(ids) - 1)

@@ -52,7 +52,9 @@ def patch_order(rows: int, cols: int, order: str = "spiral") -> np.ndarray:
         index of the ``t``-th patch read.
     """
     if order not in PATCH_ORDERS:
-        raise ConfigError(f"patch order '{order}' is unknown (choose one of {', '.join(PATCH_ORDERS)})")
+        raise ConfigError(
+            f"patch order '{order}' is unknown (choose one of {', '.join(PATCH_ORDERS)})"
+        )
     if rows < 1 or cols < 1:
         raise ConfigError(f"a patch grid needs at least one row and column, got {rows} x {cols}")
     return np.array(_cached_order(int(rows), int(cols), order), dtype=np.int64)
@@ -67,7 +69,9 @@ def _grid(height: int, width: int, patch_size: int) -> tuple[int, int]:
     return height // patch_size, width // patch_size
 
 
-def image_to_patches(images: torch.Tensor | np.ndarray, patch_size: int, order: str = "spiral") -> torch.Tensor:
+def image_to_patches(
+    images: torch.Tensor | np.ndarray, patch_size: int, order: str = "spiral"
+) -> torch.Tensor:
     """Cut a batch of images into a sequence of flattened patches.
 
     Parameters
@@ -89,7 +93,9 @@ def image_to_patches(images: torch.Tensor | np.ndarray, patch_size: int, order: 
     """
     images = torch.as_tensor(images)
     if images.ndim != 4:
-        raise ConfigError(f"expected a (batch, bands, height, width) array, got shape {tuple(images.shape)}")
+        raise ConfigError(
+            f"expected a (batch, bands, height, width) array, got shape {tuple(images.shape)}"
+        )
     batch, bands, height, width = images.shape
     rows, cols = _grid(height, width, patch_size)
     patches = images.reshape(batch, bands, rows, patch_size, cols, patch_size)
@@ -99,7 +105,10 @@ def image_to_patches(images: torch.Tensor | np.ndarray, patch_size: int, order: 
 
 
 def patches_to_image(
-    patches: torch.Tensor | np.ndarray, image_shape: tuple[int, int, int], patch_size: int, order: str = "spiral"
+    patches: torch.Tensor | np.ndarray,
+    image_shape: tuple[int, int, int],
+    patch_size: int,
+    order: str = "spiral",
 ) -> torch.Tensor:
     """Invert :func:`image_to_patches`.
 
@@ -126,7 +135,8 @@ def patches_to_image(
     if patches.ndim != 3 or tuple(patches.shape[1:]) != expected:
         raise ConfigError(
             f"patch tensor of shape {tuple(patches.shape)} does not fit images of shape "
-            f"{tuple(image_shape)} with {patch_size} px patches (expected (batch, {expected[0]}, {expected[1]}))"
+            f"{tuple(image_shape)} with {patch_size} px patches "
+            f"(expected (batch, {expected[0]}, {expected[1]}))"
         )
     inverse = torch.from_numpy(np.argsort(patch_order(rows, cols, order))).to(patches.device)
     raster = patches[:, inverse]

@@ -18,13 +18,18 @@ def _images_by_id(collection: GalaxyCollection, ids: list[str]) -> list[np.ndarr
     missing = [galaxy_id for galaxy_id in ids if galaxy_id not in row_of]
     if missing:
         raise InputFileError(
-            collection.name, f"{len(missing)} ids of the embeddings are not in this data set (e.g. '{missing[0]}')"
+            collection.name,
+            f"{len(missing)} ids of the embeddings are not in this data set (e.g. '{missing[0]}')",
         )
     return [galaxy.image for galaxy in collection.subset([row_of[galaxy_id] for galaxy_id in ids])]
 
 
-def neighbours_mosaic(collection: GalaxyCollection, neighbours: Table, path: str | Path,
-                      query_image: np.ndarray | None = None) -> Path:
+def neighbours_mosaic(
+    collection: GalaxyCollection,
+    neighbours: Table,
+    path: str | Path,
+    query_image: np.ndarray | None = None,
+) -> Path:
     """Mosaic of a query's nearest galaxies, nearest first.
 
     Parameters
@@ -44,13 +49,17 @@ def neighbours_mosaic(collection: GalaxyCollection, neighbours: Table, path: str
     """
     ids = [str(galaxy_id) for galaxy_id in neighbours["id"]]
     images = _images_by_id(collection, ids)
-    titles = [f"{galaxy_id}\nd={distance:.3g}" for galaxy_id, distance in zip(ids, neighbours["distance"])]
+    titles = [
+        f"{galaxy_id}\nd={distance:.3g}" for galaxy_id, distance in zip(ids, neighbours["distance"])
+    ]
     if query_image is not None:
         images, titles = [query_image, *images], ["query", *titles]
     return mosaic(images, path, titles=titles, suptitle="nearest neighbours")
 
 
-def outliers_mosaic(collection: GalaxyCollection, scores: Table, path: str | Path, top: int = 25) -> Path:
+def outliers_mosaic(
+    collection: GalaxyCollection, scores: Table, path: str | Path, top: int = 25
+) -> Path:
     """Mosaic of the most anomalous galaxies.
 
     Parameters
@@ -71,10 +80,14 @@ def outliers_mosaic(collection: GalaxyCollection, scores: Table, path: str | Pat
     shown = scores[:top]
     ids = [str(galaxy_id) for galaxy_id in shown["id"]]
     titles = [f"#{rank} {galaxy_id}" for rank, galaxy_id in zip(shown["rank"], ids)]
-    return mosaic(_images_by_id(collection, ids), path, titles=titles, suptitle=f"top {len(ids)} outliers")
+    return mosaic(
+        _images_by_id(collection, ids), path, titles=titles, suptitle=f"top {len(ids)} outliers"
+    )
 
 
-def probe_curves(results: Table, metric: str, path: str | Path, baseline: Table | None = None) -> Path:
+def probe_curves(
+    results: Table, metric: str, path: str | Path, baseline: Table | None = None
+) -> Path:
     """Plot a probe metric against the fraction of labels used.
 
     Parameters
@@ -100,16 +113,26 @@ def probe_curves(results: Table, metric: str, path: str | Path, baseline: Table 
     import matplotlib.pyplot as plt
 
     if metric not in results.colnames:
-        raise ConfigError(f"probe results have no metric '{metric}' (columns: {', '.join(results.colnames)})")
+        raise ConfigError(
+            f"probe results have no metric '{metric}' (columns: {', '.join(results.colnames)})"
+        )
     figure, axis = plt.subplots(figsize=(4.5, 3.2))
-    curves = [(name, results[results["probe"] == name], "-o") for name in dict.fromkeys(results["probe"])]
+    curves = [
+        (name, results[results["probe"] == name], "-o") for name in dict.fromkeys(results["probe"])
+    ]
     if baseline is not None:
         curves.append(("supervised from scratch", baseline, "--s"))
     for name, rows, style in curves:
         rows = rows[np.argsort(rows["fraction"])]
         errors = rows[f"{metric}_std"] if f"{metric}_std" in rows.colnames else None
-        axis.errorbar(100 * np.asarray(rows["fraction"]), rows[metric], yerr=errors, fmt=style, label=name,
-                      capsize=2)
+        axis.errorbar(
+            100 * np.asarray(rows["fraction"]),
+            rows[metric],
+            yerr=errors,
+            fmt=style,
+            label=name,
+            capsize=2,
+        )
     axis.set_xscale("log")
     axis.set_xlabel("labels used (%)")
     axis.set_ylabel(metric.replace("_", " "))

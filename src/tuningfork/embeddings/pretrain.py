@@ -66,8 +66,13 @@ class GalaxyImages(Dataset):
         Keep preprocessed images in memory after the first read.
     """
 
-    def __init__(self, collection: GalaxyCollection, preprocess: PreprocessConfig,
-                 sed: np.ndarray | None = None, cache: bool = False):
+    def __init__(
+        self,
+        collection: GalaxyCollection,
+        preprocess: PreprocessConfig,
+        sed: np.ndarray | None = None,
+        cache: bool = False,
+    ):
         self.collection = collection
         self.preprocessor = Preprocessor(preprocess)
         self.sed = sed
@@ -109,7 +114,9 @@ def _lightning_module():
             Seed of the augmentation.
         """
 
-        def __init__(self, config: dict, learning_rate: float, weight_decay: float, augment: bool, seed: int):
+        def __init__(
+            self, config: dict, learning_rate: float, weight_decay: float, augment: bool, seed: int
+        ):
             super().__init__()
             self.save_hyperparameters()
             self.model = AstroPT(AstroPTConfig.from_dict(config))
@@ -132,11 +139,17 @@ def _lightning_module():
             self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
 
         def configure_optimizers(self):
-            optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,
-                                          weight_decay=self.hparams.weight_decay)
+            optimizer = torch.optim.AdamW(
+                self.parameters(),
+                lr=self.hparams.learning_rate,
+                weight_decay=self.hparams.weight_decay,
+            )
             steps = max(1, int(self.trainer.estimated_stepping_batches))
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": schedule, "interval": "step"},
+            }
 
     return AstroPTModule
 
@@ -164,14 +177,16 @@ def _best_weights_callback():
             loss = float(trainer.callback_metrics["val_loss"])
             if not self.val or loss < min(self.val):
                 state = module.model.state_dict()
-                self.best_state = {name: value.detach().cpu().clone() for name, value in state.items()}
+                self.best_state = {
+                    name: value.detach().cpu().clone() for name, value in state.items()
+                }
             self.val.append(loss)
 
     return BestWeights()
 
 
 def pretrain(
-    collection: GalaxyCollection,
+    collections: GalaxyCollection | Sequence[GalaxyCollection],
     out_dir: str | Path,
     size: str = "tiny",
     preprocess: PreprocessConfig | None = None,
@@ -193,8 +208,9 @@ def pretrain(
 
     Parameters
     ----------
-    collection : GalaxyCollection
-        Training galaxies; labels are ignored.
+    collections : GalaxyCollection or sequence of GalaxyCollection
+        Training galaxies (several data sets are pooled); labels are ignored.
+        All images must have the same number of bands.
     out_dir : str or Path
         Model folder to write (``weights.safetensors`` + ``config.json``).
     size : str
@@ -236,15 +252,32 @@ def pretrain(
 
     preprocess = preprocess or PreprocessConfig(output_size=64)
     if preprocess.output_size is None or preprocess.polar:
-        raise ConfigError("pretraining needs square images: set the preprocessing output_size and no polar transform")
+        raise ConfigError(
+            "pretraining needs square images: set the preprocessing output_size "
+            "and no polar transform"
+        )
     if not 0 <= validation_fraction < 1:
         raise ConfigError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    if len(collection) < 2:
-        raise ConfigError(f"{collection.name}: pretraining needs at least 2 galaxies, got {len(collection)}")
+    collections = [collections] if isinstance(collections, GalaxyCollection) else list(collections)
+    names = ", ".join(collection.name for collection in collections)
+    total = sum(len(collection) for collection in collections)
+    if total < 2:
+        raise ConfigError(f"{names}: pretraining needs at least 2 galaxies, got {total}")
     L.seed_everything(seed, workers=True, verbose=False)
 
-    bands = int(collection[0].image.shape[0])
-    sed = sed_values(collection, sed_columns) if sed_columns else None
+    band_counts = {
+        collection.name: int(collection[0].image.shape[0])
+        for collection in collections
+        if len(collection)
+    }
+    if len(set(band_counts.values())) > 1:
+        raise ConfigError(f"pretraining data sets have different numbers of bands: {band_counts}")
+    bands = next(iter(band_counts.values()))
+    sed = (
+        np.concatenate([sed_values(collection, sed_columns) for collection in collections])
+        if sed_columns
+        else None
+    )
     center, scale = [], []
     if sed is not None:
         center = np.nanmedian(sed, axis=0)
@@ -255,25 +288,51 @@ def pretrain(
         sed = ((sed - center) / scale).astype(np.float32)
         center, scale = center.tolist(), scale.tolist()
     config = AstroPTConfig.from_size(
-        size, bands=bands, image_size=preprocess.output_size, patch_size=patch_size,
-        sed_columns=list(sed_columns), sed_center=center, sed_scale=scale, **model_options,
+        size,
+        bands=bands,
+        image_size=preprocess.output_size,
+        patch_size=patch_size,
+        sed_columns=list(sed_columns),
+        sed_center=center,
+        sed_scale=scale,
+        **model_options,
     )
 
-    rows = np.random.default_rng(seed).permutation(len(collection))
-    n_val = int(round(validation_fraction * len(collection)))
-    cache = len(collection) * bands * preprocess.output_size**2 * 4 < CACHE_BYTES
-    data = GalaxyImages(collection, preprocess, sed, cache=cache)
+    rows = np.random.default_rng(seed).permutation(total)
+    n_val = round(validation_fraction * total)
+    cache = total * bands * preprocess.output_size**2 * 4 < CACHE_BYTES
+    starts = np.cumsum([0] + [len(collection) for collection in collections])
+    data = torch.utils.data.ConcatDataset(
+        [
+            GalaxyImages(
+                collection, preprocess, None if sed is None else sed[start:stop], cache=cache
+            )
+            for collection, start, stop in zip(collections, starts[:-1], starts[1:])
+        ]
+    )
 
     def loader(indices, shuffle):
         subset = torch.utils.data.Subset(data, indices.tolist())
-        return DataLoader(subset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                          drop_last=shuffle and len(indices) > batch_size)
+        return DataLoader(
+            subset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=num_workers,
+            drop_last=shuffle and len(indices) > batch_size,
+        )
 
     module = _lightning_module()(config.to_dict(), learning_rate, weight_decay, augment, seed)
     best = _best_weights_callback()
     trainer = L.Trainer(
-        max_epochs=max_epochs, accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-        callbacks=[best], enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[best],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
     )
     trainer.fit(module, loader(rows[n_val:], True), loader(rows[:n_val], False) if n_val else None)
     model = module.model.cpu().eval()
@@ -286,6 +345,6 @@ def pretrain(
         "n_train": int(len(rows) - n_val),
         "n_val": n_val,
         "epochs": max_epochs,
-        "data": collection.name,
+        "data": [collection.name for collection in collections],
     }
     return save_astropt(model, out_dir, preprocess, metrics)

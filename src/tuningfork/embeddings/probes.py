@@ -23,8 +23,12 @@ PROBES = ("linear", "knn")
 PHOTOZ_OUTLIER = 0.15
 
 
-def regression_metrics(truth: np.ndarray, predicted: np.ndarray, redshift_like: bool = True,
-                       outlier_threshold: float = PHOTOZ_OUTLIER) -> dict[str, float]:
+def regression_metrics(
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    redshift_like: bool = True,
+    outlier_threshold: float = PHOTOZ_OUTLIER,
+) -> dict[str, float]:
     """Photo-z style scores of a numeric prediction.
 
     Parameters
@@ -78,8 +82,14 @@ def classification_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str
     }
 
 
-def label_subsets(labels: np.ndarray, train_rows: np.ndarray, fraction: float, repeats: int = 1,
-                  classification: bool = True, seed: int = 0) -> list[np.ndarray]:
+def label_subsets(
+    labels: np.ndarray,
+    train_rows: np.ndarray,
+    fraction: float,
+    repeats: int = 1,
+    classification: bool = True,
+    seed: int = 0,
+) -> list[np.ndarray]:
     """Random subsets of the training rows that keep a given fraction of labels.
 
     Classes are sampled in proportion (stratified) and each class keeps at
@@ -115,13 +125,15 @@ def label_subsets(labels: np.ndarray, train_rows: np.ndarray, fraction: float, r
             subsets.append(np.sort(train_rows))
             continue
         if not classification:
-            keep = max(2, int(round(fraction * len(train_rows))))
-            subsets.append(np.sort(rng.choice(train_rows, size=min(keep, len(train_rows)), replace=False)))
+            keep = max(2, round(fraction * len(train_rows)))
+            subsets.append(
+                np.sort(rng.choice(train_rows, size=min(keep, len(train_rows)), replace=False))
+            )
             continue
         chosen = []
         for value in np.unique(labels[train_rows]):
             members = train_rows[labels[train_rows] == value]
-            keep = max(1, int(round(fraction * len(members))))
+            keep = max(1, round(fraction * len(members)))
             chosen.append(rng.choice(members, size=keep, replace=False))
         subsets.append(np.sort(np.concatenate(chosen)))
     return subsets
@@ -137,7 +149,9 @@ def _make_probe(name: str, classification: bool, n_train: int, n_neighbors: int)
         model = LogisticRegression(max_iter=2000) if classification else Ridge(alpha=1.0)
     else:
         neighbours = max(1, min(n_neighbors, n_train))
-        model = KNeighborsClassifier(neighbours) if classification else KNeighborsRegressor(neighbours)
+        model = (
+            KNeighborsClassifier(neighbours) if classification else KNeighborsRegressor(neighbours)
+        )
     # Embedding dimensions have arbitrary scales; standardising makes the
     # regularisation strength and the kNN distance treat them alike.
     return make_pipeline(StandardScaler(), model)
@@ -192,7 +206,9 @@ def run_probes(
     vectors = np.asarray(vectors, dtype=np.float32)
     labels = np.asarray(labels)
     if vectors.ndim != 2 or len(labels) != len(vectors):
-        raise ConfigError(f"probes need one label per embedding: got {len(labels)} labels for {vectors.shape}")
+        raise ConfigError(
+            f"probes need one label per embedding: got {len(labels)} labels for {vectors.shape}"
+        )
     unknown = [name for name in probes if name not in PROBES]
     if unknown:
         raise ConfigError(f"probes {unknown} unknown (choose from {', '.join(PROBES)})")
@@ -206,9 +222,14 @@ def run_probes(
         finite = np.isfinite(labels.astype(np.float64))
         train_rows, test_rows = train_rows[finite[train_rows]], test_rows[finite[test_rows]]
     if len(train_rows) == 0 or len(test_rows) == 0:
-        raise ConfigError(f"probes need labelled training and test galaxies, got {len(train_rows)} and {len(test_rows)}")
+        raise ConfigError(
+            "probes need labelled training and test galaxies, "
+            f"got {len(train_rows)} and {len(test_rows)}"
+        )
     if classification and len(np.unique(labels[train_rows])) < 2:
-        raise ConfigError("a classification probe needs at least two classes among the training labels")
+        raise ConfigError(
+            "a classification probe needs at least two classes among the training labels"
+        )
 
     rows = []
     for fraction in fractions:
@@ -228,7 +249,11 @@ def run_probes(
                 )
             if not scores:
                 continue
-            row = {"probe": name, "fraction": float(fraction), "n_labels": int(np.mean([len(s) for s in subsets]))}
+            row = {
+                "probe": name,
+                "fraction": float(fraction),
+                "n_labels": int(np.mean([len(s) for s in subsets])),
+            }
             for metric in scores[0]:
                 values = [score[metric] for score in scores]
                 row[metric] = float(np.mean(values))
@@ -241,3 +266,100 @@ def chance_accuracy(labels: np.ndarray) -> float:
     """Accuracy of always predicting the most common class (the bar a probe must beat)."""
     _, counts = np.unique(np.asarray(labels), return_counts=True)
     return float(counts.max() / counts.sum())
+
+
+def split_rows(
+    catalog,
+    count: int,
+    split_column: str | None = "split",
+    test_fraction: float = 0.3,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test rows: from a split column when there is one, else at random.
+
+    Parameters
+    ----------
+    catalog : astropy.table.Table
+        Rows aligned with the embeddings.
+    count : int
+        Number of rows.
+    split_column : str, optional
+        Column whose ``train`` rows train and whose other rows (``val``,
+        ``test``...) test; ignored when absent.
+    test_fraction : float
+        Share of rows held out when there is no split column.
+    seed : int
+        Seed of the random split.
+
+    Returns
+    -------
+    train_rows, test_rows : ndarray of int
+    """
+    if split_column and split_column in catalog.colnames:
+        is_train = np.array(
+            [str(value).strip().lower() == "train" for value in catalog[split_column]]
+        )
+        return np.flatnonzero(is_train), np.flatnonzero(~is_train)
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"test fraction must be in (0, 1), got {test_fraction}")
+    rows = np.random.default_rng(seed).permutation(count)
+    n_test = max(1, round(test_fraction * count))
+    return np.sort(rows[n_test:]), np.sort(rows[:n_test])
+
+
+def probe_catalog(
+    embeddings,
+    catalog,
+    column: str,
+    split_column: str | None = "split",
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    **probe_options,
+) -> Table:
+    """Run :func:`run_probes` on embeddings with labels from a catalog, matched by id.
+
+    Parameters
+    ----------
+    embeddings : EmbeddingSet
+        The embeddings.
+    catalog : astropy.table.Table
+        With an ``id`` column (as :func:`tuningfork.data.read_catalog` gives)
+        and the label ``column``; galaxies missing on either side are left out.
+    column : str
+        Class or numeric column to predict.
+    split_column : str, optional
+        See :func:`split_rows`.
+    test_fraction : float
+        See :func:`split_rows`.
+    seed : int
+        Seed of the split and the label subsets.
+    **probe_options
+        Passed to :func:`run_probes` (``fractions``, ``probes``, ``task``...).
+
+    Returns
+    -------
+    astropy.table.Table
+        As :func:`run_probes`.
+    """
+    from ..errors import CatalogError, MissingColumnError
+
+    source = embeddings.path or "embeddings"
+    if column not in catalog.colnames:
+        raise MissingColumnError(source, column, catalog.colnames)
+    row_of = {str(galaxy_id): row for row, galaxy_id in enumerate(catalog["id"])}
+    matched = [
+        (position, row_of[galaxy_id])
+        for position, galaxy_id in enumerate(embeddings.ids)
+        if galaxy_id in row_of
+    ]
+    if not matched:
+        raise CatalogError(f"{source}: none of its {len(embeddings)} ids is in the catalog")
+    positions, rows = (np.array(values) for values in zip(*matched))
+    labels = catalog[column][rows]
+    labels = (
+        np.ma.filled(labels, np.nan) if labels.dtype.kind == "f" else np.asarray(labels).astype(str)
+    )
+    train, test = split_rows(catalog[rows], len(rows), split_column, test_fraction, seed)
+    return run_probes(
+        np.asarray(embeddings.vectors)[positions], labels, train, test, seed=seed, **probe_options
+    )

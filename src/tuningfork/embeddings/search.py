@@ -84,7 +84,9 @@ class SimilarityIndex:
         How it was built.
     """
 
-    def __init__(self, index, embeddings: EmbeddingSet, settings: SearchSettings, path: Path | None = None):
+    def __init__(
+        self, index, embeddings: EmbeddingSet, settings: SearchSettings, path: Path | None = None
+    ):
         self.index = index
         self.embeddings = embeddings
         self.settings = settings
@@ -136,7 +138,9 @@ class SimilarityIndex:
         import faiss
 
         if kind not in INDEX_KINDS:
-            raise ConfigError(f"index kind '{kind}' is unknown (choose one of {', '.join(INDEX_KINDS)})")
+            raise ConfigError(
+                f"index kind '{kind}' is unknown (choose one of {', '.join(INDEX_KINDS)})"
+            )
         if metric not in METRICS:
             raise ConfigError(f"metric '{metric}' is unknown (choose one of {', '.join(METRICS)})")
         count, dim = embeddings.vectors.shape
@@ -146,8 +150,13 @@ class SimilarityIndex:
             kind = "flat" if count < exact_below else "ivf"
         vectors = _prepared(embeddings.vectors, metric)
         faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-        settings = SearchSettings(kind=kind, metric=metric, nprobe=nprobe,
-                                  hnsw_neighbors=hnsw_neighbors, ef_search=ef_search)
+        settings = SearchSettings(
+            kind=kind,
+            metric=metric,
+            nprobe=nprobe,
+            hnsw_neighbors=hnsw_neighbors,
+            ef_search=ef_search,
+        )
         if kind == "flat":
             index = faiss.IndexFlat(dim, faiss_metric)
         elif kind == "hnsw":
@@ -161,9 +170,13 @@ class SimilarityIndex:
         index.add(vectors)
         built = cls(index, embeddings, settings)
         if kind != "flat" and recall_queries:
-            rows = np.random.default_rng(seed).choice(count, size=min(recall_queries, count), replace=False)
+            rows = np.random.default_rng(seed).choice(
+                count, size=min(recall_queries, count), replace=False
+            )
             exact = cls.build(embeddings, kind="flat", metric=metric)
-            settings.recall_at_10 = recall_at_k(built, exact, embeddings.vectors[np.sort(rows)], k=10)
+            settings.recall_at_10 = recall_at_k(
+                built, exact, embeddings.vectors[np.sort(rows)], k=10
+            )
         return built
 
     def _apply_search_settings(self) -> None:
@@ -226,7 +239,9 @@ class SimilarityIndex:
         astropy.table.Table
             Columns ``rank`` (1 = nearest), ``id``, ``distance``.
         """
-        vector = self.embeddings.vectors[self.embeddings.row(query)] if isinstance(query, str) else query
+        vector = (
+            self.embeddings.vectors[self.embeddings.row(query)] if isinstance(query, str) else query
+        )
         distances, rows = self.search(vector, k)
         found = rows[0] >= 0
         return Table(
@@ -254,7 +269,9 @@ class SimilarityIndex:
 
         if path is None:
             if self.embeddings.path is None:
-                raise ConfigError("the embeddings were not read from a file: give the index an explicit path")
+                raise ConfigError(
+                    "the embeddings were not read from a file: give the index an explicit path"
+                )
             path = index_path_for(self.embeddings.path)
         path = Path(path)
         sidecar = {
@@ -303,13 +320,16 @@ class SimilarityIndex:
             raise CorruptFileError(path, f"not a readable faiss index ({error})") from error
         if sidecar.get("dim") != embeddings.dim:
             raise InputFileError(
-                path, f"index holds dimension {sidecar.get('dim')} but the embeddings have dimension {embeddings.dim}"
+                path,
+                f"index holds dimension {sidecar.get('dim')} "
+                f"but the embeddings have dimension {embeddings.dim}",
             )
         if sidecar.get("fingerprint") != embeddings.fingerprint:
             raise InputFileError(
                 path,
                 f"index was built on other embeddings (fingerprint {sidecar.get('fingerprint')}, "
-                f"{embeddings.path or 'these embeddings'} have {embeddings.fingerprint}); rebuild it (--rebuild)",
+                f"{embeddings.path or 'these embeddings'} have {embeddings.fingerprint}); "
+                "rebuild it (--rebuild)",
             )
         known = {name for name in SearchSettings.__dataclass_fields__}
         settings = SearchSettings(**{key: value for key, value in sidecar.items() if key in known})
@@ -325,7 +345,9 @@ def _prepared(vectors: np.ndarray, metric: str) -> np.ndarray:
     return prepared
 
 
-def recall_at_k(approximate: SimilarityIndex, exact: SimilarityIndex, queries: np.ndarray, k: int = 10) -> float:
+def recall_at_k(
+    approximate: SimilarityIndex, exact: SimilarityIndex, queries: np.ndarray, k: int = 10
+) -> float:
     """Fraction of the exact k nearest neighbours that an approximate index finds.
 
     Parameters
@@ -344,11 +366,16 @@ def recall_at_k(approximate: SimilarityIndex, exact: SimilarityIndex, queries: n
     """
     _, found = approximate.search(queries, k)
     _, truth = exact.search(queries, k)
-    hits = [len(set(a[a >= 0]) & set(t[t >= 0])) / max(1, int((t >= 0).sum())) for a, t in zip(found, truth)]
+    hits = [
+        len(set(a[a >= 0]) & set(t[t >= 0])) / max(1, int((t >= 0).sum()))
+        for a, t in zip(found, truth)
+    ]
     return float(np.mean(hits))
 
 
-def open_or_build_index(embeddings: EmbeddingSet, rebuild: bool = False, **build_options) -> SimilarityIndex:
+def open_or_build_index(
+    embeddings: EmbeddingSet, rebuild: bool = False, **build_options
+) -> SimilarityIndex:
     """Reopen the index saved beside the embeddings, or build and save one.
 
     Parameters
@@ -367,7 +394,9 @@ def open_or_build_index(embeddings: EmbeddingSet, rebuild: bool = False, **build
         embeddings is an error unless ``rebuild`` is set.
     """
     if embeddings.path is None:
-        raise ConfigError("the embeddings were not read from a file, so there is nowhere to keep their index")
+        raise ConfigError(
+            "the embeddings were not read from a file, so there is nowhere to keep their index"
+        )
     if not rebuild and index_path_for(embeddings.path).is_file():
         return SimilarityIndex.load(embeddings)
     index = SimilarityIndex.build(embeddings, **build_options)

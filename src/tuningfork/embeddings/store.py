@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -97,7 +98,8 @@ class EmbeddingSet:
             return self._row_of[str(galaxy_id)]
         except KeyError:
             raise InputFileError(
-                self.path or "embeddings", f"no galaxy with id '{galaxy_id}' among its {len(self)} embeddings"
+                self.path or "embeddings",
+                f"no galaxy with id '{galaxy_id}' among its {len(self)} embeddings",
             ) from None
 
 
@@ -120,23 +122,31 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
     if path.suffix.lower() == ".npy":
         path = path.with_suffix(".parquet")
     if path.suffix.lower() != ".parquet":
-        raise UnsupportedFormatError(path, "embeddings must be a .parquet file (with its .npy beside it)")
+        raise UnsupportedFormatError(
+            path, "embeddings must be a .parquet file (with its .npy beside it)"
+        )
     if not path.is_file():
         raise MissingFileError(path, "embeddings file")
     try:
         schema = pq.read_schema(path)
         ids = [str(i) for i in pq.read_table(path, columns=["id"]).column("id").to_pylist()]
     except Exception as error:  # pyarrow raises several unrelated types for broken files
-        raise CorruptFileError(path, f"not a readable embeddings Parquet file ({error.__class__.__name__})") from error
+        raise CorruptFileError(
+            path, f"not a readable embeddings Parquet file ({error.__class__.__name__})"
+        ) from error
     metadata = json.loads((schema.metadata or {}).get(METADATA_KEY, b"{}"))
     npy = npy_path_for(path)
     if npy.is_file():
         vectors = np.load(npy, mmap_mode="r")
     else:
         column = pq.read_table(path, columns=["embedding"]).column("embedding")
-        vectors = np.asarray(column.combine_chunks().flatten(), dtype=np.float32).reshape(len(ids), -1)
+        vectors = np.asarray(column.combine_chunks().flatten(), dtype=np.float32).reshape(
+            len(ids), -1
+        )
     if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[0] != len(ids):
-        raise CorruptFileError(npy, f"holds {vectors.dtype} {vectors.shape} vectors for {len(ids)} ids in {path.name}")
+        raise CorruptFileError(
+            npy, f"holds {vectors.dtype} {vectors.shape} vectors for {len(ids)} ids in {path.name}"
+        )
     return EmbeddingSet(ids=ids, vectors=vectors, path=path, metadata=metadata)
 
 
@@ -174,7 +184,7 @@ class EmbeddingWriter:
         self.written = 0
         self.ids: list[str] = []
 
-    def __enter__(self) -> EmbeddingWriter:
+    def __enter__(self) -> Self:
         import contextlib
 
         import pyarrow.parquet as pq
@@ -184,7 +194,9 @@ class EmbeddingWriter:
         self._stack = contextlib.ExitStack()
         parquet_tmp = self._stack.enter_context(atomic_path(self.path))
         npy_tmp = self._stack.enter_context(atomic_path(npy_path_for(self.path)))
-        self._vectors = np.lib.format.open_memmap(npy_tmp, mode="w+", dtype=np.float32, shape=(self.count, self.dim))
+        self._vectors = np.lib.format.open_memmap(
+            npy_tmp, mode="w+", dtype=np.float32, shape=(self.count, self.dim)
+        )
         self._parquet_tmp = parquet_tmp
         self._parquet = pq.ParquetWriter(parquet_tmp, self.schema)
         return self
@@ -195,21 +207,30 @@ class EmbeddingWriter:
 
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape != (len(ids), self.dim):
-            raise InputFileError(self.path, f"batch of {len(ids)} ids came with vectors of shape {vectors.shape}")
+            raise InputFileError(
+                self.path, f"batch of {len(ids)} ids came with vectors of shape {vectors.shape}"
+            )
         if self.written + len(ids) > self.count:
-            raise InputFileError(self.path, f"more than the announced {self.count} embeddings were written")
+            raise InputFileError(
+                self.path, f"more than the announced {self.count} embeddings were written"
+            )
         self._vectors[self.written : self.written + len(ids)] = vectors
         flat = pa.array(vectors.reshape(-1), type=pa.float32())
         column = pa.FixedSizeListArray.from_arrays(flat, self.dim)
-        self._parquet.write_table(pa.table({"id": pa.array([str(i) for i in ids]), "embedding": column},
-                                           schema=self.schema))
+        self._parquet.write_table(
+            pa.table(
+                {"id": pa.array([str(i) for i in ids]), "embedding": column}, schema=self.schema
+            )
+        )
         self.ids.extend(str(i) for i in ids)
         self.written += len(ids)
 
     def __exit__(self, exc_type, exc, traceback) -> bool:
         self._parquet.close()
         if exc_type is None and self.written != self.count:
-            exc = InputFileError(self.path, f"only {self.written} of {self.count} embeddings were written")
+            exc = InputFileError(
+                self.path, f"only {self.written} of {self.count} embeddings were written"
+            )
         self._vectors.flush()
         del self._vectors
         if exc is not None:

@@ -1,0 +1,66 @@
+"""Unsupervised morphology: denoising, encoding, PCA and bagging voting clustering.
+
+The method of "An efficient unsupervised classification model for galaxy
+morphology: voting clustering based on coding from ConvNeXt large model":
+denoise with an autoencoder, turn rotations into translations with a polar
+step, encode with a ConvNeXt (or any model folder), reduce with PCA, and let
+many bootstrap clusterings vote; galaxies without a consensus stay
+unclassified.  :func:`run_cluster_pipeline` chains it all, resumably.
+"""
+
+from .autoencoder import (
+    DenoisingAutoencoder,
+    denoise,
+    denoising_gain,
+    embed,
+    load_autoencoder,
+    save_autoencoder,
+    train_autoencoder,
+)
+from .encoders import AutoencoderEncoder, PolarStep, TimmEncoder, load_encoder, rotation_consistency
+from .features import check_features, load_features, save_features
+from .pipeline import ClusterConfig, ClusterResult, kmeans_groups, raw_pixel_features, run_cluster_pipeline
+from .reduction import PCAProjection, fit_pca
+from .sweep import sweep_k
+from .voting import (
+    CLUSTERING_MODELS,
+    VoteResult,
+    align_labels,
+    consensus_vote,
+    score_groups,
+    vote_aligned,
+    voting_clustering,
+)
+
+__all__ = [
+    "CLUSTERING_MODELS",
+    "AutoencoderEncoder",
+    "ClusterConfig",
+    "ClusterResult",
+    "DenoisingAutoencoder",
+    "PCAProjection",
+    "PolarStep",
+    "TimmEncoder",
+    "VoteResult",
+    "align_labels",
+    "check_features",
+    "consensus_vote",
+    "denoise",
+    "denoising_gain",
+    "embed",
+    "fit_pca",
+    "kmeans_groups",
+    "load_autoencoder",
+    "load_encoder",
+    "load_features",
+    "raw_pixel_features",
+    "rotation_consistency",
+    "run_cluster_pipeline",
+    "save_autoencoder",
+    "save_features",
+    "score_groups",
+    "sweep_k",
+    "train_autoencoder",
+    "vote_aligned",
+    "voting_clustering",
+]

@@ -1,0 +1,536 @@
+"""The unsupervised morphology pipeline, stage by stage, resumable.
+
+``denoise`` (train the autoencoder) -> ``encode`` (preprocess, denoise,
+polar step, encoder) -> ``pca`` -> ``vote`` (bagging voting clustering) ->
+optional ``sweep`` (choice of K), ``morphometry`` (statmorph) and
+``evaluate`` (against labels, with two k-means baselines) -> ``plots``.
+
+Each stage writes its output atomically into the output folder and records
+a fingerprint of everything it depends on (settings, input ids, upstream
+fingerprints) in ``stages.json``.  A rerun skips every stage whose output
+exists with the same fingerprint, so an interrupted run resumes where it
+stopped and changing, say, K reruns only the vote and what follows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .voting import CLUSTERING_MODELS, check_n_clusters
+
+#: ``encoder`` value that uses the latent space of the pipeline's own denoiser.
+OWN_AUTOENCODER = "autoencoder"
+DEFAULT_PREPROCESS = {"output_size": 64}
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Settings of :func:`run_cluster_pipeline`.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Groups K of every voting member (20 in the paper).
+    n_bootstrap : int
+        Bootstrap resamples B.
+    models : tuple of str
+        Clustering algorithms of the members.
+    threshold : float
+        Fraction of members that must agree to classify a galaxy.
+    max_fit_samples : int or None
+        Bootstrap resample size cap (bounds Ward's quadratic cost).
+    pca_components : int or float
+        Components kept, or variance fraction explained.
+    encoder : str
+        A timm architecture (``convnext_large`` in the paper), a tuningfork
+        model folder, or ``"autoencoder"`` for the bottleneck of the
+        pipeline's own denoiser (requires ``denoise``, excludes ``polar``).
+    encoder_weights : str, optional
+        Local weights file of the timm architecture.
+    input_size : int
+        Side, in pixels, of the timm encoder's input.
+    denoise : bool
+        Train a denoising autoencoder on the images and denoise before encoding.
+    denoise_epochs, denoise_channels, denoise_depth : int
+        Autoencoder training length and size.
+    denoise_max_train : int
+        Galaxies drawn at random to train the autoencoder.
+    polar : bool
+        Apply the polar step (polar resampling, extended angle axis).
+    polar_radii, polar_angles : int
+        Polar grid.
+    polar_extension : float
+        Fraction of the turn repeated after 2 pi.
+    preprocess : dict, optional
+        :class:`~tuningfork.preprocessing.PreprocessConfig` settings; by
+        default 64 x 64 pixels, linear stretch, min-max normalised.
+    label_column : str, optional
+        Catalog column of known classes, for the ``evaluate`` stage.
+    sweep_k : tuple of int
+        K values for the ``sweep`` stage (empty: no sweep).
+    morphometry : bool
+        Measure every galaxy with statmorph (slow: about a second each).
+    workers : int
+        Processes for the morphometry.
+    embedding_map : {'umap', 'pca'}
+        Projection of the embedding map plot.
+    batch_size : int
+        Images per encoder batch.
+    seed : int
+        Seed of every random step.
+    """
+
+    n_clusters: int = 20
+    n_bootstrap: int = 10
+    models: tuple[str, ...] = CLUSTERING_MODELS
+    threshold: float = 0.5
+    max_fit_samples: int | None = 5000
+    pca_components: float | int = 0.9
+    encoder: str = "convnext_tiny"
+    encoder_weights: str | None = None
+    input_size: int = 224
+    denoise: bool = True
+    denoise_epochs: int = 20
+    denoise_channels: int = 16
+    denoise_depth: int = 3
+    denoise_max_train: int = 5000
+    polar: bool = True
+    polar_radii: int = 32
+    polar_angles: int = 64
+    polar_extension: float = 0.5
+    preprocess: dict | None = None
+    label_column: str | None = None
+    sweep_k: tuple[int, ...] = ()
+    morphometry: bool = False
+    workers: int = 1
+    embedding_map: str = "umap"
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "sweep_k", tuple(int(k) for k in self.sweep_k))
+        check_n_clusters(self.n_clusters, max(self.n_clusters, 2), "ClusterConfig")
+        if self.encoder == OWN_AUTOENCODER and not self.denoise:
+            raise ConfigError("ClusterConfig: encoder 'autoencoder' needs denoise=True (it is the denoiser's latent)")
+        if self.encoder == OWN_AUTOENCODER and self.polar:
+            raise ConfigError("ClusterConfig: encoder 'autoencoder' was trained on Cartesian images; set polar=False")
+        if self.embedding_map not in ("umap", "pca"):
+            raise ConfigError(f"ClusterConfig: embedding_map must be 'umap' or 'pca', got {self.embedding_map!r}")
+        for name in ("n_bootstrap", "denoise_epochs", "denoise_max_train", "batch_size", "workers", "input_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ClusterConfig: {name} must be at least 1, got {getattr(self, name)}")
+
+    def preprocess_config(self):
+        """The :class:`~tuningfork.preprocessing.PreprocessConfig` of the images."""
+        from ..preprocessing import PreprocessConfig
+
+        return PreprocessConfig.from_dict(DEFAULT_PREPROCESS if self.preprocess is None else self.preprocess)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings; ``ClusterConfig.from_dict(c.to_dict()) == c``."""
+        settings = dataclasses.asdict(self)
+        settings["models"] = list(self.models)
+        settings["sweep_k"] = list(self.sweep_k)
+        return settings
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> ClusterConfig:
+        """Build a config from :meth:`to_dict` output (missing keys take defaults).
+
+        Raises
+        ------
+        ConfigError
+            For unknown keys or invalid values.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(f"ClusterConfig: unknown setting(s) {', '.join(unknown)}")
+        return cls(**settings)
+
+
+@dataclass
+class ClusterResult:
+    """What :func:`run_cluster_pipeline` produced.
+
+    Attributes
+    ----------
+    out_dir : Path
+        The output folder.
+    groups : astropy.table.Table
+        The group catalog (``groups.csv``).
+    scores : dict or None
+        Scores against labels (``scores.json``), when a label column was given.
+    ran, skipped : list of str
+        Stages computed in this call, and stages reused from an earlier run.
+    files : dict
+        Stage outputs by name.
+    """
+
+    out_dir: Path
+    groups: Any
+    scores: dict | None
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _StageLog:
+    """``stages.json``: the fingerprint of every finished stage."""
+
+    def __init__(self, out_dir: Path, force: bool):
+        self.path = out_dir / "stages.json"
+        self.done = {} if force or not self.path.is_file() else json.loads(self.path.read_text())
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+
+    def fresh(self, stage: str, fingerprint: str, outputs: list[Path]) -> bool:
+        reusable = self.done.get(stage) == fingerprint and all(p.exists() for p in outputs)
+        if reusable:
+            self.skipped.append(stage)
+        return reusable
+
+    def record(self, stage: str, fingerprint: str) -> None:
+        from ..data.writers import atomic_path
+
+        self.done[stage] = fingerprint
+        self.ran.append(stage)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.done, indent=2, sort_keys=True))
+
+
+def _read_stack(collection, preprocess, batch_size: int) -> np.ndarray:
+    return np.concatenate(
+        [np.stack(batch.images) for batch in collection.iter_batches(batch_size, preprocess=preprocess)]
+    )
+
+
+def _weights_identity(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    weights = Path(path)
+    stat = weights.stat() if weights.is_file() else None
+    return {"path": str(weights.resolve()), "size": stat.st_size if stat else None,
+            "mtime": stat.st_mtime if stat else None}
+
+
+def raw_pixel_features(collection, preprocess, batch_size: int = 64, max_values: int = 4096) -> np.ndarray:
+    """Preprocessed pixels, block-averaged to at most ``max_values`` per galaxy.
+
+    The "k-means on PCA of raw pixels" baseline; block averaging keeps the
+    matrix small enough for PCA on 10^4 galaxies and more.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        The galaxies.
+    preprocess : callable
+        Applied to each image (a Preprocessor).
+    batch_size : int
+        Galaxies read at a time.
+    max_values : int
+        Largest number of values per galaxy.
+
+    Returns
+    -------
+    ndarray
+        float32 (n_galaxies, values).
+    """
+    from skimage.measure import block_reduce
+
+    rows = []
+    for batch in collection.iter_batches(batch_size, preprocess=preprocess):
+        images = np.stack(batch.images)
+        factor = int(np.ceil(np.sqrt(images[0].size / max_values)))
+        if factor > 1:
+            images = block_reduce(images, (1, 1, factor, factor), np.mean)
+        rows.append(images.reshape(images.shape[0], -1).astype(np.float32))
+    return np.concatenate(rows)
+
+
+def kmeans_groups(features: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """Plain k-means, the baseline every galaxy of which is classified.
+
+    Parameters
+    ----------
+    features : ndarray
+        (n_galaxies, n_features).
+    n_clusters : int
+        K.
+    seed : int
+        Seed.
+
+    Returns
+    -------
+    ndarray of int
+    """
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters, n_init=3, random_state=seed).fit_predict(features)
+
+
+def _open(source, label_column: str | None):
+    from ..data import GalaxyCollection
+
+    if isinstance(source, GalaxyCollection):
+        return source
+    return GalaxyCollection.open(source, label_column=label_column)
+
+
+def run_cluster_pipeline(
+    source,
+    out_dir: str | Path,
+    config: ClusterConfig | None = None,
+    *,
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> ClusterResult:
+    """Run (or resume) the unsupervised morphology pipeline.
+
+    Parameters
+    ----------
+    source : GalaxyCollection or str or Path
+        The galaxies, or anything :meth:`GalaxyCollection.open` reads.
+    out_dir : str or Path
+        Output folder: ``denoiser/`` (model folder), ``features.parquet``,
+        ``pca.npz``, ``reduced.parquet``, ``groups.csv``, optional
+        ``sweep.csv``, ``morphometry.csv``, ``scores.json``, and ``plots/``.
+    config : ClusterConfig, optional
+        Settings; defaults to ``ClusterConfig()``.
+    force : bool
+        Recompute every stage.
+    log : callable, optional
+        Receives one line per stage (run or reused).
+
+    Returns
+    -------
+    ClusterResult
+
+    Raises
+    ------
+    ConfigError
+        For K larger than the sample and other invalid settings.
+    FeatureError
+        When the encoder produced NaN features.
+    ModelError
+        For an encoder folder that is not a usable model.
+    """
+    from ..data import read_catalog
+    from ..data.writers import atomic_path, write_table
+    from ..preprocessing import Preprocessor
+    from .autoencoder import save_autoencoder, train_autoencoder
+    from .features import load_features, save_features
+    from .reduction import PCAProjection, fit_pca
+    from .voting import score_groups, voting_clustering
+
+    config = config or ClusterConfig()
+    say = log or (lambda message: None)
+    collection = _open(source, config.label_column)
+    ids = collection.ids
+    check_n_clusters(config.n_clusters, len(ids), collection.name)
+    for k in config.sweep_k:
+        check_n_clusters(k, len(ids), collection.name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = _StageLog(out, force)
+    settings = config.to_dict()
+    preprocess_settings = config.preprocess_config().to_dict()
+    preprocessor = Preprocessor(config.preprocess_config())
+    data_print = _fingerprint({"source": collection.name, "ids": ids})
+    files = {
+        "denoiser": out / "denoiser", "features": out / "features.parquet", "pca": out / "pca.npz",
+        "reduced": out / "reduced.parquet", "groups": out / "groups.csv", "sweep": out / "sweep.csv",
+        "morphometry": out / "morphometry.csv", "scores": out / "scores.json", "plots": out / "plots",
+    }
+
+    def pick(*names: str) -> dict:
+        return {name: settings[name] for name in names}
+
+    def report(stage: str, reused: bool) -> None:
+        say(f"{stage}: {'reused from an earlier run' if reused else 'done'}")
+
+    # -- denoise
+    denoise_print = None
+    if config.denoise:
+        denoise_print = _fingerprint({"data": data_print, "preprocess": preprocess_settings, **pick(
+            "denoise_epochs", "denoise_channels", "denoise_depth", "denoise_max_train", "seed")})
+        reused = stages.fresh("denoise", denoise_print, [files["denoiser"] / "weights.safetensors"])
+        if not reused:
+            rng = np.random.default_rng(config.seed)
+            chosen = np.sort(rng.choice(len(ids), size=min(len(ids), config.denoise_max_train), replace=False))
+            training = _read_stack(collection.subset(chosen), preprocessor, config.batch_size)
+            model, metrics = train_autoencoder(
+                training, base_channels=config.denoise_channels, depth=config.denoise_depth,
+                epochs=config.denoise_epochs, seed=config.seed,
+            )
+            save_autoencoder(model, files["denoiser"], preprocess=preprocess_settings, metrics=metrics)
+            stages.record("denoise", denoise_print)
+        report("denoise", reused)
+
+    # -- encode
+    encode_print = _fingerprint({"data": data_print, "preprocess": preprocess_settings, "denoise": denoise_print,
+                                 "weights": _weights_identity(config.encoder_weights), **pick(
+                                     "encoder", "input_size", "polar", "polar_radii", "polar_angles",
+                                     "polar_extension")})
+    reused = stages.fresh("encode", encode_print, [files["features"]])
+    if not reused:
+        features = _encode(collection, preprocessor, config, files["denoiser"] if config.denoise else None)
+        save_features(files["features"], ids, features)
+        stages.record("encode", encode_print)
+    report("encode", reused)
+
+    # -- pca
+    pca_print = _fingerprint({"encode": encode_print, **pick("pca_components", "seed")})
+    reused = stages.fresh("pca", pca_print, [files["pca"], files["reduced"]])
+    if reused:
+        _, reduced = load_features(files["reduced"])
+    else:
+        _, features = load_features(files["features"])
+        projection = fit_pca(features, config.pca_components, seed=config.seed, name=str(files["features"]))
+        reduced = projection.transform(features)
+        projection.save(files["pca"])
+        save_features(files["reduced"], ids, reduced)
+        stages.record("pca", pca_print)
+    report("pca", reused)
+
+    # -- vote
+    vote_print = _fingerprint({"pca": pca_print, **pick(
+        "n_clusters", "n_bootstrap", "models", "threshold", "max_fit_samples", "seed")})
+    reused = stages.fresh("vote", vote_print, [files["groups"]])
+    if reused:
+        groups = read_catalog(files["groups"])
+    else:
+        vote = voting_clustering(
+            reduced, config.n_clusters, n_bootstrap=config.n_bootstrap, models=config.models,
+            threshold=config.threshold, max_fit_samples=config.max_fit_samples, seed=config.seed,
+            name=str(files["reduced"]),
+        )
+        groups = vote.to_table(ids)
+        write_table(files["groups"], groups)
+        stages.record("vote", vote_print)
+    report("vote", reused)
+    group = np.asarray(groups["group"].filled(-1) if hasattr(groups["group"], "filled") else groups["group"])
+    classified = np.asarray(groups["classified"], dtype=bool)
+
+    # -- sweep
+    if config.sweep_k:
+        from .plots import plot_sweep
+        from .sweep import sweep_k
+
+        sweep_print = _fingerprint({"pca": pca_print, **pick(
+            "sweep_k", "n_bootstrap", "models", "threshold", "max_fit_samples", "seed")})
+        reused = stages.fresh("sweep", sweep_print, [files["sweep"]])
+        if not reused:
+            sweep = sweep_k(reduced, config.sweep_k, n_bootstrap=config.n_bootstrap, models=config.models,
+                            threshold=config.threshold, max_fit_samples=config.max_fit_samples, seed=config.seed)
+            write_table(files["sweep"], sweep)
+            plot_sweep(sweep, files["plots"] / "sweep.png")
+            stages.record("sweep", sweep_print)
+        report("sweep", reused)
+
+    # -- morphometry
+    morphometry = None
+    morph_print = None
+    if config.morphometry:
+        from ..morphometry import morphometry_catalog
+
+        morph_print = _fingerprint({"data": data_print, "quantities": "default"})
+        reused = stages.fresh("morphometry", morph_print, [files["morphometry"]])
+        if reused:
+            morphometry = read_catalog(files["morphometry"])
+        else:
+            morphometry = morphometry_catalog(collection, n_workers=config.workers, output=files["morphometry"])
+            stages.record("morphometry", morph_print)
+        report("morphometry", reused)
+
+    # -- evaluate
+    scores = None
+    if config.label_column is not None:
+        evaluate_print = _fingerprint({"vote": vote_print, "preprocess": preprocess_settings,
+                                       **pick("label_column", "pca_components")})
+        reused = stages.fresh("evaluate", evaluate_print, [files["scores"]])
+        if reused:
+            scores = json.loads(files["scores"].read_text())
+        else:
+            labels = collection.labels(config.label_column)
+            raw = raw_pixel_features(collection, preprocessor, config.batch_size)
+            raw_reduced = fit_pca(raw, config.pca_components, seed=config.seed).transform(raw)
+            scores = {
+                "voting": score_groups(group, labels, classified),
+                "kmeans_features": score_groups(kmeans_groups(reduced, config.n_clusters, config.seed), labels),
+                "kmeans_raw_pixels": score_groups(kmeans_groups(raw_reduced, config.n_clusters, config.seed), labels),
+            }
+            with atomic_path(files["scores"]) as tmp:
+                tmp.write_text(json.dumps(scores, indent=2))
+            stages.record("evaluate", evaluate_print)
+        report("evaluate", reused)
+
+    # -- plots
+    plots_print = _fingerprint({"vote": vote_print, "morphometry": morph_print, **pick("embedding_map")})
+    plot_files = [files["plots"] / name for name in ("groups.png", "embedding.png")]
+    if morphometry is not None:
+        plot_files.append(files["plots"] / "morphology_planes.png")
+    reused = stages.fresh("plots", plots_print, plot_files)
+    if not reused:
+        _plot_all(collection, preprocessor, groups, group, classified, reduced, morphometry, plot_files, config)
+        stages.record("plots", plots_print)
+    report("plots", reused)
+
+    return ClusterResult(out, groups, scores, stages.ran, stages.skipped, files)
+
+
+def _encode(collection, preprocessor, config: ClusterConfig, denoiser_folder: Path | None) -> np.ndarray:
+    from .autoencoder import denoise, load_autoencoder
+    from .encoders import AutoencoderEncoder, PolarStep, load_encoder
+
+    if config.encoder == OWN_AUTOENCODER:
+        encoder = AutoencoderEncoder(denoiser_folder, batch_size=config.batch_size)
+        denoiser = None  # its encoder was trained on the noisy images themselves
+    else:
+        bands = collection[0].image.shape[0]
+        encoder = load_encoder(config.encoder, weights=config.encoder_weights, in_chans=bands,
+                               input_size=config.input_size, batch_size=config.batch_size)
+        denoiser = load_autoencoder(denoiser_folder)[0] if denoiser_folder is not None else None
+    polar = PolarStep(config.polar_radii, config.polar_angles, config.polar_extension) if config.polar else None
+    features = []
+    for batch in collection.iter_batches(config.batch_size, preprocess=preprocessor):
+        images = np.stack(batch.images)
+        if denoiser is not None:
+            images = denoise(denoiser, images, config.batch_size)
+        if polar is not None:
+            images = polar(images)
+        features.append(encoder.encode(images))
+    return np.concatenate(features)
+
+
+def _plot_all(collection, preprocessor, groups, group, classified, reduced, morphometry, plot_files, config) -> None:
+    from .plots import plot_embedding_map, plot_group_mosaics, plot_morphology_planes
+
+    per_group = 8
+    vote_fraction = np.asarray(groups["vote_fraction"], dtype=float)
+    shown = []
+    for members in [classified & (group == g) for g in np.unique(group[classified])] + [~classified]:
+        chosen = np.flatnonzero(members)
+        shown.extend(chosen[np.argsort(-vote_fraction[chosen], kind="stable")][:per_group])
+    shown = np.sort(np.asarray(shown, dtype=int))
+    images = _read_stack(collection.subset(shown), preprocessor, config.batch_size)
+    ids = np.asarray(collection.ids)[shown]
+    plot_group_mosaics(images, group[shown], classified[shown], plot_files[0],
+                       vote_fraction=vote_fraction[shown], per_group=per_group, ids=ids)
+    plot_embedding_map(reduced, group, classified, plot_files[1], method=config.embedding_map, seed=config.seed)
+    if morphometry is not None:
+        plot_morphology_planes(morphometry, group, classified, plot_files[2])
