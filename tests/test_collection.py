@@ -194,7 +194,8 @@ def test_galaxy10_hdf5(tmp_path):
     assert collection.labels().tolist() == (np.arange(12) % 4).tolist()
     assert collection.class_names == ["0", "1", "2", "3"]
     with h5py.File(path) as h5:
-        expected = np.moveaxis(h5["images"][5], -1, 0) / 255.0
+        # RGB channels come back blue first, like every band stack.
+        expected = np.moveaxis(h5["images"][5], -1, 0)[::-1] / 255.0
     np.testing.assert_allclose(collection[5].image, expected, atol=1e-6)
     assert collection[5].row["redshift"] == pytest.approx(np.linspace(0.01, 0.2, 12)[5])
     assert collection.describe()["source_dtype"] == "uint8"

@@ -34,7 +34,9 @@ def _of_class(sample: SimulatedSample, label: str) -> np.ndarray:
 def _centre(sample: SimulatedSample, index: int) -> np.ndarray:
     """Pixel (x, y) of the galaxy centre, from the true offset."""
     half = (sample.images.shape[-1] - 1) / 2
-    return np.array([half + sample.catalog["x_offset_pix"][index], half + sample.catalog["y_offset_pix"][index]])
+    return np.array(
+        [half + sample.catalog["x_offset_pix"][index], half + sample.catalog["y_offset_pix"][index]]
+    )
 
 
 def _second_moments(image: np.ndarray) -> tuple[float, float]:
@@ -78,24 +80,50 @@ def test_shapes_dtypes_bands_and_catalog(sample):
     assert sample.noiseless.shape == sample.images.shape and sample.noiseless.dtype == np.float32
     assert sample.bands == ("g", "r", "i") and len(sample) == n
     catalog = sample.catalog
-    for column in ("id", "label", "label_index", "flux", "flux_g", "flux_r", "flux_i", "half_light_radius_arcsec",
-                   "half_light_radius_pix", "sersic_n", "bulge_to_total", "q", "position_angle_deg", "n_arms",
-                   "pitch_angle_deg", "bar_length_arcsec", "dust_lane", "companion_separation_arcsec", "snr",
-                   "psf_fwhm_arcsec"):
+    for column in (
+        "id",
+        "label",
+        "label_index",
+        "flux",
+        "flux_g",
+        "flux_r",
+        "flux_i",
+        "half_light_radius_arcsec",
+        "half_light_radius_pix",
+        "sersic_n",
+        "bulge_to_total",
+        "q",
+        "position_angle_deg",
+        "n_arms",
+        "pitch_angle_deg",
+        "bar_length_arcsec",
+        "dust_lane",
+        "companion_separation_arcsec",
+        "snr",
+        "psf_fwhm_arcsec",
+    ):
         assert column in catalog.colnames, column
     assert len(set(catalog["id"])) == n
-    assert {label: int(np.sum(catalog["label"] == label)) for label in SIMULATED_CLASSES} == dict.fromkeys(
-        SIMULATED_CLASSES, PER_CLASS
+    assert {
+        label: int(np.sum(catalog["label"] == label)) for label in SIMULATED_CLASSES
+    } == dict.fromkeys(SIMULATED_CLASSES, PER_CLASS)
+    assert all(
+        sample.class_names[i] == label for i, label in zip(catalog["label_index"], catalog["label"])
     )
-    assert all(sample.class_names[i] == label for i, label in zip(catalog["label_index"], catalog["label"]))
-    np.testing.assert_allclose(catalog["half_light_radius_pix"], catalog["half_light_radius_arcsec"] / 0.2)
+    np.testing.assert_allclose(
+        catalog["half_light_radius_pix"], catalog["half_light_radius_arcsec"] / 0.2
+    )
 
 
 def test_parameters_that_do_not_apply_are_nan(sample):
     catalog = sample.catalog
-    ellipticals, spirals, barred = (_of_class(sample, c) for c in ("elliptical", "spiral", "barred_spiral"))
+    ellipticals, spirals, barred = (
+        _of_class(sample, c) for c in ("elliptical", "spiral", "barred_spiral")
+    )
     mergers, stars = _of_class(sample, "merger"), _of_class(sample, "star")
-    assert np.all(np.isnan(catalog["n_arms"][ellipticals])) and np.all(catalog["n_arms"][spirals] >= 2)
+    assert np.all(np.isnan(catalog["n_arms"][ellipticals])) and np.all(
+        catalog["n_arms"][spirals] >= 2
+    )
     assert np.all(np.isfinite(catalog["sersic_n"][ellipticals]))
     assert np.all(np.isnan(catalog["bar_length_arcsec"][spirals]))
     assert np.all(catalog["bar_length_arcsec"][barred] > 0)
@@ -131,7 +159,10 @@ def test_same_seed_same_sample_whatever_the_workers():
 def test_ellipticals_are_more_concentrated_than_disks(sample):
     def central(label):
         return np.median(
-            [_central_light_fraction(sample.noiseless[i, 1], _centre(sample, i)) for i in _of_class(sample, label)]
+            [
+                _central_light_fraction(sample.noiseless[i, 1], _centre(sample, i))
+                for i in _of_class(sample, label)
+            ]
         )
 
     assert central("elliptical") > 1.5 * central("spiral")
@@ -140,22 +171,31 @@ def test_ellipticals_are_more_concentrated_than_disks(sample):
 
 def test_edge_on_disks_are_flat(sample):
     edge_on = [_second_moments(sample.noiseless[i, 1])[0] for i in _of_class(sample, "edge_on")]
-    ellipticals = [_second_moments(sample.noiseless[i, 1])[0] for i in _of_class(sample, "elliptical")]
+    ellipticals = [
+        _second_moments(sample.noiseless[i, 1])[0] for i in _of_class(sample, "elliptical")
+    ]
     assert max(edge_on) < 0.5
     assert np.median(edge_on) < 0.6 * np.median(ellipticals)
 
 
 def test_stars_are_more_compact_than_galaxies(sample):
     stars = [_second_moments(sample.noiseless[i, 1])[1] for i in _of_class(sample, "star")]
-    galaxies = [_second_moments(sample.noiseless[i, 1])[1] for i in np.flatnonzero(sample.catalog["label"] != "star")]
+    galaxies = [
+        _second_moments(sample.noiseless[i, 1])[1]
+        for i in np.flatnonzero(sample.catalog["label"] != "star")
+    ]
     assert max(stars) < np.median(galaxies)
     assert np.all(sample.catalog["half_light_radius_arcsec"][_of_class(sample, "star")] == 0)
 
 
 def test_spiral_arms_break_the_symmetry_of_ellipticals(sample):
-    spirals = [_mirror_asymmetry(sample.noiseless[i, 1], _centre(sample, i)) for i in _of_class(sample, "spiral")]
+    spirals = [
+        _mirror_asymmetry(sample.noiseless[i, 1], _centre(sample, i))
+        for i in _of_class(sample, "spiral")
+    ]
     ellipticals = [
-        _mirror_asymmetry(sample.noiseless[i, 1], _centre(sample, i)) for i in _of_class(sample, "elliptical")
+        _mirror_asymmetry(sample.noiseless[i, 1], _centre(sample, i))
+        for i in _of_class(sample, "elliptical")
     ]
     assert np.median(spirals) > 3 * np.median(ellipticals)
 
@@ -163,7 +203,9 @@ def test_spiral_arms_break_the_symmetry_of_ellipticals(sample):
 def test_spirals_are_bluer_than_ellipticals(sample):
     def g_over_r(label):
         rows = _of_class(sample, label)
-        measured = sample.noiseless[rows, 0].sum(axis=(1, 2)) / sample.noiseless[rows, 1].sum(axis=(1, 2))
+        measured = sample.noiseless[rows, 0].sum(axis=(1, 2)) / sample.noiseless[rows, 1].sum(
+            axis=(1, 2)
+        )
         catalogued = sample.catalog["flux_g"][rows] / sample.catalog["flux_r"][rows]
         np.testing.assert_allclose(measured, catalogued, rtol=0.03)
         return np.median(measured)
@@ -177,16 +219,22 @@ def test_requested_snr_is_reached(sample):
     np.testing.assert_allclose(sample.catalog["snr"], 200.0)
 
 
-@pytest.mark.parametrize(("noise", "level", "sigma"), [("gaussian", 2.0, 2.0), ("cosmos", 0.5, 0.5)])
+@pytest.mark.parametrize(
+    ("noise", "level", "sigma"), [("gaussian", 2.0, 2.0), ("cosmos", 0.5, 0.5)]
+)
 def test_noise_level_matches_request(noise, level, sigma):
-    sims = simulate(6, size=48, noise=noise, noise_level=level, seed=1, workers=1, return_noiseless=True)
+    sims = simulate(
+        6, size=48, noise=noise, noise_level=level, seed=1, workers=1, return_noiseless=True
+    )
     assert np.std(sims.images - sims.noiseless) == pytest.approx(sigma, rel=0.05)
     np.testing.assert_allclose(sims.catalog["noise_sigma"], sigma)
 
 
 def test_poisson_noise_follows_sky_plus_source():
     sky = 100.0
-    sims = simulate(4, size=48, noise="poisson", noise_level=sky, seed=2, workers=1, return_noiseless=True)
+    sims = simulate(
+        4, size=48, noise="poisson", noise_level=sky, seed=2, workers=1, return_noiseless=True
+    )
     residual = sims.images - sims.noiseless
     assert np.std(residual[..., :8, :8]) == pytest.approx(np.sqrt(sky), rel=0.1)
     expected_variance = np.clip(sims.noiseless, 0, None) + sky
@@ -196,7 +244,14 @@ def test_poisson_noise_follows_sky_plus_source():
 def test_cosmos_noise_is_correlated_at_hst_resolution():
     def neighbour_correlation(noise):
         sims = simulate(
-            3, size=64, pixel_scale=0.03, psf_fwhm=0.1, noise=noise, seed=5, workers=1, return_noiseless=True
+            3,
+            size=64,
+            pixel_scale=0.03,
+            psf_fwhm=0.1,
+            noise=noise,
+            seed=5,
+            workers=1,
+            return_noiseless=True,
         )
         residual = (sims.images - sims.noiseless)[:, 0]
         return np.corrcoef(residual[:, :, :-1].ravel(), residual[:, :, 1:].ravel())[0, 1]
@@ -206,24 +261,38 @@ def test_cosmos_noise_is_correlated_at_hst_resolution():
 
 
 def test_psf_width_sets_star_size():
-    narrow = simulate(3, classes=["star"], psf="kolmogorov", psf_fwhm=0.5, noise="none", seed=1, workers=1)
-    wide = simulate(3, classes=["star"], psf="kolmogorov", psf_fwhm=(1.0, 1.2), noise="none", seed=1, workers=1)
-    assert np.all((wide.catalog["psf_fwhm_arcsec"] >= 1.0) & (wide.catalog["psf_fwhm_arcsec"] <= 1.2))
+    narrow = simulate(
+        3, classes=["star"], psf="kolmogorov", psf_fwhm=0.5, noise="none", seed=1, workers=1
+    )
+    wide = simulate(
+        3, classes=["star"], psf="kolmogorov", psf_fwhm=(1.0, 1.2), noise="none", seed=1, workers=1
+    )
+    assert np.all(
+        (wide.catalog["psf_fwhm_arcsec"] >= 1.0) & (wide.catalog["psf_fwhm_arcsec"] <= 1.2)
+    )
     narrow_sizes = [_second_moments(image[0])[1] for image in narrow.images]
     wide_sizes = [_second_moments(image[0])[1] for image in wide.images]
     assert min(wide_sizes) > 1.5 * max(narrow_sizes)
 
 
 def test_class_fractions_give_exact_counts():
-    sims = simulate(10, size=32, classes=["elliptical", "star"], class_fractions={"elliptical": 0.7, "star": 0.3},
-                    seed=0, workers=1)
+    sims = simulate(
+        10,
+        size=32,
+        classes=["elliptical", "star"],
+        class_fractions={"elliptical": 0.7, "star": 0.3},
+        seed=0,
+        workers=1,
+    )
     assert sorted(sims.catalog["label"]) == ["elliptical"] * 7 + ["star"] * 3
     assert sims.class_names == ("elliptical", "star")
     assert set(sims.catalog["label_index"][sims.catalog["label"] == "star"]) == {1}
 
 
 def test_flux_mode_without_snr():
-    sims = simulate(4, size=32, snr=None, flux_range=(500.0, 600.0), noise="none", seed=0, workers=1)
+    sims = simulate(
+        4, size=32, snr=None, flux_range=(500.0, 600.0), noise="none", seed=0, workers=1
+    )
     assert np.all((sims.catalog["flux"] >= 500) & (sims.catalog["flux"] <= 600))
     assert np.all(sims.catalog["noise_sigma"] == 0)
 
@@ -250,7 +319,9 @@ def test_write_sample_png_only_and_loadable(tmp_path):
     sims = simulate(2, size=32, seed=0, workers=1)
     catalog_path = write_sample(sims, tmp_path, formats=("png",))
     catalog = Table.read(catalog_path, format="ascii.csv")
-    assert all(str(name).endswith(".png") and (tmp_path / name).is_file() for name in catalog["file"])
+    assert all(
+        str(name).endswith(".png") and (tmp_path / name).is_file() for name in catalog["file"]
+    )
     assert not list(tmp_path.rglob("*.fits"))
     data = pytest.importorskip("tuningfork.data")
     if not hasattr(data, "GalaxyCollection"):

@@ -165,6 +165,186 @@ def demo(
     run_demo(out, n_simulated=n_simulated, seed=seed, console=console)
 
 
+@app.command()
+def pretrain(
+    data: Annotated[list[Path], typer.Argument(help="Data sets to pretrain on (labels are ignored).")],
+    out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("astropt-model"),
+    size: Annotated[str, typer.Option(help="Model size: tiny, small, base or large.")] = "tiny",
+    image_size: Annotated[int, typer.Option(help="Side of the model's input in pixels.")] = 64,
+    crop_pixels: Annotated[Optional[int], typer.Option(help="Keep the central square of this "
+                                                            "many pixels before resizing.")] = None,
+    stretch: Annotated[str, typer.Option(help="linear (JPEG composites) or asinh (FITS).")] = "linear",
+    patch_size: Annotated[int, typer.Option(help="Patch side in pixels; divides --image-size.")] = 8,
+    sed_columns: Annotated[Optional[str], typer.Option(help="Comma-separated catalog columns "
+                                                            "(one per band) read as SED tokens.")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Galaxies per step.")] = 64,
+    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-4,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of weights, split and augmentation.")] = 0,
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+) -> None:
+    """Pretrain the AstroPT patch transformer without labels and save a model folder."""
+    from .data import GalaxyCollection
+    from .embeddings import pretrain as run_pretraining
+    from .preprocessing import PreprocessConfig
+
+    collections = [GalaxyCollection.open(path, skip_missing=skip_missing) for path in data]
+    preprocess = PreprocessConfig(crop_pixels=crop_pixels, output_size=image_size, stretch=stretch)
+    folder = run_pretraining(collections, out, size=size, preprocess=preprocess, patch_size=patch_size,
+                             sed_columns=_split(sed_columns) if sed_columns else (), max_epochs=epochs,
+                             batch_size=batch_size, learning_rate=learning_rate, accelerator=accelerator,
+                             seed=seed, progress=True)
+    console.print(f"wrote {folder}")
+
+
+@app.command()
+def embed(
+    data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
+    encoder: Annotated[str, typer.Option(help="Model folder, or timm:<architecture> with --weights.")],
+    out: Annotated[Path, typer.Option(help="Output Parquet (a .npy is written beside it).")] = Path(
+        "embeddings.parquet"),
+    weights: Annotated[Optional[Path], typer.Option(help="Local weights file of a timm backbone.")] = None,
+    bands: Annotated[int, typer.Option(help="Image bands (timm backbones).")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Galaxies per batch.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+) -> None:
+    """Embed every galaxy with an encoder; write ids and vectors to Parquet + NPY."""
+    from .data import GalaxyCollection
+    from .embeddings import extract_embeddings, load_encoder
+
+    collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    model = load_encoder(encoder, weights=weights, bands=bands, device=device)
+    written = extract_embeddings(collection, model, out, batch_size=batch_size, progress=True)
+    console.print(f"wrote {len(written)} embeddings of dimension {written.dim} to {out}")
+
+
+@app.command()
+def similar(
+    embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet from 'tuningfork embed'.")],
+    id: Annotated[Optional[str], typer.Option("--id", help="Query galaxy id.")] = None,
+    image: Annotated[Optional[Path], typer.Option(help="Query image file (needs --encoder).")] = None,
+    encoder: Annotated[Optional[str], typer.Option(help="Encoder of the embeddings, for --image.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Local weights of a timm encoder.")] = None,
+    k: Annotated[int, typer.Option(help="Neighbours to return.")] = 10,
+    kind: Annotated[str, typer.Option(help="Index: auto, flat (exact), ivf or hnsw.")] = "auto",
+    metric: Annotated[str, typer.Option(help="cosine or l2.")] = "cosine",
+    rebuild: Annotated[bool, typer.Option(help="Rebuild the index saved beside the embeddings.")] = False,
+    data: Annotated[Optional[Path], typer.Option(help="Data set for the mosaic (default: the "
+                                                      "one that was embedded).")] = None,
+    out: Annotated[Path, typer.Option(help="Neighbours table (CSV, Parquet or FITS).")] = Path("similar.csv"),
+    mosaic: Annotated[Path, typer.Option(help="Mosaic PNG of the neighbours.")] = Path("similar.png"),
+) -> None:
+    """Find the galaxies most similar to a galaxy id or a new image (faiss index)."""
+    from .data import GalaxyCollection, read_image, write_table
+    from .embeddings import load_embeddings, load_encoder
+    from .embeddings.plots import neighbours_mosaic
+    from .embeddings.search import open_or_build_index
+
+    from .errors import ConfigError
+
+    if (id is None) == (image is None):
+        raise ConfigError("give exactly one query: --id or --image")
+    if image is not None and encoder is None:
+        raise ConfigError(f"{image}: a query image needs --encoder (the one that made {embeddings})")
+    vectors = load_embeddings(embeddings)
+    index = open_or_build_index(vectors, rebuild=rebuild, kind=kind, metric=metric)
+    query_image = read_image(image) if image is not None else None
+    query = id if image is None else load_encoder(encoder, weights=weights).encode_raw(query_image)
+    table = index.neighbours(query, k)
+    write_table(out, table)
+    console.print(table)
+    console.print(f"index {index.settings.kind} ({index.settings.metric}), recall@10 vs exact "
+                  f"{index.settings.recall_at_10:.3f}; wrote {out}")
+    source = _embedded_data(vectors, data)
+    if source is not None:
+        neighbours_mosaic(GalaxyCollection.open(source), table, mosaic, query_image=query_image)
+        console.print(f"wrote {mosaic}")
+
+
+@app.command()
+def outliers(
+    embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet from 'tuningfork embed'.")],
+    out: Annotated[Path, typer.Option(help="Ranked table (CSV, Parquet or FITS).")] = Path("outliers.csv"),
+    detectors: Annotated[str, typer.Option(help="Comma-separated: isolation_forest, knn, lof.")] = (
+        "isolation_forest,knn,lof"),
+    neighbors: Annotated[int, typer.Option(help="Neighbourhood size of knn and lof.")] = 20,
+    data: Annotated[Optional[Path], typer.Option(help="Data set for the mosaic (default: the "
+                                                      "one that was embedded).")] = None,
+    mosaic: Annotated[Path, typer.Option(help="Mosaic PNG of the top outliers.")] = Path("outliers.png"),
+    top: Annotated[int, typer.Option(help="Outliers in the mosaic.")] = 25,
+    seed: Annotated[int, typer.Option(help="Seed of the isolation forest.")] = 0,
+) -> None:
+    """Rank galaxies by how anomalous their embeddings are (rank average of detectors)."""
+    from .data import GalaxyCollection, write_table
+    from .embeddings import load_embeddings, outlier_scores
+    from .embeddings.plots import outliers_mosaic
+
+    vectors = load_embeddings(embeddings)
+    table = outlier_scores(vectors.vectors, vectors.ids, detectors=_split(detectors), n_neighbors=neighbors,
+                           seed=seed)
+    write_table(out, table)
+    console.print(table[:10])
+    console.print(f"wrote {out}")
+    source = _embedded_data(vectors, data)
+    if source is not None:
+        outliers_mosaic(GalaxyCollection.open(source), table, mosaic, top=top)
+        console.print(f"wrote {mosaic}")
+
+
+@app.command()
+def probe(
+    embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet from 'tuningfork embed'.")],
+    catalog: Annotated[Path, typer.Option(help="Catalog with ids and the label column.")],
+    column: Annotated[str, typer.Option(help="Class or numeric column to predict.")] = "label",
+    task: Annotated[str, typer.Option(help="auto, classification or regression.")] = "auto",
+    fractions: Annotated[str, typer.Option(help="Comma-separated label fractions.")] = "0.01,0.1,1",
+    probes: Annotated[str, typer.Option(help="Comma-separated: linear, knn.")] = "linear,knn",
+    split_column: Annotated[str, typer.Option(help="Column whose 'train' rows train (others test).")] = "split",
+    test_fraction: Annotated[float, typer.Option(help="Held-out share without a split column.")] = 0.3,
+    repeats: Annotated[int, typer.Option(help="Label subsets per fraction.")] = 3,
+    redshift_like: Annotated[bool, typer.Option(help="Divide regression residuals by 1 + truth.")] = True,
+    out: Annotated[Path, typer.Option(help="Metrics table (CSV, Parquet or FITS).")] = Path("probes.csv"),
+    plot: Annotated[Path, typer.Option(help="PNG of the metric against label fraction.")] = Path("probes.png"),
+    seed: Annotated[int, typer.Option(help="Seed of the split and label subsets.")] = 0,
+) -> None:
+    """Fit linear and kNN probes on a fraction of the labels and score held-out galaxies."""
+    from .data import read_catalog, write_table
+    from .embeddings import load_embeddings
+    from .embeddings.plots import probe_curves
+    from .embeddings.probes import probe_catalog
+
+    table = probe_catalog(load_embeddings(embeddings), read_catalog(catalog), column, split_column=split_column,
+                          test_fraction=test_fraction, seed=seed, task=task,
+                          fractions=_fractions(fractions), probes=_split(probes),
+                          repeats=repeats, redshift_like=redshift_like)
+    write_table(out, table)
+    probe_curves(table, "accuracy" if "accuracy" in table.colnames else "nmad", plot)
+    console.print(table)
+    console.print(f"wrote {out} and {plot}")
+
+
+def _embedded_data(embeddings, data: Path | None) -> Path | None:
+    """The data set to read mosaic images from: given, else the one embedded if still there."""
+    if data is not None:
+        return data
+    source = embeddings.metadata.get("source")
+    if source and Path(source).exists():
+        return Path(source)
+    console.print("no data set to draw the mosaic from (give --data)")
+    return None
+
+
+def _fractions(text: str) -> list[float]:
+    from .errors import ConfigError
+
+    try:
+        return [float(value) for value in _split(text)]
+    except ValueError:
+        raise ConfigError(f"label fractions must be comma-separated numbers, got '{text}'") from None
+
+
 def _split(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 

@@ -191,16 +191,21 @@ def composite_half_light_radius(parts: list[tuple[float, float, float, bool]]) -
     """
 
     def excess(radius: float) -> float:
-        return sum(
-            fraction * _enclosed_fraction(n, truncated, radius / hlr)
-            for n, hlr, fraction, truncated in parts
-        ) - 0.5
+        return (
+            sum(
+                fraction * _enclosed_fraction(n, truncated, radius / hlr)
+                for n, hlr, fraction, truncated in parts
+            )
+            - 0.5
+        )
 
     largest = max(hlr for _, hlr, _, _ in parts)
     return float(optimize.brentq(excess, 1e-6 * largest, 50.0 * largest, xtol=1e-6 * largest))
 
 
-def _scale_to_half_light_radius(target: float, parts: list[tuple[float, float, float, bool]]) -> float:
+def _scale_to_half_light_radius(
+    target: float, parts: list[tuple[float, float, float, bool]]
+) -> float:
     """Factor that gives components of relative sizes ``parts`` a total half-light radius ``target``."""
     return target / composite_half_light_radius(parts)
 
@@ -255,24 +260,32 @@ def _spiral_disk(
     radius = np.hypot(x, y)
     theta = np.arctan2(y, x)
     safe_radius = np.maximum(radius, 0.05 * scale_length)
-    arm_angle = arm_phase + winding * np.log(safe_radius / arm_start) / np.tan(np.radians(pitch_deg))
+    arm_angle = arm_phase + winding * np.log(safe_radius / arm_start) / np.tan(
+        np.radians(pitch_deg)
+    )
     pattern = (0.5 * (1.0 + np.cos(n_arms * (theta - arm_angle)))) ** sharpness
     strength = amplitude * (1.0 - np.exp(-((radius / arm_start) ** 2)))
     modulation = 1.0 - strength + strength * pattern / _mean_arm_pattern(sharpness)
     return _array_profile(np.exp(-radius / scale_length) * modulation, grid_scale, flux)
 
 
-def _build_elliptical(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame) -> GalaxyModel:
+def _build_elliptical(
+    rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame
+) -> GalaxyModel:
     hlr = frame.random_radius(rng, 1 / 32, 1 / 10)
     n = _quantised_sersic_index(rng, 2.5, 6.0)
     q = float(rng.uniform(0.5, 1.0))
     angle = _random_position_angle(rng)
-    model = GalaxyModel(params={"half_light_radius_arcsec": hlr, "sersic_n": n, "q": q, "position_angle_deg": angle})
+    model = GalaxyModel(
+        params={"half_light_radius_arcsec": hlr, "sersic_n": n, "q": q, "position_angle_deg": angle}
+    )
     model.add(_oriented(_sersic(n, hlr), q, angle), population_band_fluxes("old", frame.bands, rng))
     return model
 
 
-def _build_lenticular(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame) -> GalaxyModel:
+def _build_lenticular(
+    rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame
+) -> GalaxyModel:
     hlr = frame.random_radius(rng, 1 / 24, 1 / 9)
     bulge_fraction = float(rng.uniform(0.3, 0.7))
     bulge_size = float(rng.uniform(0.2, 0.5))
@@ -283,22 +296,27 @@ def _build_lenticular(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, fram
         hlr, [(4.0, bulge_size, bulge_fraction, True), (1.0, 1.0, 1.0 - bulge_fraction, False)]
     )
     model = GalaxyModel(
-        params={"half_light_radius_arcsec": hlr, "bulge_to_total": bulge_fraction, "q": q, "position_angle_deg": angle}
+        params={
+            "half_light_radius_arcsec": hlr,
+            "bulge_to_total": bulge_fraction,
+            "q": q,
+            "position_angle_deg": angle,
+        }
     )
     model.add(
         _oriented(_sersic(4.0, bulge_size * disk_hlr), bulge_q, angle).withFlux(bulge_fraction),
         population_band_fluxes("old", frame.bands, rng),
     )
     model.add(
-        _oriented(galsim.Exponential(half_light_radius=disk_hlr), q, angle).withFlux(1.0 - bulge_fraction),
+        _oriented(galsim.Exponential(half_light_radius=disk_hlr), q, angle).withFlux(
+            1.0 - bulge_fraction
+        ),
         population_band_fluxes("intermediate", frame.bands, rng),
     )
     return model
 
 
-def _build_disk_galaxy(
-    rng: np.random.Generator, frame: StampFrame, barred: bool
-) -> GalaxyModel:
+def _build_disk_galaxy(rng: np.random.Generator, frame: StampFrame, barred: bool) -> GalaxyModel:
     """A moderately inclined disk with spiral arms, a small bulge and optionally a bar."""
     hlr = frame.random_radius(rng, 1 / 16, 1 / 8)
     n_arms = 2 if barred else int(rng.choice([2, 3, 4], p=[0.6, 0.25, 0.15]))
@@ -356,15 +374,21 @@ def _build_disk_galaxy(
     if barred:
         bar = galsim.Gaussian(half_light_radius=bar_hlr * disk_hlr, flux=bar_fraction)
         bar = bar.shear(q=bar_q, beta=spin * galsim.radians)
-        model.add(_oriented(bar, q, angle), population_band_fluxes("intermediate", frame.bands, rng))
+        model.add(
+            _oriented(bar, q, angle), population_band_fluxes("intermediate", frame.bands, rng)
+        )
     return model
 
 
-def _build_spiral(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame) -> GalaxyModel:
+def _build_spiral(
+    rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame
+) -> GalaxyModel:
     return _build_disk_galaxy(rng, frame, barred=False)
 
 
-def _build_barred_spiral(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame) -> GalaxyModel:
+def _build_barred_spiral(
+    rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame
+) -> GalaxyModel:
     return _build_disk_galaxy(rng, frame, barred=True)
 
 
@@ -402,7 +426,9 @@ def _dusty_band_profiles(
     return profiles
 
 
-def _build_edge_on(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame) -> GalaxyModel:
+def _build_edge_on(
+    rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame
+) -> GalaxyModel:
     hlr = frame.random_radius(rng, 1 / 14, 1 / 7)
     inclination = float(rng.uniform(84.0, 90.0))
     thickness = float(rng.uniform(0.08, 0.2))  # scale height / scale length
@@ -431,9 +457,16 @@ def _build_edge_on(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: 
         }
     )
     disk = galsim.InclinedExponential(
-        inclination * galsim.degrees, half_light_radius=disk_hlr, scale_h_over_r=thickness, flux=disk_fraction
+        inclination * galsim.degrees,
+        half_light_radius=disk_hlr,
+        scale_h_over_r=thickness,
+        flux=disk_fraction,
     )
-    bulge = _sersic(4.0, bulge_size * disk_hlr).shear(q=bulge_q, beta=0.0 * galsim.degrees).withFlux(bulge_fraction)
+    bulge = (
+        _sersic(4.0, bulge_size * disk_hlr)
+        .shear(q=bulge_q, beta=0.0 * galsim.degrees)
+        .withFlux(bulge_fraction)
+    )
     parts = [
         (disk, population_band_fluxes("young", frame.bands, rng)),
         (bulge, population_band_fluxes("old", frame.bands, rng)),
@@ -451,7 +484,9 @@ def _build_edge_on(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: 
     return model
 
 
-def _build_irregular(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame) -> GalaxyModel:
+def _build_irregular(
+    rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame
+) -> GalaxyModel:
     hlr = frame.random_radius(rng, 1 / 20, 1 / 9)
     n_knots = int(rng.integers(8, 41))
     knot_fraction = float(rng.uniform(0.5, 0.8))
@@ -466,7 +501,12 @@ def _build_irregular(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame
     # An off-centre knot distribution makes the galaxy lopsided.
     knots_shift = rng.normal(0.0, 0.2 * knots_hlr, 2)
     model = GalaxyModel(
-        params={"half_light_radius_arcsec": hlr, "q": q, "position_angle_deg": angle, "n_knots": float(n_knots)}
+        params={
+            "half_light_radius_arcsec": hlr,
+            "q": q,
+            "position_angle_deg": angle,
+            "n_knots": float(n_knots),
+        }
     )
     knots = galsim.RandomKnots(n_knots, half_light_radius=knots_hlr, flux=knot_fraction, rng=gs_rng)
     model.add(
@@ -479,7 +519,12 @@ def _build_irregular(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame
 
 
 def _tidal_tail(
-    rng: np.random.Generator, start: np.ndarray, direction: float, length: float, blob_size: float, flux: float
+    rng: np.random.Generator,
+    start: np.ndarray,
+    direction: float,
+    length: float,
+    blob_size: float,
+    flux: float,
 ) -> galsim.GSObject:
     """A curved chain of Gaussian blobs leaving ``start`` (arcsec) along ``direction`` (rad)."""
     n_blobs = 10
@@ -495,7 +540,9 @@ def _tidal_tail(
     return galsim.Add(blobs)
 
 
-def _build_merger(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame) -> GalaxyModel:
+def _build_merger(
+    rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame
+) -> GalaxyModel:
     hlr = frame.random_radius(rng, 1 / 28, 1 / 12)
     companion_size = float(rng.uniform(0.5, 1.0))
     flux_ratio = float(rng.uniform(0.3, 1.0))
@@ -507,7 +554,10 @@ def _build_merger(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: S
     galaxy_fraction = 1.0 - tail_fraction
     fluxes = galaxy_fraction * np.array([1.0, flux_ratio]) / (1.0 + flux_ratio)
     # Put the light-weighted centre of the pair at the stamp centre.
-    positions = [-separation * fluxes[1] / fluxes.sum() * unit, separation * fluxes[0] / fluxes.sum() * unit]
+    positions = [
+        -separation * fluxes[1] / fluxes.sum() * unit,
+        separation * fluxes[0] / fluxes.sum() * unit,
+    ]
     sizes = [hlr, hlr * companion_size]
     indices = [_quantised_sersic_index(rng, 1.0, 4.0) for _ in range(2)]
     axis_ratios = [float(rng.uniform(0.5, 1.0)) for _ in range(2)]
@@ -528,10 +578,14 @@ def _build_merger(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: S
     tails = []
     for member in range(2):
         # Tides stretch each galaxy along the line joining the pair.
-        body = _oriented(_sersic(indices[member], sizes[member]), axis_ratios[member], angles[member])
+        body = _oriented(
+            _sersic(indices[member], sizes[member]), axis_ratios[member], angles[member]
+        )
         body = body.shear(g=tidal_shear, beta=axis * galsim.radians).withFlux(fluxes[member])
         population = str(rng.choice(["old", "young"]))
-        model.add(body.shift(*positions[member]), population_band_fluxes(population, frame.bands, rng))
+        model.add(
+            body.shift(*positions[member]), population_band_fluxes(population, frame.bands, rng)
+        )
         away_from_partner = axis + (np.pi if member == 0 else 0.0)
         tails.append(
             _tidal_tail(
@@ -547,16 +601,23 @@ def _build_merger(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: S
     return model
 
 
-def _build_star(rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame) -> GalaxyModel:
+def _build_star(
+    rng: np.random.Generator, gs_rng: galsim.BaseDeviate, frame: StampFrame
+) -> GalaxyModel:
     temperature = float(rng.uniform())
-    colour = {band: (1 - temperature) * _HOT_STAR[band] + temperature * _COOL_STAR[band] for band in _HOT_STAR}
+    colour = {
+        band: (1 - temperature) * _HOT_STAR[band] + temperature * _COOL_STAR[band]
+        for band in _HOT_STAR
+    }
     model = GalaxyModel(params={"half_light_radius_arcsec": 0.0})
     model.add(galsim.DeltaFunction(), population_band_fluxes(colour, frame.bands, rng))
     return model
 
 
 #: One builder per class: ``builder(rng, galsim_rng, frame) -> GalaxyModel``.
-BUILDERS: dict[str, Callable[[np.random.Generator, galsim.BaseDeviate, StampFrame], GalaxyModel]] = {
+BUILDERS: dict[
+    str, Callable[[np.random.Generator, galsim.BaseDeviate, StampFrame], GalaxyModel]
+] = {
     "elliptical": _build_elliptical,
     "lenticular": _build_lenticular,
     "spiral": _build_spiral,

@@ -144,7 +144,9 @@ def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float
     return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
 
 
-def render_galaxy(index: int, label: str, config: RenderConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+def render_galaxy(
+    index: int, label: str, config: RenderConfig
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Draw one galaxy of a sample.
 
     Parameters
@@ -178,7 +180,9 @@ def render_galaxy(index: int, label: str, config: RenderConfig) -> tuple[np.ndar
     drawings = np.stack(
         [
             galsim.Convolve(profile, psf)
-            .drawImage(nx=config.size, ny=config.size, scale=config.pixel_scale, offset=tuple(offset))
+            .drawImage(
+                nx=config.size, ny=config.size, scale=config.pixel_scale, offset=tuple(offset)
+            )
             .array
             for profile, _ in model.components
         ]
@@ -278,7 +282,10 @@ def render_all(
     n = len(labels)
     chunk_size = max(1, min(_MAX_CHUNK, math.ceil(n / (workers * _CHUNKS_PER_WORKER))))
     starts = range(0, n, chunk_size)
-    jobs = [(np.arange(start, min(start + chunk_size, n)), labels[start : start + chunk_size]) for start in starts]
+    jobs = [
+        (np.arange(start, min(start + chunk_size, n)), labels[start : start + chunk_size])
+        for start in starts
+    ]
 
     shape = (n, len(config.bands), config.size, config.size)
     images = np.empty(shape, dtype=np.float32)

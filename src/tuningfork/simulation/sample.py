@@ -86,7 +86,11 @@ class SimulatedSample:
 
 
 def _positive(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (np.isfinite(value) and value > 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (np.isfinite(value) and value > 0)
+    ):
         raise ConfigError(f"simulate(): {name} must be a positive number, got {value!r}")
     return float(value)
 
@@ -94,8 +98,12 @@ def _positive(value, name: str) -> float:
 def _range(value, name: str) -> tuple[float, float]:
     """A positive (low, high) range from a number or a pair."""
     pair = (value, value) if isinstance(value, numbers.Real) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, numbers.Real) and np.isfinite(v) and v > 0 for v in pair):
-        raise ConfigError(f"simulate(): {name} must be a positive number or a (low, high) pair, got {value!r}")
+    if len(pair) != 2 or not all(
+        isinstance(v, numbers.Real) and np.isfinite(v) and v > 0 for v in pair
+    ):
+        raise ConfigError(
+            f"simulate(): {name} must be a positive number or a (low, high) pair, got {value!r}"
+        )
     if pair[0] > pair[1]:
         raise ConfigError(f"simulate(): {name} range {value!r} has low > high")
     return float(pair[0]), float(pair[1])
@@ -103,7 +111,9 @@ def _range(value, name: str) -> tuple[float, float]:
 
 def _check_choice(value: str, allowed: tuple[str, ...], name: str) -> str:
     if value not in allowed:
-        raise ConfigError(f"simulate(): unknown {name} '{value}' (choose from {', '.join(allowed)})")
+        raise ConfigError(
+            f"simulate(): unknown {name} '{value}' (choose from {', '.join(allowed)})"
+        )
     return value
 
 
@@ -122,7 +132,9 @@ def _class_counts(
     elif isinstance(class_fractions, Mapping):
         unknown = sorted(set(class_fractions) - set(classes))
         if unknown:
-            raise ConfigError(f"simulate(): class_fractions names classes not simulated: {', '.join(unknown)}")
+            raise ConfigError(
+                f"simulate(): class_fractions names classes not simulated: {', '.join(unknown)}"
+            )
         fractions = np.array([float(class_fractions.get(name, 0.0)) for name in classes])
     else:
         fractions = np.asarray(class_fractions, dtype=float)
@@ -131,7 +143,9 @@ def _class_counts(
                 f"simulate(): class_fractions has {fractions.size} values for {len(classes)} classes"
             )
     if not np.all(np.isfinite(fractions)) or np.any(fractions < 0) or fractions.sum() <= 0:
-        raise ConfigError(f"simulate(): class_fractions must be non-negative with a positive sum, got {class_fractions!r}")
+        raise ConfigError(
+            f"simulate(): class_fractions must be non-negative with a positive sum, got {class_fractions!r}"
+        )
     expected = n * fractions / fractions.sum()
     counts = np.floor(expected).astype(int)
     shortfall = n - counts.sum()
@@ -140,7 +154,11 @@ def _class_counts(
 
 
 def _catalog(
-    labels: list[str], class_names: tuple[str, ...], params: list[dict], bands: tuple[str, ...], pixel_scale: float
+    labels: list[str],
+    class_names: tuple[str, ...],
+    params: list[dict],
+    bands: tuple[str, ...],
+    pixel_scale: float,
 ) -> Table:
     width = max(6, len(str(len(labels) - 1)))
     columns: dict[str, object] = {
@@ -244,7 +262,11 @@ def simulate(
         _check_choice(band, tuple(BAND_WAVELENGTHS_NM), "band")
     if len(set(bands)) != len(bands):
         raise ConfigError(f"simulate(): bands {bands} contain a duplicate")
-    class_names = SIMULATED_CLASSES if classes is None else ((classes,) if isinstance(classes, str) else tuple(classes))
+    class_names = (
+        SIMULATED_CLASSES
+        if classes is None
+        else ((classes,) if isinstance(classes, str) else tuple(classes))
+    )
     if not class_names:
         raise ConfigError("simulate(): classes is empty")
     for name in class_names:
@@ -283,7 +305,12 @@ def simulate(
 
     catalog = _catalog(labels, class_names, params, bands, pixel_scale)
     catalog.meta.update(
-        bands=list(bands), pixel_scale=pixel_scale, psf=psf, noise=noise, noise_level=noise_level, seed=seed
+        bands=list(bands),
+        pixel_scale=pixel_scale,
+        psf=psf,
+        noise=noise,
+        noise_level=noise_level,
+        seed=seed,
     )
     return SimulatedSample(images, catalog, noiseless, bands, pixel_scale, class_names)
 
@@ -293,7 +320,9 @@ def _preview(image: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
     from astropy.visualization import AsinhStretch, AsymmetricPercentileInterval
 
     if len(bands) >= 3:
-        by_wavelength = sorted(range(len(bands)), key=lambda index: BAND_WAVELENGTHS_NM[bands[index]])
+        by_wavelength = sorted(
+            range(len(bands)), key=lambda index: BAND_WAVELENGTHS_NM[bands[index]]
+        )
         chosen = [by_wavelength[-1], by_wavelength[len(by_wavelength) // 2], by_wavelength[0]]
         planes = image[chosen]
     else:
@@ -302,7 +331,9 @@ def _preview(image: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
     return AsinhStretch(a=0.1)(AsymmetricPercentileInterval(1.0, 99.8)(planes))
 
 
-def write_sample(sample: SimulatedSample, out_dir: str | Path, formats: Sequence[str] = IMAGE_FORMATS) -> Path:
+def write_sample(
+    sample: SimulatedSample, out_dir: str | Path, formats: Sequence[str] = IMAGE_FORMATS
+) -> Path:
     """Write a simulated sample as image files plus a catalog.
 
     Parameters
@@ -329,17 +360,25 @@ def write_sample(sample: SimulatedSample, out_dir: str | Path, formats: Sequence
     """
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     if not formats:
-        raise ConfigError(f"write_sample(): formats is empty (choose from {', '.join(IMAGE_FORMATS)})")
+        raise ConfigError(
+            f"write_sample(): formats is empty (choose from {', '.join(IMAGE_FORMATS)})"
+        )
     for fmt in formats:
         if fmt not in IMAGE_FORMATS:
-            raise ConfigError(f"write_sample(): unknown format '{fmt}' (choose from {', '.join(IMAGE_FORMATS)})")
+            raise ConfigError(
+                f"write_sample(): unknown format '{fmt}' (choose from {', '.join(IMAGE_FORMATS)})"
+            )
     out_dir = Path(out_dir)
     main_format = "fits" if "fits" in formats else "png"
     catalog = sample.catalog.copy(copy_data=True)
     files = []
     for galaxy_id, label, image in zip(catalog["id"], catalog["label"], sample.images):
         if "fits" in formats:
-            header = {"BANDS": ",".join(sample.bands), "PIXSCALE": sample.pixel_scale, "LABEL": str(label)}
+            header = {
+                "BANDS": ",".join(sample.bands),
+                "PIXSCALE": sample.pixel_scale,
+                "LABEL": str(label),
+            }
             write_fits(out_dir / "images" / f"{galaxy_id}.fits", image, header)
         if "png" in formats:
             write_png(out_dir / "images" / f"{galaxy_id}.png", _preview(image, sample.bands))
