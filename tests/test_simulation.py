@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import galsim
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -10,6 +11,7 @@ from scipy import ndimage
 
 from tuningfork.errors import ConfigError
 from tuningfork.simulation import SIMULATED_CLASSES, SimulatedSample, simulate, write_sample
+from tuningfork.simulation.classes import composite_half_light_radius
 
 PER_CLASS = 6
 
@@ -273,6 +275,22 @@ def test_psf_width_sets_star_size():
     narrow_sizes = [_second_moments(image[0])[1] for image in narrow.images]
     wide_sizes = [_second_moments(image[0])[1] for image in wide.images]
     assert min(wide_sizes) > 1.5 * max(narrow_sizes)
+
+
+def test_composite_half_light_radius_matches_galsim():
+    bulge = galsim.Sersic(n=4, half_light_radius=0.3, trunc=8 * 0.3, flux_untruncated=False)
+    disk = galsim.Exponential(half_light_radius=1.0)
+    bulge_plus_disk = galsim.Add([bulge.withFlux(0.4), disk.withFlux(0.6)])
+    measured = bulge_plus_disk.calculateHLR(scale=0.01, size=1600)
+    predicted = composite_half_light_radius([(4.0, 0.3, 0.4, True), (1.0, 1.0, 0.6, False)])
+    assert predicted == pytest.approx(measured, rel=0.01)
+    assert 0.3 < predicted < 1.0
+
+
+def test_progress_bar_does_not_change_the_sample(capsys):
+    quiet = simulate(3, size=32, seed=9, workers=1)
+    shown = simulate(3, size=32, seed=9, workers=1, progress=True)
+    np.testing.assert_array_equal(quiet.images, shown.images)
 
 
 def test_class_fractions_give_exact_counts():

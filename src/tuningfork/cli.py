@@ -69,7 +69,7 @@ def info(
 
     collection = GalaxyCollection.open(path, label_column=label_column, skip_missing=skip_missing)
     table = Table(title=str(path), show_header=False)
-    for key, value in collection.describe().items():
+    for key, value in collection.describe(progress=True).items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}: {v}" for k, v in value.items())
         table.add_row(key.replace("_", " "), str(value))
@@ -301,12 +301,13 @@ def probe(
     task: Annotated[str, typer.Option(help="auto, classification or regression.")] = "auto",
     fractions: Annotated[str, typer.Option(help="Comma-separated label fractions.")] = "0.01,0.1,1",
     probes: Annotated[str, typer.Option(help="Comma-separated: linear, knn.")] = "linear,knn",
-    split_column: Annotated[str, typer.Option(help="Column whose 'train' rows train (others test).")] = "split",
+    split_column: Annotated[str, typer.Option(help="Column whose 'train' rows train, "
+                                                   "the others test.")] = "split",
     test_fraction: Annotated[float, typer.Option(help="Held-out share without a split column.")] = 0.3,
     repeats: Annotated[int, typer.Option(help="Label subsets per fraction.")] = 3,
     redshift_like: Annotated[bool, typer.Option(help="Divide regression residuals by 1 + truth.")] = True,
     out: Annotated[Path, typer.Option(help="Metrics table (CSV, Parquet or FITS).")] = Path("probes.csv"),
-    plot: Annotated[Path, typer.Option(help="PNG of the metric against label fraction.")] = Path("probes.png"),
+    plot: Annotated[Path, typer.Option(help="PNG of metric vs label fraction.")] = Path("probes.png"),
     seed: Annotated[int, typer.Option(help="Seed of the split and label subsets.")] = 0,
 ) -> None:
     """Fit linear and kNN probes on a fraction of the labels and score held-out galaxies."""
@@ -315,8 +316,8 @@ def probe(
     from .embeddings.plots import probe_curves
     from .embeddings.probes import probe_catalog
 
-    table = probe_catalog(load_embeddings(embeddings), read_catalog(catalog), column, split_column=split_column,
-                          test_fraction=test_fraction, seed=seed, task=task,
+    table = probe_catalog(load_embeddings(embeddings), read_catalog(catalog), column,
+                          split_column=split_column, test_fraction=test_fraction, seed=seed, task=task,
                           fractions=_fractions(fractions), probes=_split(probes),
                           repeats=repeats, redshift_like=redshift_like)
     write_table(out, table)

@@ -182,11 +182,11 @@ def preview_collection(
         from .errors import EmptyCatalogError
 
         raise EmptyCatalogError(getattr(collection, "source", "collection"))
-    # Soften the arcsinh at a few times the sky noise (Lupton et al. 2004):
+    # Soften the arcsinh at several times the sky noise (Lupton et al. 2004):
     # faint outskirts show while the noise stays dark.
     config = PreprocessConfig(output_size=size, stretch=stretch, normalisation="minmax",
                               subtract_background=True,
-                              stretch_softening=3.0 * typical_noise(collection))
+                              stretch_softening=10.0 * typical_noise(collection))
     preprocess = Preprocessor(config)
     rng = np.random.default_rng(seed)
     catalog = collection.catalog

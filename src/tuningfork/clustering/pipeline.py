@@ -530,7 +530,8 @@ def _plot_all(collection, preprocessor, groups, group, classified, reduced, morp
     images = _read_stack(collection.subset(shown), preprocessor, config.batch_size)
     ids = np.asarray(collection.ids)[shown]
     plot_group_mosaics(images, group[shown], classified[shown], plot_files[0],
-                       vote_fraction=vote_fraction[shown], per_group=per_group, ids=ids)
+                       vote_fraction=vote_fraction[shown], per_group=per_group, ids=ids,
+                       title=f"{int(classified.sum())} of {group.size} galaxies classified, best voted shown")
     plot_embedding_map(reduced, group, classified, plot_files[1], method=config.embedding_map, seed=config.seed)
     if morphometry is not None:
         plot_morphology_planes(morphometry, group, classified, plot_files[2])

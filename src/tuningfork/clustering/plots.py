@@ -57,6 +57,7 @@ def plot_group_mosaics(
     vote_fraction: np.ndarray | None = None,
     per_group: int = 8,
     ids: Sequence[str] | None = None,
+    title: str | None = None,
 ) -> Path:
     """One mosaic with a row per group (and one of unclassified galaxies).
 
@@ -76,6 +77,8 @@ def plot_group_mosaics(
         Galaxies shown per row.
     ids : sequence of str, optional
         Captions.
+    title : str, optional
+        Figure title; by default the number of galaxies classified.
 
     Returns
     -------
@@ -99,8 +102,8 @@ def plot_group_mosaics(
             titles.append(f"{label} {ids[index]}" if ids is not None else label)
         tiles.extend([None] * (per_group - chosen.size))
         titles.extend([""] * (per_group - chosen.size))
-    return mosaic(tiles, path, titles=titles, ncols=per_group, already_scaled=True,
-                  suptitle=f"{int(classified.sum())} of {groups.size} galaxies classified")
+    title = title or f"{int(classified.sum())} of {groups.size} galaxies classified"
+    return mosaic(tiles, path, titles=titles, ncols=per_group, already_scaled=True, suptitle=title)
 
 
 def plot_morphology_planes(morphometry, groups: np.ndarray, classified: np.ndarray, path: str | Path) -> Path:

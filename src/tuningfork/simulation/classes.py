@@ -106,7 +106,7 @@ class GalaxyModel:
     """
 
     components: list[tuple[galsim.GSObject, np.ndarray]] = field(default_factory=list)
-    params: dict[str, float] = field(default_factory=dict)
+    params: dict[str, float | bool] = field(default_factory=dict)
 
     def add(self, profile: galsim.GSObject, band_fluxes: np.ndarray) -> None:
         """Append a profile with its flux in each band."""
@@ -225,8 +225,10 @@ def _array_profile(array: np.ndarray, grid_scale: float, flux: float) -> galsim.
 def _fine_grid(frame: StampFrame, half_extent: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Coordinates (arcsec) of an oversampled square grid reaching ``half_extent`` from the centre."""
     grid_scale = frame.pixel_scale / _ARRAY_OVERSAMPLING
-    half_stamp = 0.75 * frame.size * frame.pixel_scale
-    n_side = 2 * int(np.ceil(min(half_extent, half_stamp) / grid_scale))
+    # Beyond 1.5 half-stamps no light can reach the stamp, even after the
+    # inclination shear stretches the grid along the major axis.
+    largest_half_extent = 1.5 * 0.5 * frame.size * frame.pixel_scale
+    n_side = 2 * int(np.ceil(min(half_extent, largest_half_extent) / grid_scale))
     coords = (np.arange(n_side) - (n_side - 1) / 2) * grid_scale
     x, y = np.meshgrid(coords, coords)
     return x, y, grid_scale
