@@ -20,13 +20,39 @@ def invoke(*args):
 def workspace(tmp_path_factory):
     """A small simulated data set, a tiny pretrained model and its embeddings."""
     root = tmp_path_factory.mktemp("cli_embeddings")
-    sample = simulate(60, size=32, bands=("g", "r"), classes=("elliptical", "spiral", "star"), seed=2, workers=1)
+    sample = simulate(
+        60, size=32, bands=("g", "r"), classes=("elliptical", "spiral", "star"), seed=2, workers=1
+    )
     catalog = write_sample(sample, root / "sims", formats=("fits",))
-    result, output = invoke("pretrain", catalog, "--out", root / "model", "--image-size", 16, "--patch-size", 4,
-                            "--epochs", 1, "--batch-size", 16, "--accelerator", "cpu")
+    result, output = invoke(
+        "pretrain",
+        catalog,
+        "--out",
+        root / "model",
+        "--image-size",
+        16,
+        "--patch-size",
+        4,
+        "--epochs",
+        1,
+        "--batch-size",
+        16,
+        "--accelerator",
+        "cpu",
+    )
     assert result.exit_code == 0, output
-    result, output = invoke("embed", catalog, "--encoder", root / "model", "--out", root / "emb.parquet",
-                            "--batch-size", 25, "--device", "cpu")
+    result, output = invoke(
+        "embed",
+        catalog,
+        "--encoder",
+        root / "model",
+        "--out",
+        root / "emb.parquet",
+        "--batch-size",
+        25,
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, output
     return root, catalog, sample
 
@@ -41,8 +67,18 @@ def test_embed_writes_every_galaxy(workspace):
 def test_similar_by_id_returns_the_galaxy_first_with_a_mosaic(workspace):
     root, _, sample = workspace
     query = str(sample.catalog["id"][5])
-    result, output = invoke("similar", root / "emb.parquet", "--id", query, "--k", 4,
-                            "--out", root / "similar.csv", "--mosaic", root / "similar.png")
+    result, output = invoke(
+        "similar",
+        root / "emb.parquet",
+        "--id",
+        query,
+        "--k",
+        4,
+        "--out",
+        root / "similar.csv",
+        "--mosaic",
+        root / "similar.png",
+    )
     assert result.exit_code == 0, output
     neighbours = Table.read(root / "similar.csv")
     assert str(neighbours["id"][0]) == query and len(neighbours) == 4
@@ -52,17 +88,39 @@ def test_similar_by_id_returns_the_galaxy_first_with_a_mosaic(workspace):
 
 def test_similar_by_new_image_file(workspace):
     root, catalog, _ = workspace
-    image = sorted((catalog.parent / "images").glob("*.fits"))[0]
-    result, output = invoke("similar", root / "emb.parquet", "--image", image, "--encoder", root / "model",
-                            "--k", 3, "--out", root / "by_image.csv", "--mosaic", root / "by_image.png")
+    image = min((catalog.parent / "images").glob("*.fits"))
+    result, output = invoke(
+        "similar",
+        root / "emb.parquet",
+        "--image",
+        image,
+        "--encoder",
+        root / "model",
+        "--k",
+        3,
+        "--out",
+        root / "by_image.csv",
+        "--mosaic",
+        root / "by_image.png",
+    )
     assert result.exit_code == 0, output
     assert len(Table.read(root / "by_image.csv")) == 3
 
 
 def test_outliers_ranks_everything(workspace):
     root, _, sample = workspace
-    result, output = invoke("outliers", root / "emb.parquet", "--out", root / "outliers.csv",
-                            "--mosaic", root / "outliers.png", "--top", 9, "--neighbors", 5)
+    result, output = invoke(
+        "outliers",
+        root / "emb.parquet",
+        "--out",
+        root / "outliers.csv",
+        "--mosaic",
+        root / "outliers.png",
+        "--top",
+        9,
+        "--neighbors",
+        5,
+    )
     assert result.exit_code == 0, output
     table = Table.read(root / "outliers.csv")
     assert list(table["rank"]) == list(range(1, len(sample) + 1))
@@ -71,9 +129,22 @@ def test_outliers_ranks_everything(workspace):
 
 def test_probe_writes_metrics_and_plot(workspace):
     root, catalog, _ = workspace
-    result, output = invoke("probe", root / "emb.parquet", "--catalog", catalog, "--column", "label",
-                            "--fractions", "0.2,1", "--repeats", 1, "--out", root / "probes.csv",
-                            "--plot", root / "probes.png")
+    result, output = invoke(
+        "probe",
+        root / "emb.parquet",
+        "--catalog",
+        catalog,
+        "--column",
+        "label",
+        "--fractions",
+        "0.2,1",
+        "--repeats",
+        1,
+        "--out",
+        root / "probes.csv",
+        "--plot",
+        root / "probes.png",
+    )
     assert result.exit_code == 0, output
     table = Table.read(root / "probes.csv")
     assert set(table["probe"]) == {"linear", "knn"} and np.all(table["accuracy"] >= 0)
@@ -87,7 +158,9 @@ def test_errors_are_one_line(workspace, tmp_path):
     assert "Traceback" not in output
     result, output = invoke("similar", root / "emb.parquet")
     assert result.exit_code == 2 and "exactly one query" in output
-    result, output = invoke("probe", root / "emb.parquet", "--catalog", catalog, "--fractions", "half")
+    result, output = invoke(
+        "probe", root / "emb.parquet", "--catalog", catalog, "--fractions", "half"
+    )
     assert result.exit_code == 2 and "label fractions must be comma-separated numbers" in output
     result, output = invoke("embed", catalog, "--encoder", tmp_path / "nothing")
     assert result.exit_code == 2 and "model folder not found" in output

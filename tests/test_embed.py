@@ -12,8 +12,9 @@ from tuningfork.data import GalaxyCollection
 from tuningfork.embeddings.astropt import AstroPT, AstroPTConfig, save_astropt
 from tuningfork.embeddings.embed import (
     AstroPTEncoder,
-    TimmEncoder,
+    FeatureEncoder,
     embed_arrays,
+    embed_query_image,
     extract_embeddings,
     load_encoder,
 )
@@ -74,12 +75,29 @@ def test_timm_backbone_with_local_weights(tmp_path):
     save_file(
         {name: value.contiguous() for name, value in backbone.state_dict().items()}, str(weights)
     )
-    encoder = load_encoder("timm:test_resnet", weights=weights, bands=1, device="cpu")
-    assert isinstance(encoder, TimmEncoder) and encoder.dim == backbone.num_features
-    encoder.preprocess = PreprocessConfig(output_size=32)  # small images keep the test fast
+    # Small images keep the test fast.
+    encoder = load_encoder("timm:test_resnet", weights=weights, bands=1, image_size=32)
+    assert isinstance(encoder, FeatureEncoder) and encoder.dim == backbone.num_features
+    assert encoder.preprocess.output_size == 32
     vectors = embed_arrays(encoder, blobs(4))
     assert vectors.shape == (4, encoder.dim) and np.isfinite(vectors).all()
     assert np.abs(vectors[0] - vectors[1]).max() > 0
+
+
+def test_autoencoder_folder_is_an_encoder(tmp_path):
+    from tuningfork.clustering import DenoisingAutoencoder, save_autoencoder
+
+    preprocess = PreprocessConfig(output_size=16)
+    folder = save_autoencoder(
+        DenoisingAutoencoder(in_channels=1, base_channels=4, depth=2),
+        tmp_path / "ae",
+        preprocess=preprocess.to_dict(),
+    )
+    encoder = load_encoder(folder)
+    assert encoder.preprocess == preprocess
+    collection = GalaxyCollection.from_arrays(blobs(3))
+    embeddings = extract_embeddings(collection, encoder, tmp_path / "ae.parquet")
+    assert embeddings.vectors.shape == (3, encoder.dim)
 
 
 def test_encode_raw_preprocesses_a_single_image(tmp_path):
@@ -108,10 +126,10 @@ def test_bad_encoders_are_clear_errors(tmp_path):
         load_encoder(tmp_path / "nothere")
     with pytest.raises(ConfigError, match="needs a local weights file"):
         load_encoder("timm:test_resnet")
-    with pytest.raises(MissingFileError, match="missing.pth: weights file of timm model"):
+    with pytest.raises(MissingFileError, match="missing.pth: encoder weights file not found"):
         load_encoder("timm:test_resnet", weights=tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"not weights")
-    with pytest.raises(ModelError, match="junk.pth: not usable weights"):
+    with pytest.raises(ModelError, match="junk.pth: cannot read weights"):
         load_encoder("timm:test_resnet", weights=tmp_path / "junk.pth")
     model = AstroPT(AstroPTConfig.from_size("tiny", bands=1, image_size=16, patch_size=4))
     with pytest.raises(
@@ -127,3 +145,20 @@ def test_output_must_be_parquet(tmp_path):
         UnsupportedFormatError, match="emb.csv: embeddings output must end in .parquet"
     ):
         extract_embeddings(collection, encoder, tmp_path / "emb.csv")
+
+
+def test_query_image_is_embedded_like_the_stored_embeddings(tmp_path):
+    folder = astropt_folder(tmp_path / "model", sed_columns=["mag_r"])
+    encoder = load_encoder(folder, device="cpu")
+    images = blobs(3)
+    collection = GalaxyCollection.from_arrays(
+        images, Table({"id": ["a", "b", "c"], "mag_r": [20.0, 21.0, 22.0]})
+    )
+    embeddings = extract_embeddings(collection, encoder, tmp_path / "emb.parquet")
+    np.save(tmp_path / "query.npy", images[1])
+    image, vector = embed_query_image(embeddings, tmp_path / "query.npy", folder, device="cpu")
+    assert image.shape == images[1].shape and vector.shape == (embeddings.dim,)
+    assert np.isfinite(vector).all()  # no catalog row: SED tokens are "missing"
+    other = astropt_folder(tmp_path / "other")
+    with pytest.raises(ModelError, match="emb.parquet: embeddings were made by encoder 'astropt:"):
+        embed_query_image(embeddings, tmp_path / "query.npy", other, device="cpu")

@@ -281,10 +281,25 @@ def test_composite_half_light_radius_matches_galsim():
     bulge = galsim.Sersic(n=4, half_light_radius=0.3, trunc=8 * 0.3, flux_untruncated=False)
     disk = galsim.Exponential(half_light_radius=1.0)
     bulge_plus_disk = galsim.Add([bulge.withFlux(0.4), disk.withFlux(0.6)])
-    measured = bulge_plus_disk.calculateHLR(scale=0.01, size=1600)
+    # Sample the surface brightness finely and read off the radius enclosing half the light.
+    scale = 0.015
+    pixels = bulge_plus_disk.drawImage(nx=800, ny=800, scale=scale, method="no_pixel").array
+    y, x = np.indices(pixels.shape)
+    radius = np.hypot(x - 399.5, y - 399.5).ravel() * scale
+    order = np.argsort(radius)
+    enclosed = np.cumsum(pixels.ravel()[order])
+    measured = radius[order][np.searchsorted(enclosed, 0.5 * enclosed[-1])]
     predicted = composite_half_light_radius([(4.0, 0.3, 0.4, True), (1.0, 1.0, 0.6, False)])
     assert predicted == pytest.approx(measured, rel=0.01)
     assert 0.3 < predicted < 1.0
+
+
+def test_bands_are_stored_blue_to_red():
+    sims = simulate(2, size=32, bands=["i", "g", "r"], seed=0, workers=1)
+    assert sims.bands == ("g", "r", "i")
+    assert (
+        sims.catalog["flux_g"][0] < sims.catalog["flux_i"][0] or sims.catalog["label"][0] == "star"
+    )
 
 
 def test_progress_bar_does_not_change_the_sample(capsys):

@@ -237,11 +237,11 @@ def similar(
     mosaic: Annotated[Path, typer.Option(help="Mosaic PNG of the neighbours.")] = Path("similar.png"),
 ) -> None:
     """Find the galaxies most similar to a galaxy id or a new image (faiss index)."""
-    from .data import GalaxyCollection, read_image, write_table
-    from .embeddings import load_embeddings, load_encoder
+    from .data import GalaxyCollection, write_table
+    from .embeddings import load_embeddings
+    from .embeddings.embed import embed_query_image
     from .embeddings.plots import neighbours_mosaic
     from .embeddings.search import open_or_build_index
-
     from .errors import ConfigError
 
     if (id is None) == (image is None):
@@ -250,8 +250,9 @@ def similar(
         raise ConfigError(f"{image}: a query image needs --encoder (the one that made {embeddings})")
     vectors = load_embeddings(embeddings)
     index = open_or_build_index(vectors, rebuild=rebuild, kind=kind, metric=metric)
-    query_image = read_image(image) if image is not None else None
-    query = id if image is None else load_encoder(encoder, weights=weights).encode_raw(query_image)
+    query, query_image = id, None
+    if image is not None:
+        query_image, query = embed_query_image(vectors, image, encoder, weights=weights)
     table = index.neighbours(query, k)
     write_table(out, table)
     console.print(table)

@@ -42,7 +42,10 @@ def simulate_sample(out: Path, n: int, seed: int, console: Console) -> Path:
     """
     from .simulation import simulate, write_sample
 
-    sample = simulate(n, size=64, bands=("g", "r", "i"), seed=seed, workers=2, progress=True)
+    # Brighter than simulate()'s default S/N range, so the tour's small
+    # sample shows its classes clearly.
+    sample = simulate(n, size=64, bands=("g", "r", "i"), snr=(40.0, 400.0), seed=seed, workers=2,
+                      progress=True)
     catalog = write_sample(sample, out / "simulated")
     console.print(f"  GalSim: {n} galaxies in {len(set(sample.catalog['label']))} classes in {catalog.parent}")
     return catalog
@@ -98,13 +101,15 @@ def preprocess_sample(catalog: Path, name: str, out: Path, console: Console) -> 
         np.save(tmp, images)
     with atomic_path(out / f"{name}-preprocess-config.json") as tmp:
         tmp.write_text(config.to_json())
-    chosen = images[:16]
-    mosaic(list(chosen), out / f"{name}-preprocessed.png", already_scaled=True,
+    mosaic(list(images[:16]), out / f"{name}-preprocessed.png", already_scaled=True,
            suptitle=f"{name}: preprocessed (asinh, 64 px)")
-    polar = [to_polar(image, 32, 64, extension=0.25) for image in chosen[:4]]
-    back = [from_polar(view, image.shape[-2:], n_angles=64) for view, image in zip(polar, chosen[:4])]
-    mosaic([*chosen[:4], *polar, *back], out / f"{name}-polar.png", ncols=4, already_scaled=True,
-           titles=["image"] * 4 + ["polar, +25% angle"] * 4 + ["inverse"] * 4)
+    centre = images.shape[-1] // 2
+    brightest = np.argsort(images[:, :, centre - 4:centre + 4, centre - 4:centre + 4].mean(axis=(1, 2, 3)))
+    shown = images[brightest[::-1][:4]]
+    polar = [to_polar(image, 32, 64, extension=0.25) for image in shown]
+    back = [from_polar(view, image.shape[-2:], n_angles=64) for view, image in zip(polar, shown)]
+    mosaic([*shown, *polar, *back], out / f"{name}-polar.png", ncols=4, already_scaled=True,
+           titles=["image"] * 4 + ["polar (r up), +25% angle"] * 4 + ["inverse"] * 4)
     report = preprocess.report()
     console.print(f"  {name}: {len(images)} preprocessed to {stack_path.name}; "
                   f"{report['images_with_nonfinite']} had NaN/inf pixels "

@@ -58,7 +58,8 @@ def display_rgb(image: np.ndarray, softening: float = 0.02, clip_percentile: flo
     if not finite.any():
         return np.zeros(rgb.shape[1:] + (3,), dtype=np.float32)
     values = rgb[finite]
-    low = np.percentile(values, 1.0)
+    # The median is the sky in a cutout, so the sky shows dark, not grey.
+    low = np.median(values)
     high = np.percentile(values, clip_percentile)
     scale = max(high - low, np.finfo(np.float32).tiny)
     scaled = np.where(finite, (rgb - low) / scale, 0.0)

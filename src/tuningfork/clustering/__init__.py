@@ -10,12 +10,14 @@ unclassified.  :func:`run_cluster_pipeline` chains it all, resumably.
 
 from .autoencoder import (
     DenoisingAutoencoder,
+    apply_denoiser,
     denoise,
     denoising_gain,
     embed,
     load_autoencoder,
     save_autoencoder,
     train_autoencoder,
+    train_denoiser,
 )
 from .encoders import AutoencoderEncoder, PolarStep, TimmEncoder, load_encoder, rotation_consistency
 from .features import check_features, load_features, save_features
@@ -43,6 +45,7 @@ __all__ = [
     "TimmEncoder",
     "VoteResult",
     "align_labels",
+    "apply_denoiser",
     "check_features",
     "consensus_vote",
     "denoise",
@@ -61,6 +64,7 @@ __all__ = [
     "score_groups",
     "sweep_k",
     "train_autoencoder",
+    "train_denoiser",
     "vote_aligned",
     "voting_clustering",
 ]

@@ -345,6 +345,113 @@ def denoising_gain(noisy: np.ndarray, denoised: np.ndarray, truth: np.ndarray) -
     return means
 
 
+def read_preprocessed(collection, preprocess, batch_size: int = 64) -> np.ndarray:
+    """Read a whole collection through a preprocessor into one stack.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        The galaxies.
+    preprocess : callable
+        Applied to each (bands, H, W) image, e.g. a
+        :class:`~tuningfork.preprocessing.Preprocessor`; it must give every
+        image the same shape.
+    batch_size : int
+        Galaxies read at a time.
+
+    Returns
+    -------
+    ndarray
+        float32 (n, bands, h, w).
+    """
+    return np.concatenate(
+        [np.stack(batch.images) for batch in collection.iter_batches(batch_size, preprocess=preprocess)]
+    ).astype(np.float32, copy=False)
+
+
+def train_denoiser(
+    collection,
+    folder: str | Path,
+    *,
+    preprocess=None,
+    max_images: int = 5000,
+    seed: int = 0,
+    **training,
+) -> tuple[Path, dict]:
+    """Train an autoencoder on (a random subset of) a collection and save it.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        The user's galaxies.
+    folder : str or Path
+        Model folder to write.
+    preprocess : PreprocessConfig, optional
+        Preprocessing of the images (default ``PreprocessConfig()``);
+        stored in the folder and applied again by :func:`apply_denoiser`.
+    max_images : int
+        Galaxies drawn at random for training.
+    seed : int
+        Seed of the draw and of the training.
+    **training
+        Passed to :func:`train_autoencoder` (``epochs``, ``base_channels``,
+        ``depth``, ``noise_sigma``...).
+
+    Returns
+    -------
+    folder : Path
+    metrics : dict
+        Training metrics, also stored in config.json.
+    """
+    from ..preprocessing import PreprocessConfig, Preprocessor
+
+    config = preprocess or PreprocessConfig()
+    if max_images < 1:
+        raise ConfigError(f"train_denoiser: max_images must be at least 1, got {max_images}")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(collection), size=min(len(collection), max_images), replace=False))
+    images = read_preprocessed(collection.subset(chosen), Preprocessor(config))
+    model, metrics = train_autoencoder(images, seed=seed, **training)
+    metrics["n_train"] = int(chosen.size)
+    return save_autoencoder(model, folder, preprocess=config.to_dict(), metrics=metrics), metrics
+
+
+def apply_denoiser(folder: str | Path, collection, output: str | Path, batch_size: int = 64) -> Path:
+    """Denoise a collection with a saved autoencoder and write an NPZ stack.
+
+    The images are preprocessed exactly as for training (the folder's
+    config), denoised, and written with their ids as ``images`` and ``ids``
+    arrays, a file :meth:`GalaxyCollection.open` reads back.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Model folder of :func:`train_denoiser` or :func:`save_autoencoder`.
+    collection : GalaxyCollection
+        The galaxies to denoise.
+    output : str or Path
+        ``.npz`` file to write (atomically).
+    batch_size : int
+        Galaxies per batch.
+
+    Returns
+    -------
+    Path
+    """
+    from ..data.writers import atomic_path
+    from ..preprocessing import PreprocessConfig, Preprocessor
+
+    model, config = load_autoencoder(folder)
+    preprocess = Preprocessor(PreprocessConfig.from_dict(config.get("preprocess") or {}))
+    denoised = [
+        denoise(model, np.stack(batch.images), batch_size)
+        for batch in collection.iter_batches(batch_size, preprocess=preprocess)
+    ]
+    with atomic_path(output) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, images=np.concatenate(denoised), ids=np.asarray(collection.ids))
+    return Path(output)
+
+
 def save_autoencoder(model: DenoisingAutoencoder, folder: str | Path, *, preprocess: dict | None = None, metrics: dict | None = None) -> Path:
     """Write a tuningfork model folder (weights.safetensors + config.json).
 

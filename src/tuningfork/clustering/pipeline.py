@@ -213,12 +213,6 @@ class _StageLog:
             tmp.write_text(json.dumps(self.done, indent=2, sort_keys=True))
 
 
-def _read_stack(collection, preprocess, batch_size: int) -> np.ndarray:
-    return np.concatenate(
-        [np.stack(batch.images) for batch in collection.iter_batches(batch_size, preprocess=preprocess)]
-    )
-
-
 def _weights_identity(path: str | None) -> dict | None:
     if path is None:
         return None
@@ -332,7 +326,7 @@ def run_cluster_pipeline(
     from ..data import read_catalog
     from ..data.writers import atomic_path, write_table
     from ..preprocessing import Preprocessor
-    from .autoencoder import save_autoencoder, train_autoencoder
+    from .autoencoder import train_denoiser
     from .features import load_features, save_features
     from .reduction import PCAProjection, fit_pca
     from .voting import score_groups, voting_clustering
@@ -370,14 +364,11 @@ def run_cluster_pipeline(
             "denoise_epochs", "denoise_channels", "denoise_depth", "denoise_max_train", "seed")})
         reused = stages.fresh("denoise", denoise_print, [files["denoiser"] / "weights.safetensors"])
         if not reused:
-            rng = np.random.default_rng(config.seed)
-            chosen = np.sort(rng.choice(len(ids), size=min(len(ids), config.denoise_max_train), replace=False))
-            training = _read_stack(collection.subset(chosen), preprocessor, config.batch_size)
-            model, metrics = train_autoencoder(
-                training, base_channels=config.denoise_channels, depth=config.denoise_depth,
-                epochs=config.denoise_epochs, seed=config.seed,
+            train_denoiser(
+                collection, files["denoiser"], preprocess=config.preprocess_config(),
+                max_images=config.denoise_max_train, seed=config.seed, epochs=config.denoise_epochs,
+                base_channels=config.denoise_channels, depth=config.denoise_depth,
             )
-            save_autoencoder(model, files["denoiser"], preprocess=preprocess_settings, metrics=metrics)
             stages.record("denoise", denoise_print)
         report("denoise", reused)
 
@@ -518,6 +509,7 @@ def _encode(collection, preprocessor, config: ClusterConfig, denoiser_folder: Pa
 
 
 def _plot_all(collection, preprocessor, groups, group, classified, reduced, morphometry, plot_files, config) -> None:
+    from .autoencoder import read_preprocessed
     from .plots import plot_embedding_map, plot_group_mosaics, plot_morphology_planes
 
     per_group = 8
@@ -527,7 +519,7 @@ def _plot_all(collection, preprocessor, groups, group, classified, reduced, morp
         chosen = np.flatnonzero(members)
         shown.extend(chosen[np.argsort(-vote_fraction[chosen], kind="stable")][:per_group])
     shown = np.sort(np.asarray(shown, dtype=int))
-    images = _read_stack(collection.subset(shown), preprocessor, config.batch_size)
+    images = read_preprocessed(collection.subset(shown), preprocessor, config.batch_size)
     ids = np.asarray(collection.ids)[shown]
     plot_group_mosaics(images, group[shown], classified[shown], plot_files[0],
                        vote_fraction=vote_fraction[shown], per_group=per_group, ids=ids,

@@ -15,7 +15,7 @@ from .astropt import MODEL_SIZES, AstroPT, AstroPTConfig, load_astropt, save_ast
 from .embed import (
     AstroPTEncoder,
     Encoder,
-    TimmEncoder,
+    FeatureEncoder,
     embed_arrays,
     extract_embeddings,
     load_encoder,
@@ -34,8 +34,8 @@ __all__ = [
     "AstroPTEncoder",
     "EmbeddingSet",
     "Encoder",
+    "FeatureEncoder",
     "SimilarityIndex",
-    "TimmEncoder",
     "classification_metrics",
     "embed_arrays",
     "extract_embeddings",

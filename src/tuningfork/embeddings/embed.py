@@ -4,11 +4,13 @@ An :class:`Encoder` turns a batch of preprocessed images into vectors and
 carries the preprocessing it expects, so that extraction, search by a new
 image and the web service all prepare pixels the same way.  Encoders exist
 for the pretrained AstroPT model, for a timm backbone with weights from a
-local file (never downloaded), and for other tuningfork model folders.
+local file (never downloaded) and the denoising autoencoder, both from
+:mod:`tuningfork.clustering.encoders`.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,60 +85,26 @@ class Encoder(ABC):
     def encode_raw(self, image: np.ndarray, sed: np.ndarray | None = None) -> np.ndarray:
         """Preprocess and embed one raw (bands, H, W) image, e.g. a new query file.
 
+        Parameters
+        ----------
+        image : ndarray
+            Raw pixels; not modified.
+        sed : ndarray, optional
+            (len(sed_columns),) catalog values.  A new image usually has no
+            catalog row, so by default every SED token is "missing".
+
         Returns
         -------
         ndarray
             float32 (dim,).
         """
         prepared = Preprocessor(self.preprocess)(image)
+        if sed is None and self.sed_columns:
+            sed = np.full(len(self.sed_columns), np.nan, dtype=np.float32)
         return self.encode(prepared[None], None if sed is None else np.atleast_2d(sed))[0]
 
 
-class TorchEncoder(Encoder):
-    """An encoder backed by a torch function of a batch tensor.
-
-    Parameters
-    ----------
-    name : str
-        Description.
-    module : torch.nn.Module
-        Holds the weights (moved to ``device`` and set to evaluation mode).
-    dim : int
-        Embedding length.
-    preprocess : PreprocessConfig
-        Preprocessing the module expects.
-    device : str
-        ``auto``, ``cpu``, ``cuda``...
-    """
-
-    def __init__(
-        self,
-        name: str,
-        module: torch.nn.Module,
-        dim: int,
-        preprocess: PreprocessConfig,
-        device: str = "auto",
-    ):
-        self.name, self.dim, self.preprocess = name, int(dim), preprocess
-        self.device = resolve_device(device)
-        self.module = module.to(self.device).eval()
-
-    def _features(self, images: torch.Tensor, sed: torch.Tensor | None) -> torch.Tensor:
-        return self.module(images)
-
-    def encode(self, images: np.ndarray, sed: np.ndarray | None = None) -> np.ndarray:
-        batch = torch.as_tensor(np.asarray(images, dtype=np.float32), device=self.device)
-        sed_tensor = (
-            None
-            if sed is None
-            else torch.as_tensor(np.asarray(sed, dtype=np.float32), device=self.device)
-        )
-        with torch.inference_mode():
-            features = self._features(batch, sed_tensor)
-        return features.float().cpu().numpy().reshape(len(batch), -1)
-
-
-class AstroPTEncoder(TorchEncoder):
+class AstroPTEncoder(Encoder):
     """Embeddings of a (pre)trained :class:`AstroPT`: mean of its final hidden states.
 
     Parameters
@@ -163,8 +131,10 @@ class AstroPTEncoder(TorchEncoder):
                 f"{name}: preprocessing output_size {preprocess.output_size} px differs from the "
                 f"model's image size {model.config.image_size} px"
             )
-        super().__init__(name, model, model.config.embed_dim, preprocess, device)
+        self.name, self.dim, self.preprocess = name, model.config.embed_dim, preprocess
         self.sed_columns = list(model.config.sed_columns)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
 
     @classmethod
     def from_folder(cls, folder: str | Path, device: str = "auto") -> AstroPTEncoder:
@@ -172,82 +142,44 @@ class AstroPTEncoder(TorchEncoder):
         model, preprocess, _ = load_astropt(folder)
         return cls(model, preprocess, name=f"astropt:{Path(folder).resolve()}", device=device)
 
-    def _features(self, images: torch.Tensor, sed: torch.Tensor | None) -> torch.Tensor:
-        if sed is not None:
-            sed = self.module.standardise_sed(sed)
-        return self.module.embed(images, sed)
+    def encode(self, images: np.ndarray, sed: np.ndarray | None = None) -> np.ndarray:
+        batch = torch.as_tensor(np.asarray(images, dtype=np.float32), device=self.device)
+        with torch.inference_mode():
+            sed_tensor = None
+            if sed is not None:
+                raw = torch.as_tensor(np.asarray(sed, dtype=np.float32), device=self.device)
+                sed_tensor = self.model.standardise_sed(raw)
+            return self.model.embed(batch, sed_tensor).float().cpu().numpy()
 
 
-class TimmEncoder(TorchEncoder):
-    """A timm backbone (classifier removed) with weights from a local file.
+class FeatureEncoder(Encoder):
+    """Any image-only feature extractor of :mod:`tuningfork.clustering.encoders`.
+
+    Gives a timm backbone or the denoising autoencoder the preprocessing
+    this interface carries, so they embed collections like AstroPT does.
 
     Parameters
     ----------
-    architecture : str
-        A timm model name, e.g. ``resnet18`` or ``convnext_nano``.
-    weights : str or Path
-        Local ``.safetensors``, ``.pth`` or ``.bin`` state dict of that
-        architecture.  Nothing is ever downloaded.
-    bands : int
-        Image bands; timm adapts the first convolution when it is not 3.
-    preprocess : PreprocessConfig, optional
-        Default: min-max to [0, 1] at the backbone's pretraining resolution;
-        the backbone's own mean/std normalisation is applied on top.
-    device : str
-        ``auto``, ``cpu``, ``cuda``...
+    features : object
+        Has ``name``, ``dim`` and ``encode(images) -> (n, dim)``.
+    preprocess : PreprocessConfig
+        Preprocessing the extractor expects.
     """
 
-    def __init__(
-        self,
-        architecture: str,
-        weights: str | Path,
-        bands: int = 3,
-        preprocess: PreprocessConfig | None = None,
-        device: str = "auto",
-    ):
-        import timm
+    def __init__(self, features, preprocess: PreprocessConfig):
+        self.features = features
+        self.name, self.dim, self.preprocess = features.name, int(features.dim), preprocess
 
-        weights = Path(weights)
-        if not weights.is_file():
-            raise MissingFileError(weights, f"weights file of timm model '{architecture}'")
-        if architecture not in timm.list_models():
-            raise ConfigError(f"'{architecture}' is not a timm architecture")
-        try:
-            # source="file" keeps timm from looking the weights up on the Hugging Face hub.
-            module = timm.create_model(
-                architecture,
-                pretrained=True,
-                num_classes=0,
-                in_chans=bands,
-                pretrained_cfg_overlay={"file": str(weights), "source": "file"},
-            )
-        except (RuntimeError, KeyError, ValueError, OSError) as error:
-            raise ModelError(
-                f"{weights}: not usable weights for timm '{architecture}' ({error})"
-            ) from error
-        data_config = timm.data.resolve_data_config(model=module)
-        preprocess = preprocess or PreprocessConfig(
-            output_size=int(data_config["input_size"][-1]), normalisation="minmax"
-        )
-        super().__init__(
-            f"timm:{architecture}:{weights.resolve()}",
-            module,
-            module.num_features,
-            preprocess,
-            device,
-        )
-        mean, std = np.asarray(data_config["mean"]), np.asarray(data_config["std"])
-        if len(mean) != bands:
-            mean, std = np.full(bands, mean.mean()), np.full(bands, std.mean())
-        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-
-    def _features(self, images: torch.Tensor, sed: torch.Tensor | None) -> torch.Tensor:
-        return self.module((images - self._mean) / self._std)
+    def encode(self, images: np.ndarray, sed: np.ndarray | None = None) -> np.ndarray:
+        return np.asarray(self.features.encode(images), dtype=np.float32)
 
 
 def load_encoder(
-    source: str | Path, weights: str | Path | None = None, bands: int = 3, device: str = "auto"
+    source: str | Path,
+    weights: str | Path | None = None,
+    bands: int = 3,
+    image_size: int | None = None,
+    device: str = "auto",
 ) -> Encoder:
     """Open an encoder from a model folder or a timm architecture name.
 
@@ -255,42 +187,98 @@ def load_encoder(
     ----------
     source : str or Path
         A model folder (``config.json`` + ``weights.safetensors``) written by
-        ``tuningfork pretrain`` or by another tuningfork trainer, or
-        ``timm:<architecture>`` (then ``weights`` is required).
+        ``tuningfork pretrain`` or by the denoising autoencoder's training,
+        or ``timm:<architecture>`` (then ``weights`` is required).
     weights : str or Path, optional
-        Local weights of a timm backbone.
+        Local weights of a timm backbone; nothing is ever downloaded.
     bands : int
         Image bands of a timm backbone.
+    image_size : int, optional
+        Input side in pixels of a timm backbone (default 224, as ImageNet).
     device : str
-        ``auto``, ``cpu``, ``cuda``...
+        ``auto``, ``cpu``, ``cuda`` (AstroPT models).
 
     Returns
     -------
     Encoder
     """
+    from ..clustering import encoders
+
     text = str(source)
     if text.startswith(TIMM_PREFIX):
         if weights is None:
             raise ConfigError(
                 f"encoder '{text}' needs a local weights file (--weights); nothing is downloaded"
             )
-        return TimmEncoder(text[len(TIMM_PREFIX) :], weights, bands=bands, device=device)
+        size = image_size or 224
+        backbone = encoders.TimmEncoder(
+            text[len(TIMM_PREFIX) :], weights, in_chans=bands, input_size=size
+        )
+        return FeatureEncoder(backbone, PreprocessConfig(output_size=size, normalisation="minmax"))
     folder = Path(source)
-    config_path = folder / "config.json"
     if not folder.is_dir():
         raise MissingFileError(folder, "model folder")
+    config_path = folder / "config.json"
     if not config_path.is_file():
         raise MissingFileError(config_path, "model config")
-    import json
-
-    architecture = json.loads(config_path.read_text()).get("architecture")
-    if architecture == ARCHITECTURE:
+    if json.loads(config_path.read_text()).get("architecture") == ARCHITECTURE:
         return AstroPTEncoder.from_folder(folder, device=device)
-    return _model_folder_encoder(folder, architecture, device)
+    features = encoders.load_encoder(folder)
+    stored = getattr(features, "preprocess", None)
+    return FeatureEncoder(
+        features, PreprocessConfig.from_dict(stored) if stored else PreprocessConfig()
+    )
 
 
-def _model_folder_encoder(folder: Path, architecture: str | None, device: str) -> Encoder:
-    raise ModelError(f"{folder}: no encoder for architecture '{architecture}'")
+def embed_query_image(
+    embeddings: EmbeddingSet,
+    image_path: str | Path,
+    encoder_source: str | Path,
+    weights: str | Path | None = None,
+    device: str = "auto",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed a new image file exactly as a set of stored embeddings was made.
+
+    The preprocessing stored with the embeddings is applied, so a query is
+    prepared like the galaxies it is compared with.
+
+    Parameters
+    ----------
+    embeddings : EmbeddingSet
+        The embeddings to search (their metadata name the encoder).
+    image_path : str or Path
+        The query image (FITS, PNG/JPEG, NPY...).
+    encoder_source : str or Path
+        The encoder that made the embeddings (see :func:`load_encoder`).
+    weights : str or Path, optional
+        Local weights of a timm backbone.
+    device : str
+        ``auto``, ``cpu``, ``cuda``...
+
+    Returns
+    -------
+    image : ndarray
+        The raw query image (bands, H, W).
+    vector : ndarray
+        Its embedding (dim,).
+    """
+    from ..data import read_image
+
+    image = read_image(image_path)
+    stored = embeddings.metadata.get("preprocessing")
+    preprocess = PreprocessConfig.from_dict(stored) if stored else None
+    size = preprocess.output_size if preprocess else None
+    encoder = load_encoder(
+        encoder_source, weights, bands=image.shape[0], image_size=size, device=device
+    )
+    made_by = embeddings.metadata.get("encoder")
+    if made_by is not None and made_by != encoder.name:
+        raise ModelError(
+            f"{embeddings.path}: embeddings were made by encoder '{made_by}', not '{encoder.name}'"
+        )
+    if preprocess is not None:
+        encoder.preprocess = preprocess
+    return image, encoder.encode_raw(image)
 
 
 def extract_embeddings(

@@ -282,9 +282,11 @@ def morphometry_catalog(
         rows = [_measure_row(galaxy_id, image, options) for galaxy_id, image in galaxies]
     else:
         rows = []
-        # spawn, not fork: the parent may hold torch or BLAS threads, and a
-        # forked copy of a threaded process can deadlock.
-        context = multiprocessing.get_context("spawn")
+        # Not plain fork: the parent may hold torch or BLAS threads, and a
+        # forked copy of a threaded process can deadlock.  A fork server is
+        # a clean process that imports statmorph once for all workers.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as executor:
             pending = deque()
             for galaxy_id, image in galaxies:

@@ -7,6 +7,7 @@ masked rather than merged, so they do not inflate the galaxy's asymmetry.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +109,7 @@ def segment_central_source(
     from astropy.convolution import convolve
     from astropy.stats import sigma_clipped_stats
     from photutils.segmentation import detect_sources, make_2dgaussian_kernel
+    from photutils.utils.exceptions import NoDetectionsWarning
 
     pixels = np.array(image, dtype=np.result_type(np.asarray(image).dtype, np.float32))
     if pixels.ndim != 2:
@@ -124,7 +126,10 @@ def segment_central_source(
     kernel_size = 2 * int(np.ceil(2 * smoothing_fwhm)) + 1
     kernel = make_2dgaussian_kernel(smoothing_fwhm, size=kernel_size)
     smoothed = convolve(pixels, kernel, mask=invalid)
-    segments = detect_sources(smoothed, nsigma * background_rms, n_pixels=min_pixels, mask=invalid)
+    with warnings.catch_warnings():
+        # An empty detection is reported below as a NoSourcesError instead.
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        segments = detect_sources(smoothed, nsigma * background_rms, n_pixels=min_pixels, mask=invalid)
     if segments is None:
         raise NoSourcesError(name, f"no source detected {nsigma} sigma above the sky")
     labels = segments.data

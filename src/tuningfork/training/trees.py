@@ -1,0 +1,380 @@
+"""Galaxy Zoo decision trees, written as data.
+
+A Galaxy Zoo volunteer answers a question, and the answer decides which
+question comes next.  A :class:`DecisionTree` holds the questions in the
+order they can be asked, their answers, and for every answer the question it
+leads to (``None`` ends the classification).  Everything that depends on the
+tree (per-question normalisation, the Dirichlet-multinomial loss, the
+challenge's cumulative fractions, the leaf class of a galaxy) reads it from
+here, so a new survey's tree is one more constant, not new code.
+
+Two trees ship:
+
+* :data:`GZ2`: Galaxy Zoo 2 (Willett et al. 2013), 11 questions and 37
+  answers, with the column names of the Kaggle "Galaxy Zoo - The Galaxy
+  Challenge" solutions file (``Class1.1`` ... ``Class11.6``).
+* :data:`GZ_DECALS`: Galaxy Zoo DECaLS DR5 (Walmsley et al. 2022), 10
+  questions and 34 answers, with the count column names of the GZ DECaLS
+  catalogue and Zoobot (``smooth-or-featured_smooth`` ...); fraction columns
+  add ``_fraction``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer of a question.
+
+    Parameters
+    ----------
+    name : str
+        Short identifier, unique within its question.
+    column : str
+        Catalog column holding the votes for this answer (counts, or
+        fractions for trees whose catalogs ship only fractions).
+    next_question : str or None
+        Name of the question this answer leads to; ``None`` ends the tree.
+    """
+
+    name: str
+    column: str
+    next_question: str | None
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question and its answers.
+
+    Parameters
+    ----------
+    name : str
+        Identifier of the question.
+    text : str
+        The question as volunteers saw it.
+    answers : tuple of Answer
+        Its answers, in catalog order.
+    """
+
+    name: str
+    text: str
+    answers: tuple[Answer, ...]
+
+
+@dataclass(frozen=True)
+class DecisionTree:
+    """A Galaxy Zoo decision tree.
+
+    Parameters
+    ----------
+    name : str
+        Identifier used in model folders and on the command line.
+    questions : tuple of Question
+        Every question, the first one being the root; a question appears
+        after every question that can lead to it.
+    fraction_suffix : str
+        Appended to an answer's column to name its vote-fraction column
+        (empty when the answer columns already hold fractions).
+    """
+
+    name: str
+    questions: tuple[Question, ...]
+    fraction_suffix: str = "_fraction"
+
+    def __post_init__(self):
+        names = [question.name for question in self.questions]
+        seen: set[str] = set()
+        for question in self.questions:
+            seen.add(question.name)
+            for answer in question.answers:
+                if answer.next_question is not None and answer.next_question not in names:
+                    raise ConfigError(
+                        f"tree {self.name}: answer {question.name}/{answer.name} leads to unknown question "
+                        f"'{answer.next_question}'"
+                    )
+                if answer.next_question in seen:
+                    raise ConfigError(
+                        f"tree {self.name}: answer {question.name}/{answer.name} leads back to "
+                        f"'{answer.next_question}', which is asked before it"
+                    )
+
+    @property
+    def answers(self) -> list[tuple[Question, Answer]]:
+        """Every (question, answer) pair, in output order."""
+        return [(question, answer) for question in self.questions for answer in question.answers]
+
+    @property
+    def answer_labels(self) -> list[str]:
+        """``question/answer`` for every output, in output order."""
+        return [f"{question.name}/{answer.name}" for question, answer in self.answers]
+
+    @property
+    def count_columns(self) -> list[str]:
+        """Catalog columns holding each answer's votes, in output order."""
+        return [answer.column for _, answer in self.answers]
+
+    @property
+    def fraction_columns(self) -> list[str]:
+        """Catalog columns holding each answer's vote fraction, in output order."""
+        return [answer.column + self.fraction_suffix for _, answer in self.answers]
+
+    @property
+    def num_answers(self) -> int:
+        """Total number of answers, i.e. the number of network outputs."""
+        return sum(len(question.answers) for question in self.questions)
+
+    def question_slices(self) -> list[slice]:
+        """The slice of the output vector that belongs to each question."""
+        slices, start = [], 0
+        for question in self.questions:
+            slices.append(slice(start, start + len(question.answers)))
+            start += len(question.answers)
+        return slices
+
+    def normalise(self, votes: np.ndarray) -> np.ndarray:
+        """Scale votes so that each question's answers sum to one.
+
+        Parameters
+        ----------
+        votes : ndarray
+            (n_galaxies, num_answers) counts or unnormalised fractions.
+
+        Returns
+        -------
+        ndarray
+            A new float array; questions nobody answered for a galaxy are NaN.
+        """
+        votes = np.asarray(votes, dtype=np.float64)
+        fractions = np.full_like(votes, np.nan)
+        for block in self.question_slices():
+            total = votes[:, block].sum(axis=1, keepdims=True)
+            answered = total[:, 0] > 0
+            fractions[answered, block] = votes[answered, block] / total[answered]
+        return fractions
+
+    def reach_probability(self, fractions: np.ndarray) -> np.ndarray:
+        """Probability that each question is asked, from per-question fractions.
+
+        A question is reached through every answer that leads to it, so its
+        probability is the sum over those answers of (probability of the
+        answer's question) x (the answer's fraction).  The root is always
+        asked.
+
+        Parameters
+        ----------
+        fractions : ndarray
+            (n_galaxies, num_answers) fractions normalised per question (NaN
+            counts as zero).
+
+        Returns
+        -------
+        ndarray
+            (n_galaxies, n_questions).
+        """
+        fractions = np.nan_to_num(np.asarray(fractions, dtype=np.float64))
+        index = {question.name: position for position, question in enumerate(self.questions)}
+        reach = np.zeros((fractions.shape[0], len(self.questions)))
+        reach[:, 0] = 1.0
+        for position, (question, block) in enumerate(zip(self.questions, self.question_slices())):
+            for offset, answer in enumerate(question.answers):
+                if answer.next_question is not None:
+                    reach[:, index[answer.next_question]] += reach[:, position] * fractions[:, block.start + offset]
+        return reach
+
+    def cumulative(self, fractions: np.ndarray) -> np.ndarray:
+        """Per-question fractions weighted by the probability of being asked.
+
+        This is the form of the Galaxy Zoo challenge's solutions file (and of
+        its RMSE): an answer's value is the fraction of all volunteers who
+        gave it.
+
+        Parameters
+        ----------
+        fractions : ndarray
+            (n_galaxies, num_answers) fractions normalised per question.
+
+        Returns
+        -------
+        ndarray
+            (n_galaxies, num_answers).
+        """
+        fractions = np.nan_to_num(np.asarray(fractions, dtype=np.float64))
+        reach = self.reach_probability(fractions)
+        weights = np.concatenate(
+            [np.repeat(reach[:, [position]], len(question.answers), axis=1) for position, question in enumerate(self.questions)],
+            axis=1,
+        )
+        return fractions * weights
+
+    def leaf(self, fractions: np.ndarray) -> list[str]:
+        """Follow the most voted answer from the root to the end of the tree.
+
+        Parameters
+        ----------
+        fractions : ndarray
+            (n_galaxies, num_answers) fractions normalised per question.
+
+        Returns
+        -------
+        list of str
+            For each galaxy, the answers on its path joined by ``/`` (e.g.
+            ``featured-or-disk/no/strong/...``): the class the tree implies.
+        """
+        fractions = np.nan_to_num(np.asarray(fractions, dtype=np.float64), nan=-1.0)
+        index = {question.name: position for position, question in enumerate(self.questions)}
+        slices = self.question_slices()
+        leaves = []
+        for row in fractions:
+            path, position = [], 0
+            while position is not None:
+                question = self.questions[position]
+                answer = question.answers[int(np.argmax(row[slices[position]]))]
+                path.append(answer.name)
+                position = index.get(answer.next_question) if answer.next_question else None
+            leaves.append("/".join(path))
+        return leaves
+
+
+def _question(name: str, text: str, answers: list[tuple[str, str, str | None]]) -> Question:
+    return Question(name, text, tuple(Answer(*answer) for answer in answers))
+
+
+def _decals_question(name: str, text: str, answers: list[tuple[str, str | None]]) -> Question:
+    return _question(name, text, [(answer, f"{name}_{answer}", nxt) for answer, nxt in answers])
+
+
+#: Galaxy Zoo 2, as in the Kaggle Galaxy Challenge (Willett et al. 2013, table 2),
+#: questions in an order where each comes after every question leading to it.
+#: The challenge's columns hold cumulative fractions, not counts, so
+#: ``fraction_suffix`` is empty and :meth:`DecisionTree.normalise` turns them
+#: into per-question fractions.
+GZ2 = DecisionTree(
+    name="gz2",
+    fraction_suffix="",
+    questions=(
+        _question("smooth", "Is the galaxy simply smooth and rounded, with no sign of a disk?", [
+            ("smooth", "Class1.1", "how-rounded"),
+            ("features-or-disk", "Class1.2", "edge-on"),
+            ("star-or-artifact", "Class1.3", None),
+        ]),
+        _question("edge-on", "Could this be a disk viewed edge-on?", [
+            ("yes", "Class2.1", "bulge-shape"),
+            ("no", "Class2.2", "bar"),
+        ]),
+        _question("bar", "Is there a sign of a bar feature through the centre of the galaxy?", [
+            ("yes", "Class3.1", "spiral"),
+            ("no", "Class3.2", "spiral"),
+        ]),
+        _question("spiral", "Is there any sign of a spiral arm pattern?", [
+            ("yes", "Class4.1", "arm-winding"),
+            ("no", "Class4.2", "bulge-prominence"),
+        ]),
+        _question("arm-winding", "How tightly wound do the spiral arms appear?", [
+            ("tight", "Class10.1", "arm-count"),
+            ("medium", "Class10.2", "arm-count"),
+            ("loose", "Class10.3", "arm-count"),
+        ]),
+        _question("arm-count", "How many spiral arms are there?", [
+            ("1", "Class11.1", "bulge-prominence"),
+            ("2", "Class11.2", "bulge-prominence"),
+            ("3", "Class11.3", "bulge-prominence"),
+            ("4", "Class11.4", "bulge-prominence"),
+            ("more-than-4", "Class11.5", "bulge-prominence"),
+            ("cant-tell", "Class11.6", "bulge-prominence"),
+        ]),
+        _question("bulge-prominence", "How prominent is the central bulge?", [
+            ("no-bulge", "Class5.1", "odd"),
+            ("just-noticeable", "Class5.2", "odd"),
+            ("obvious", "Class5.3", "odd"),
+            ("dominant", "Class5.4", "odd"),
+        ]),
+        _question("how-rounded", "How rounded is it?", [
+            ("completely-round", "Class7.1", "odd"),
+            ("in-between", "Class7.2", "odd"),
+            ("cigar-shaped", "Class7.3", "odd"),
+        ]),
+        _question("bulge-shape", "Does the galaxy have a bulge at its centre? If so, what shape?", [
+            ("rounded", "Class9.1", "odd"),
+            ("boxy", "Class9.2", "odd"),
+            ("no-bulge", "Class9.3", "odd"),
+        ]),
+        _question("odd", "Is there anything odd?", [
+            ("yes", "Class6.1", "odd-feature"),
+            ("no", "Class6.2", None),
+        ]),
+        _question("odd-feature", "Is the odd feature a ring, or is the galaxy disturbed or irregular?", [
+            ("ring", "Class8.1", None),
+            ("lens-or-arc", "Class8.2", None),
+            ("disturbed", "Class8.3", None),
+            ("irregular", "Class8.4", None),
+            ("other", "Class8.5", None),
+            ("merger", "Class8.6", None),
+            ("dust-lane", "Class8.7", None),
+        ]),
+    ),
+)
+
+#: Galaxy Zoo DECaLS DR5 (Walmsley et al. 2022, figure 2), with Zoobot's column names.
+GZ_DECALS = DecisionTree(
+    name="gz_decals",
+    questions=(
+        _decals_question("smooth-or-featured", "Is the galaxy simply smooth and rounded, with no sign of a disk?", [
+            ("smooth", "how-rounded"), ("featured-or-disk", "disk-edge-on"), ("artifact", None),
+        ]),
+        _decals_question("disk-edge-on", "Could this be a disk viewed edge-on?", [
+            ("yes", "edge-on-bulge"), ("no", "bar"),
+        ]),
+        _decals_question("bar", "Is there a bar feature through the centre of the galaxy?", [
+            ("strong", "has-spiral-arms"), ("weak", "has-spiral-arms"), ("no", "has-spiral-arms"),
+        ]),
+        _decals_question("has-spiral-arms", "Is there any sign of a spiral arm pattern?", [
+            ("yes", "spiral-winding"), ("no", "bulge-size"),
+        ]),
+        _decals_question("spiral-winding", "How tightly wound do the spiral arms appear?", [
+            ("tight", "spiral-arm-count"), ("medium", "spiral-arm-count"), ("loose", "spiral-arm-count"),
+        ]),
+        _decals_question("spiral-arm-count", "How many spiral arms are there?", [
+            ("1", "bulge-size"), ("2", "bulge-size"), ("3", "bulge-size"), ("4", "bulge-size"),
+            ("more-than-4", "bulge-size"), ("cant-tell", "bulge-size"),
+        ]),
+        _decals_question("bulge-size", "How prominent is the central bulge, compared with the rest of the galaxy?", [
+            ("dominant", "merging"), ("large", "merging"), ("moderate", "merging"), ("small", "merging"),
+            ("none", "merging"),
+        ]),
+        _decals_question("how-rounded", "How rounded is it?", [
+            ("round", "merging"), ("in-between", "merging"), ("cigar-shaped", "merging"),
+        ]),
+        _decals_question("edge-on-bulge", "Does the galaxy have a bulge at its centre? If so, what shape?", [
+            ("boxy", "merging"), ("none", "merging"), ("rounded", "merging"),
+        ]),
+        _decals_question("merging", "Is the galaxy currently merging or is there any sign of tidal debris?", [
+            ("merger", None), ("major-disturbance", None), ("minor-disturbance", None), ("none", None),
+        ]),
+    ),
+)
+
+#: Trees by name, as given on the command line and stored in model folders.
+TREES = {tree.name: tree for tree in (GZ2, GZ_DECALS)}
+
+
+def get_tree(name: str) -> DecisionTree:
+    """Return a shipped decision tree by name.
+
+    Parameters
+    ----------
+    name : str
+        ``"gz2"`` or ``"gz_decals"``.
+
+    Returns
+    -------
+    DecisionTree
+    """
+    if name not in TREES:
+        raise ConfigError(f"unknown decision tree '{name}' (choose from {', '.join(TREES)})")
+    return TREES[name]

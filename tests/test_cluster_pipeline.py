@@ -1,0 +1,120 @@
+"""Tests of tuningfork.clustering.pipeline: the cached, resumable clustering run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from tuningfork.clustering import autoencoder, pipeline
+from tuningfork.clustering.pipeline import ClusterConfig, run_cluster_pipeline
+from tuningfork.data import GalaxyCollection
+from tuningfork.errors import ConfigError, FeatureError, ModelError
+from tuningfork.simulation import simulate
+
+torch.set_num_threads(1)
+ALL_STAGES = ["denoise", "encode", "pca", "vote", "evaluate", "plots"]
+
+
+@pytest.fixture(scope="module")
+def collection():
+    sample = simulate(36, size=32, snr=(40.0, 200.0), seed=2, workers=1, classes=["elliptical", "edge_on"])
+    return GalaxyCollection.from_arrays(sample.images, sample.catalog)
+
+
+@pytest.fixture()
+def fast_config():
+    return ClusterConfig(
+        n_clusters=2, n_bootstrap=2, models=("kmeans", "gmm"), encoder="autoencoder", polar=False,
+        denoise_epochs=1, denoise_channels=4, denoise_depth=2, preprocess={"output_size": 32},
+        pca_components=4, label_column="label", embedding_map="pca",
+    )
+
+
+def test_run_writes_every_stage_and_a_rerun_skips_them(collection, fast_config, tmp_path, monkeypatch):
+    first = run_cluster_pipeline(collection, tmp_path, fast_config)
+    assert first.ran == ALL_STAGES and first.skipped == []
+    assert len(first.groups) == 36 and set(first.groups.colnames) >= {"id", "group", "vote_fraction", "second_group"}
+    assert set(first.scores) == {"voting", "kmeans_features", "kmeans_raw_pixels"}
+    assert 0 <= first.scores["voting"]["fraction_classified"] <= 1
+    for name in ("features.parquet", "pca.npz", "reduced.parquet", "groups.csv", "scores.json",
+                 "plots/groups.png", "plots/embedding.png", "denoiser/weights.safetensors"):
+        assert (tmp_path / name).is_file(), name
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("a finished stage was recomputed")
+
+    monkeypatch.setattr(pipeline, "_encode", no_encoding)
+    monkeypatch.setattr(autoencoder, "train_autoencoder", no_encoding)
+    again = run_cluster_pipeline(collection, tmp_path, fast_config)
+    assert again.ran == [] and again.skipped == ALL_STAGES
+    assert list(again.groups["id"]) == list(first.groups["id"])
+    assert again.scores == first.scores
+
+
+def test_changing_k_reruns_only_the_vote_and_what_follows(collection, fast_config, tmp_path):
+    run_cluster_pipeline(collection, tmp_path, fast_config)
+    features_time = (tmp_path / "features.parquet").stat().st_mtime_ns
+    changed = run_cluster_pipeline(collection, tmp_path, dataclasses.replace(fast_config, n_clusters=3))
+    assert changed.ran == ["vote", "evaluate", "plots"]
+    assert (tmp_path / "features.parquet").stat().st_mtime_ns == features_time
+    assert json.loads((tmp_path / "stages.json").read_text()).keys() == set(ALL_STAGES)
+
+
+def test_a_deleted_output_is_recomputed(collection, fast_config, tmp_path):
+    run_cluster_pipeline(collection, tmp_path, fast_config)
+    (tmp_path / "groups.csv").unlink()
+    assert run_cluster_pipeline(collection, tmp_path, fast_config).ran == ["vote"]
+
+
+def test_convnext_with_denoising_and_polar_step(collection, tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "convnext_atto.safetensors"
+    save_file(timm.create_model("convnext_atto", pretrained=False).state_dict(), str(weights))
+    config = ClusterConfig(
+        n_clusters=2, n_bootstrap=1, models=("kmeans", "ward"), encoder="convnext_atto",
+        encoder_weights=str(weights), input_size=32, denoise_epochs=1, denoise_channels=4, denoise_depth=2,
+        polar_radii=16, polar_angles=32, preprocess={"output_size": 32}, pca_components=0.9,
+        embedding_map="pca",
+    )
+    result = run_cluster_pipeline(collection, tmp_path / "run", config)
+    assert result.ran == ["denoise", "encode", "pca", "vote", "plots"]
+    assert result.scores is None
+    assert np.isin(np.asarray(result.groups["group"].filled(-1)), [-1, 0, 1]).all()
+
+
+def test_k_larger_than_the_sample_is_a_clear_error(collection, fast_config, tmp_path):
+    with pytest.raises(ConfigError, match="K=50 groups requested but the sample has only 36"):
+        run_cluster_pipeline(collection, tmp_path, dataclasses.replace(fast_config, n_clusters=50))
+    assert not (tmp_path / "features.parquet").exists()
+
+
+def test_encoder_folder_that_is_not_a_model_is_a_clear_error(collection, tmp_path):
+    folder = tmp_path / "my_images"
+    folder.mkdir()
+    config = ClusterConfig(n_clusters=2, encoder=str(folder), denoise=False, polar=False,
+                           preprocess={"output_size": 32})
+    with pytest.raises(ModelError, match="my_images: not a tuningfork model folder"):
+        run_cluster_pipeline(collection, tmp_path / "run", config)
+
+
+def test_nan_features_are_a_clear_error(collection, fast_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "_encode", lambda collection, *args: np.full((len(collection), 4), np.nan))
+    with pytest.raises(FeatureError, match="features.parquet: 36 rows hold NaN"):
+        run_cluster_pipeline(collection, tmp_path, fast_config)
+
+
+def test_inconsistent_settings_are_rejected():
+    with pytest.raises(ConfigError, match="needs denoise=True"):
+        ClusterConfig(encoder="autoencoder", denoise=False, polar=False)
+    with pytest.raises(ConfigError, match="set polar=False"):
+        ClusterConfig(encoder="autoencoder")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        ClusterConfig.from_dict({"n_groups": 3})
+    config = ClusterConfig(n_clusters=5, sweep_k=(3, 4))
+    assert ClusterConfig.from_dict(config.to_dict()) == config

@@ -1,0 +1,118 @@
+"""Tests of tuningfork.clustering.encoders: timm backbones, model folders, polar step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from tuningfork.clustering.autoencoder import DenoisingAutoencoder, save_autoencoder
+from tuningfork.clustering.encoders import (
+    AutoencoderEncoder,
+    PolarStep,
+    TimmEncoder,
+    load_encoder,
+    rotation_consistency,
+)
+from tuningfork.errors import ConfigError, MissingFileError, ModelError
+from tuningfork.simulation import simulate
+
+torch.set_num_threads(1)
+ARCH = "convnext_atto"  # the smallest ConvNeXt: same code path as convnext_large
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A local ConvNeXt checkpoint, with a classification head, as users would have."""
+    torch.manual_seed(0)
+    model = timm.create_model(ARCH, pretrained=False, num_classes=10)
+    path = tmp_path_factory.mktemp("weights") / f"{ARCH}.safetensors"
+    save_file(model.state_dict(), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def galaxies():
+    sample = simulate(12, size=48, snr=(80.0, 200.0), seed=5, workers=1,
+                      classes=["spiral", "barred_spiral", "edge_on", "merger"])
+    images = sample.images
+    low = images.min(axis=(1, 2, 3), keepdims=True)
+    return (images - low) / (images.max(axis=(1, 2, 3), keepdims=True) - low)
+
+
+def test_timm_encoder_reads_local_weights_and_pools_features(weights_file, galaxies):
+    from safetensors.torch import load_file
+
+    encoder = TimmEncoder(ARCH, weights_file, in_chans=3, input_size=48)
+    images = np.repeat(galaxies[:3], 3, axis=1)
+    features = encoder.encode(images)
+    assert features.shape == (3, encoder.dim) == (3, 320)
+    reference = timm.create_model(ARCH, pretrained=False, num_classes=0).eval()
+    reference.load_state_dict({k: v for k, v in load_file(str(weights_file)).items() if not k.startswith("head.fc")})
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = reference((torch.from_numpy(images) - mean) / std).numpy()
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(TimmEncoder(ARCH, None, input_size=48).encode(images), features)
+
+
+def test_torch_checkpoint_and_single_band_adaptation(weights_file, galaxies, tmp_path):
+    from safetensors.torch import load_file
+
+    checkpoint = tmp_path / "checkpoint.pth"
+    torch.save({"state_dict": load_file(str(weights_file)), "epoch": 3}, checkpoint)
+    three_band = TimmEncoder(ARCH, checkpoint, in_chans=3, input_size=64)
+    one_band = TimmEncoder(ARCH, weights_file, in_chans=1, input_size=64)
+    assert one_band.encode(galaxies[:2]).shape == (2, 320)
+    assert three_band.encode(np.repeat(galaxies[:2], 3, axis=1)).shape == (2, 320)
+
+
+def test_bad_encoders_are_clear_errors(tmp_path, galaxies):
+    with pytest.raises(ConfigError, match="no architecture 'convnext_gigantic'"):
+        TimmEncoder("convnext_gigantic")
+    with pytest.raises(MissingFileError, match="absent.safetensors"):
+        TimmEncoder(ARCH, tmp_path / "absent.safetensors")
+    wrong = tmp_path / "resnet.safetensors"
+    save_file(timm.create_model("resnet10t", pretrained=False).state_dict(), str(wrong))
+    with pytest.raises(ModelError, match="resnet.safetensors: weights do not fit convnext_atto"):
+        TimmEncoder(ARCH, wrong)
+    (tmp_path / "not_a_model").mkdir()
+    (tmp_path / "not_a_model" / "notes.txt").write_text("hello")
+    with pytest.raises(ModelError, match="not_a_model: not a tuningfork model folder"):
+        load_encoder(tmp_path / "not_a_model")
+    with pytest.raises(ModelError, match="is a file"):
+        load_encoder(wrong)
+    with pytest.raises(ModelError, match="encoder model folder not found"):
+        load_encoder(tmp_path / "missing" / "folder")
+    with pytest.raises(Exception, match="1 bands but the encoder expects 3"):
+        TimmEncoder(ARCH, input_size=64).encode(galaxies[:1])
+
+
+def test_autoencoder_folder_is_an_encoder(tmp_path, galaxies):
+    torch.manual_seed(0)
+    folder = save_autoencoder(DenoisingAutoencoder(1, 4, 2), tmp_path / "ae", preprocess={"output_size": 48})
+    encoder = load_encoder(folder)
+    assert isinstance(encoder, AutoencoderEncoder)
+    assert encoder.preprocess == {"output_size": 48}
+    assert encoder.encode(galaxies[:3]).shape == (3, 16)
+
+
+def test_rotation_is_a_column_shift_in_polar_coordinates(galaxies):
+    polar = PolarStep(n_radii=16, n_angles=32, extension=0.5)
+    original = polar(galaxies[:1])
+    rotated = polar(np.rot90(galaxies[:1], k=1, axes=(-2, -1)).copy())
+    assert original.shape == (1, 1, 16, 48)
+    # np.rot90 turns the image by 90 degrees: a shift by a quarter of the turn.
+    shifted = np.roll(original[..., :32], -8, axis=-1)
+    np.testing.assert_allclose(rotated[..., :32], shifted, atol=1e-4)
+
+
+def test_polar_step_makes_embeddings_of_rotated_copies_more_similar(weights_file, galaxies):
+    encoder = TimmEncoder(ARCH, weights_file, in_chans=1, input_size=64)
+    cartesian = rotation_consistency(encoder, galaxies, angles_deg=(45.0, 90.0, 160.0))
+    polar = rotation_consistency(encoder, galaxies, polar=PolarStep(32, 64, 0.5), angles_deg=(45.0, 90.0, 160.0))
+    assert polar["mean"] > cartesian["mean"] + 0.1
+    assert set(polar) == {"mean", "angle_45", "angle_90", "angle_160"}
