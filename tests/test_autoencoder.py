@@ -77,7 +77,7 @@ def test_model_folder_round_trip(tmp_path, trained, simulated):
     folder = save_autoencoder(model, tmp_path / "denoiser", preprocess={"output_size": 32}, metrics=metrics)
     config = json.loads((folder / "config.json").read_text())
     assert (folder / "weights.safetensors").is_file()
-    assert config["architecture"] == "denoising_autoencoder" and config["preprocess"] == {"output_size": 32}
+    assert config["architecture"] == "denoising_autoencoder" and config["preprocessing"] == {"output_size": 32}
     loaded, _ = load_autoencoder(folder)
     images = simulated[0][:4]
     np.testing.assert_allclose(denoise(loaded, images), denoise(model, images), atol=1e-6)

@@ -118,3 +118,19 @@ def test_inconsistent_settings_are_rejected():
         ClusterConfig.from_dict({"n_groups": 3})
     config = ClusterConfig(n_clusters=5, sweep_k=(3, 4))
     assert ClusterConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_model_folder_encodes_with_its_own_preprocessing(collection, tmp_path):
+    from tuningfork.clustering.autoencoder import DenoisingAutoencoder, save_autoencoder
+    from tuningfork.clustering.features import load_features
+
+    torch.manual_seed(0)
+    folder = save_autoencoder(DenoisingAutoencoder(1, 4, 2), tmp_path / "ae", preprocess={"output_size": 16})
+    config = ClusterConfig(n_clusters=2, n_bootstrap=1, models=("kmeans",), encoder=str(folder), denoise=False,
+                           polar=False, pca_components=3, embedding_map="pca")
+    result = run_cluster_pipeline(collection, tmp_path / "run", config)
+    _, features = load_features(result.files["features"])
+    assert features.shape == (36, 16)
+    mismatch = dataclasses.replace(config, preprocess={"output_size": 32})
+    with pytest.raises(ConfigError, match="ae: the encoder was trained with other preprocessing"):
+        run_cluster_pipeline(collection, tmp_path / "run2", mismatch)

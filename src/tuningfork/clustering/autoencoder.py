@@ -442,7 +442,7 @@ def apply_denoiser(folder: str | Path, collection, output: str | Path, batch_siz
     from ..preprocessing import PreprocessConfig, Preprocessor
 
     model, config = load_autoencoder(folder)
-    preprocess = Preprocessor(PreprocessConfig.from_dict(config.get("preprocess") or {}))
+    preprocess = Preprocessor(PreprocessConfig.from_dict(config.get("preprocessing") or {}))
     denoised = [
         denoise(model, np.stack(batch.images), batch_size)
         for batch in collection.iter_batches(batch_size, preprocess=preprocess)
@@ -485,7 +485,7 @@ def save_autoencoder(model: DenoisingAutoencoder, folder: str | Path, *, preproc
     config = {
         "architecture": ARCHITECTURE,
         "architecture_args": model.config(),
-        "preprocess": preprocess,
+        "preprocessing": preprocess,
         "metrics": metrics or {},
         "versions": {"tuningfork": __version__, "torch": torch.__version__, "lightning": lightning.__version__},
     }
@@ -545,7 +545,8 @@ def load_autoencoder(folder: str | Path) -> tuple[DenoisingAutoencoder, dict]:
     model : DenoisingAutoencoder
         In eval mode.
     config : dict
-        The folder's config.json (preprocessing under ``preprocess``).
+        The folder's config.json (PreprocessConfig settings under
+        ``preprocessing``).
 
     Raises
     ------

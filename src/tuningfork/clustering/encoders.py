@@ -6,7 +6,8 @@ Every encoder has ``encode(images) -> (n, dim)`` and a ``name``.  Two kinds:
   weights read from a local file (never downloaded), pooled pre-logit
   features;
 * :class:`AutoencoderEncoder`: the pooled bottleneck of a tuningfork
-  denoising autoencoder folder.
+  denoising autoencoder folder;
+* the foundation model (an AstroPT folder of :mod:`tuningfork.embeddings`).
 
 :func:`load_encoder` picks one from a timm name or a model folder;
 :class:`PolarStep` is the polar-coordinate extension applied before encoding;
@@ -24,6 +25,10 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import ConfigError, ImageShapeError, MissingFileError, ModelError
+
+#: Architecture name of the self-supervised foundation model's folders
+#: (:mod:`tuningfork.embeddings.astropt`).
+FOUNDATION_ARCHITECTURE = "astropt"
 
 
 class Encoder(Protocol):
@@ -202,8 +207,8 @@ class AutoencoderEncoder:
 
     @property
     def preprocess(self) -> dict | None:
-        """The PreprocessConfig dict the autoencoder was trained with."""
-        return self.config.get("preprocess")
+        """The PreprocessConfig settings (dict) the autoencoder was trained with."""
+        return self.config.get("preprocessing")
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Bottleneck features of (n, bands, H, W) images.
@@ -245,6 +250,8 @@ def load_encoder(
     Returns
     -------
     Encoder
+        Folder encoders also carry the preprocessing they were trained
+        with as ``preprocess``.
 
     Raises
     ------
@@ -261,7 +268,14 @@ def load_encoder(
         config = read_model_config(path)
         if config["architecture"] == ARCHITECTURE:
             return AutoencoderEncoder(path, batch_size=batch_size)
-        raise ModelError(f"{path}: a {config['architecture']!r} model folder cannot be used as an encoder")
+        if config["architecture"] == FOUNDATION_ARCHITECTURE:
+            from ..embeddings.embed import AstroPTEncoder
+
+            return AstroPTEncoder.from_folder(path)
+        raise ModelError(
+            f"{path}: a {config['architecture']!r} model folder cannot be used as an encoder "
+            f"(usable: {ARCHITECTURE}, {FOUNDATION_ARCHITECTURE})"
+        )
     if path.is_file():
         raise ModelError(f"{path}: is a file; pass a model folder, or a timm name with the file as weights")
     if len(path.parts) > 1:

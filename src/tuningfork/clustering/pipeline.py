@@ -72,7 +72,8 @@ class ClusterConfig:
         Fraction of the turn repeated after 2 pi.
     preprocess : dict, optional
         :class:`~tuningfork.preprocessing.PreprocessConfig` settings; by
-        default 64 x 64 pixels, linear stretch, min-max normalised.
+        default those stored in an encoder model folder, else 64 x 64
+        pixels, linear stretch, min-max normalised.
     label_column : str, optional
         Catalog column of known classes, for the ``evaluate`` stage.
     sweep_k : tuple of int
@@ -342,8 +343,9 @@ def run_cluster_pipeline(
     out.mkdir(parents=True, exist_ok=True)
     stages = _StageLog(out, force)
     settings = config.to_dict()
-    preprocess_settings = config.preprocess_config().to_dict()
-    preprocessor = Preprocessor(config.preprocess_config())
+    preprocess_config = _effective_preprocess(config)
+    preprocess_settings = preprocess_config.to_dict()
+    preprocessor = Preprocessor(preprocess_config)
     data_print = _fingerprint({"source": collection.name, "ids": ids})
     files = {
         "denoiser": out / "denoiser", "features": out / "features.parquet", "pca": out / "pca.npz",
@@ -365,7 +367,7 @@ def run_cluster_pipeline(
         reused = stages.fresh("denoise", denoise_print, [files["denoiser"] / "weights.safetensors"])
         if not reused:
             train_denoiser(
-                collection, files["denoiser"], preprocess=config.preprocess_config(),
+                collection, files["denoiser"], preprocess=preprocess_config,
                 max_images=config.denoise_max_train, seed=config.seed, epochs=config.denoise_epochs,
                 base_channels=config.denoise_channels, depth=config.denoise_depth,
             )
@@ -482,6 +484,23 @@ def run_cluster_pipeline(
     report("plots", reused)
 
     return ClusterResult(out, groups, scores, stages.ran, stages.skipped, files)
+
+
+def _effective_preprocess(config: ClusterConfig):
+    """The pipeline's preprocessing: an encoder folder's own, else the config's."""
+    from ..preprocessing import PreprocessConfig
+    from .autoencoder import read_model_config
+
+    folder = Path(config.encoder)
+    stored = read_model_config(folder).get("preprocessing") if folder.is_dir() else None
+    if stored is None:
+        return config.preprocess_config()
+    trained_with = PreprocessConfig.from_dict(stored)
+    if config.preprocess is not None and config.preprocess_config() != trained_with:
+        raise ConfigError(
+            f"{folder}: the encoder was trained with other preprocessing; leave preprocess unset to use its own"
+        )
+    return trained_with
 
 
 def _encode(collection, preprocessor, config: ClusterConfig, denoiser_folder: Path | None) -> np.ndarray:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..errors import ConfigError
 
@@ -158,36 +159,43 @@ class DecisionTree:
             fractions[answered, block] = votes[answered, block] / total[answered]
         return fractions
 
-    def reach_probability(self, fractions: np.ndarray) -> np.ndarray:
+    def _question_of_answer(self) -> list[int]:
+        return [position for position, question in enumerate(self.questions) for _ in question.answers]
+
+    def reach_probability(self, fractions):
         """Probability that each question is asked, from per-question fractions.
 
         A question is reached through every answer that leads to it, so its
         probability is the sum over those answers of (probability of the
         answer's question) x (the answer's fraction).  The root is always
-        asked.
+        asked.  Works on numpy arrays and on torch tensors (differentiably),
+        so training and evaluation share this one implementation.
 
         Parameters
         ----------
-        fractions : ndarray
-            (n_galaxies, num_answers) fractions normalised per question (NaN
-            counts as zero).
+        fractions : ndarray or Tensor
+            (n_galaxies, num_answers) fractions normalised per question, with
+            no NaN.
 
         Returns
         -------
-        ndarray
-            (n_galaxies, n_questions).
+        ndarray or Tensor
+            (n_galaxies, n_questions), of the input's type.
         """
-        fractions = np.nan_to_num(np.asarray(fractions, dtype=np.float64))
+        xp = torch if isinstance(fractions, torch.Tensor) else np
         index = {question.name: position for position, question in enumerate(self.questions)}
-        reach = np.zeros((fractions.shape[0], len(self.questions)))
-        reach[:, 0] = 1.0
+        incoming: list[list] = [[] for _ in self.questions]
+        reach = []
         for position, (question, block) in enumerate(zip(self.questions, self.question_slices())):
+            # Questions are stored so that every contribution to this one has
+            # been collected by the time it is reached.
+            reach.append(sum(incoming[position]) if position else xp.ones_like(fractions[:, 0]))
             for offset, answer in enumerate(question.answers):
                 if answer.next_question is not None:
-                    reach[:, index[answer.next_question]] += reach[:, position] * fractions[:, block.start + offset]
-        return reach
+                    incoming[index[answer.next_question]].append(reach[position] * fractions[:, block.start + offset])
+        return xp.stack(reach, 1)
 
-    def cumulative(self, fractions: np.ndarray) -> np.ndarray:
+    def cumulative(self, fractions):
         """Per-question fractions weighted by the probability of being asked.
 
         This is the form of the Galaxy Zoo challenge's solutions file (and of
@@ -196,21 +204,16 @@ class DecisionTree:
 
         Parameters
         ----------
-        fractions : ndarray
-            (n_galaxies, num_answers) fractions normalised per question.
+        fractions : ndarray or Tensor
+            (n_galaxies, num_answers) fractions normalised per question, with
+            no NaN.
 
         Returns
         -------
-        ndarray
-            (n_galaxies, num_answers).
+        ndarray or Tensor
+            (n_galaxies, num_answers), of the input's type.
         """
-        fractions = np.nan_to_num(np.asarray(fractions, dtype=np.float64))
-        reach = self.reach_probability(fractions)
-        weights = np.concatenate(
-            [np.repeat(reach[:, [position]], len(question.answers), axis=1) for position, question in enumerate(self.questions)],
-            axis=1,
-        )
-        return fractions * weights
+        return fractions * self.reach_probability(fractions)[:, self._question_of_answer()]
 
     def leaf(self, fractions: np.ndarray) -> list[str]:
         """Follow the most voted answer from the root to the end of the tree.

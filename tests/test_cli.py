@@ -1,0 +1,177 @@
+"""The foundation commands end to end: info, preview, cutout, simulate, demo, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+from PIL import Image
+from typer.testing import CliRunner
+
+from tuningfork.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    result = invoke("simulate", "--out", out, "--n", 16, "--size", 32, "--bands", "g,r",
+                    "--seed", 3, "--workers", 1)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_simulate_writes_images_and_catalog(simulated):
+    catalog = Table.read(simulated / "catalog.csv")
+    assert len(catalog) == 16
+    assert {"id", "file", "label"} <= set(catalog.colnames)
+    first = fits.getdata(simulated / catalog["file"][0])
+    assert first.shape == (2, 32, 32)
+    assert (simulated / "images" / f"{catalog['id'][0]}.png").exists()
+
+
+def test_info_reports_counts_and_label_balance(simulated):
+    result = invoke("info", simulated / "catalog.csv")
+    assert result.exit_code == 0
+    assert "16" in result.output
+    assert "2x32x32" in result.output
+    for label in set(Table.read(simulated / "catalog.csv")["label"]):
+        assert label in result.output
+
+
+def test_preview_grouped_mosaic(simulated, tmp_path):
+    out = tmp_path / "mosaic.png"
+    result = invoke("preview", simulated / "catalog.csv", "--out", out, "--group-by", "label", "--n", 2)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as image:
+        assert image.width > 100 and image.height > 100
+
+
+def test_preview_unknown_group_column_is_one_line_error(simulated, tmp_path):
+    result = invoke("preview", simulated / "catalog.csv", "--out", tmp_path / "m.png", "--group-by", "nope")
+    assert result.exit_code == 2
+    assert "nope" in result.output and "Traceback" not in result.output
+
+
+def test_real_gz2_info_counts_both_classes(shared_data, tmp_path):
+    # A small real catalog with relative file paths, written next to nothing but itself.
+    source = Table.read(shared_data / "gz2-spirals" / "catalog.csv")[:6]
+    source["file"] = [str(shared_data / "gz2-spirals" / f) for f in source["file"]]
+    source.write(tmp_path / "few.csv")
+    result = invoke("info", tmp_path / "few.csv")
+    assert result.exit_code == 0
+    assert "3x424x424: 6" in result.output
+
+
+def _field_with_wcs(path, sources):
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.0, 2.0]
+    wcs.wcs.crpix = [100, 100]
+    wcs.wcs.cdelt = [-0.2 / 3600, 0.2 / 3600]
+    y, x = np.mgrid[:200, :200]
+    image = np.random.default_rng(0).normal(0, 1, (200, 200)).astype(np.float32)
+    for px, py in sources:
+        image += 200 * np.exp(-0.5 * ((x - px) ** 2 + (y - py) ** 2) / 3.0**2)
+    fits.PrimaryHDU(image, header=wcs.to_header()).writeto(path)
+    return wcs
+
+
+def test_cutout_at_catalog_positions_centres_sources(tmp_path):
+    positions = [(50, 60), (140, 120), (3, 100)]
+    wcs = _field_with_wcs(tmp_path / "field.fits", positions)
+    sky = wcs.pixel_to_world([p[0] for p in positions], [p[1] for p in positions])
+    Table({"id": ["a", "b", "edge"], "ra": sky.ra.deg, "dec": sky.dec.deg}).write(tmp_path / "radec.csv")
+    result = invoke("cutout", tmp_path / "field.fits", "--catalog", tmp_path / "radec.csv",
+                    "--out", tmp_path / "stamps", "--size", 31)
+    assert result.exit_code == 0, result.output
+    catalog = Table.read(tmp_path / "stamps" / "catalog.csv")
+    assert list(catalog["id"].astype(str)) == ["a", "b", "edge"]
+    for row in catalog:
+        stamp = fits.getdata(tmp_path / "stamps" / row["file"])
+        peak = np.unravel_index(np.nanargmax(stamp[0] if stamp.ndim == 3 else stamp), stamp.shape[-2:])
+        assert abs(peak[0] - 15) <= 1 and abs(peak[1] - 15) <= 1
+    assert str(catalog["edge"][2]) == "True"
+
+
+def test_cutout_detects_sources_without_catalog(tmp_path):
+    _field_with_wcs(tmp_path / "field.fits", [(50, 60), (140, 120)])
+    result = invoke("cutout", tmp_path / "field.fits", "--out", tmp_path / "stamps", "--psf-fwhm", 2,
+                    "--all-sources")
+    assert result.exit_code == 0, result.output
+    assert len(Table.read(tmp_path / "stamps" / "catalog.csv")) == 2
+
+
+@pytest.mark.parametrize("command", ["info", "preview"])
+def test_missing_file_is_one_line_error(command, tmp_path):
+    result = invoke(command, tmp_path / "absent.fits")
+    assert result.exit_code == 2
+    assert "absent.fits" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_corrupt_fits_is_one_line_error(tmp_path):
+    good = tmp_path / "good.fits"
+    fits.PrimaryHDU(np.ones((64, 64), dtype=np.float32)).writeto(good)
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(good.read_bytes()[:4000])
+    result = invoke("info", bad)
+    assert result.exit_code == 2
+    assert "bad.fits" in result.output and "Traceback" not in result.output
+
+
+def test_catalog_rows_pointing_at_missing_files_are_all_reported(simulated, tmp_path):
+    catalog = Table.read(simulated / "catalog.csv")
+    files = [str(simulated / f) for f in catalog["file"]]
+    files[2], files[5] = str(tmp_path / "gone1.fits"), str(tmp_path / "gone2.fits")
+    catalog["file"] = files
+    catalog.write(tmp_path / "broken.csv")
+    result = invoke("info", tmp_path / "broken.csv")
+    assert result.exit_code == 2
+    assert "gone1.fits" in result.output and "gone2.fits" in result.output
+    skipped = invoke("info", tmp_path / "broken.csv", "--skip-missing")
+    assert skipped.exit_code == 0
+    assert "14" in skipped.output
+
+
+def test_empty_catalog_and_unknown_type(tmp_path):
+    (tmp_path / "empty.csv").write_text("id,file\n")
+    assert invoke("info", tmp_path / "empty.csv").exit_code == 2
+    (tmp_path / "image.xyz").write_text("hello")
+    result = invoke("info", tmp_path / "image.xyz")
+    assert result.exit_code == 2 and "image.xyz" in result.output
+
+
+def test_failed_cutout_keeps_earlier_output(tmp_path):
+    _field_with_wcs(tmp_path / "field.fits", [(50, 60)])
+    out = tmp_path / "stamps"
+    assert invoke("cutout", tmp_path / "field.fits", "--out", out, "--all-sources",
+                  "--psf-fwhm", 2).exit_code == 0
+    before = (out / "catalog.csv").read_bytes()
+    (tmp_path / "noradec.csv").write_text("id,flux\na,1\n")
+    result = invoke("cutout", tmp_path / "field.fits", "--catalog", tmp_path / "noradec.csv", "--out", out)
+    assert result.exit_code == 2
+    assert (out / "catalog.csv").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    result = invoke("demo", "--out", out, "--n-simulated", 24)
+    assert result.exit_code == 0, result.output
+    for name in ("hdf-preview.png", "simulated-preview.png", "hdf-preprocessed.npy",
+                 "simulated-polar.png", "simulated-preprocess-config.json"):
+        assert (out / name).exists(), name
+    info = json.loads((out / "hdf-info.json").read_text())
+    assert info["count"] > 50
+    stack = np.load(out / "simulated-preprocessed.npy")
+    assert stack.shape == (24, 3, 64, 64) and np.isfinite(stack).all()
