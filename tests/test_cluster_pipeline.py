@@ -39,6 +39,7 @@ def fast_config():
 def test_run_writes_every_stage_and_a_rerun_skips_them(collection, fast_config, tmp_path, monkeypatch):
     first = run_cluster_pipeline(collection, tmp_path, fast_config)
     assert first.ran == ALL_STAGES and first.skipped == []
+    assert set(first.seconds) == set(ALL_STAGES) and all(t >= 0 for t in first.seconds.values())
     assert len(first.groups) == 36 and set(first.groups.colnames) >= {"id", "group", "vote_fraction", "second_group"}
     assert set(first.scores) == {"voting", "kmeans_features", "kmeans_raw_pixels"}
     assert 0 <= first.scores["voting"]["fraction_classified"] <= 1
@@ -134,3 +135,17 @@ def test_a_model_folder_encodes_with_its_own_preprocessing(collection, tmp_path)
     mismatch = dataclasses.replace(config, preprocess={"output_size": 32})
     with pytest.raises(ConfigError, match="ae: the encoder was trained with other preprocessing"):
         run_cluster_pipeline(collection, tmp_path / "run2", mismatch)
+
+
+def test_galaxies_without_labels_are_clustered_but_not_scored(collection, fast_config, tmp_path):
+    from astropy.table import Table
+
+    labels = [str(value) for value in collection.catalog["label"]]
+    labels[:10] = [""] * 10
+    partly = GalaxyCollection.from_arrays(
+        np.stack([galaxy.image for galaxy in collection]), Table({"id": collection.ids, "label": labels})
+    )
+    result = run_cluster_pipeline(partly, tmp_path, fast_config)
+    assert len(result.groups) == 36
+    assert result.scores["voting"]["n_labelled"] == 26
+    assert result.scores["kmeans_features"]["fraction_classified"] == 1.0

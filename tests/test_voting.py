@@ -141,3 +141,18 @@ def test_scores_count_only_classified_galaxies():
     assert scores["purity"] == pytest.approx(3 / 4)
     nothing = score_groups(groups, labels, np.zeros(6, bool))
     assert np.isnan(nothing["purity"])
+
+
+def test_group_catalog_round_trips_through_csv(tmp_path):
+    from tuningfork.clustering.voting import read_groups
+    from tuningfork.data.writers import write_table
+    from tuningfork.errors import MissingFileError
+
+    members = np.array([[0, 1, 0], [0, 0, 1]])
+    table = consensus_vote(members, 2, threshold=1.0).to_table(["007", "b", "c"])
+    back = read_groups(write_table(tmp_path / "groups.csv", table))
+    assert list(back["id"]) == ["007", "b", "c"]
+    assert back["classified"].dtype == bool and list(back["classified"]) == [True, False, False]
+    assert back["group"][0] == 0 and back["group"].mask.tolist() == [False, True, True]
+    with pytest.raises(MissingFileError, match="nothing.csv: group catalog not found"):
+        read_groups(tmp_path / "nothing.csv")

@@ -351,6 +351,126 @@ def _split(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+@app.command()
+def cluster(
+    data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder; a rerun resumes from its finished stages.")] = Path(
+        "clusters"),
+    k: Annotated[int, typer.Option("--k", help="Groups per clustering (20 in the paper).")] = 20,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 10,
+    threshold: Annotated[float, typer.Option(help="Fraction of votes needed to classify a galaxy.")] = 0.5,
+    models: Annotated[str, typer.Option(help="Comma-separated: kmeans, ward, gmm, birch.")] = (
+        "kmeans,ward,gmm,birch"),
+    encoder: Annotated[str, typer.Option(help="timm architecture (with --weights), model folder, or "
+                                              "'autoencoder' (the denoiser's latent).")] = "convnext_tiny",
+    weights: Annotated[Optional[Path], typer.Option(help="Local weights file of the timm encoder.")] = None,
+    input_size: Annotated[int, typer.Option(help="Encoder input side in pixels.")] = 224,
+    pca: Annotated[float, typer.Option(help="Variance fraction (< 1) or number of PCA components.")] = 0.9,
+    denoise: Annotated[bool, typer.Option(help="Train and apply the denoising autoencoder first.")] = True,
+    denoise_epochs: Annotated[int, typer.Option(help="Autoencoder training epochs.")] = 20,
+    polar: Annotated[bool, typer.Option(help="Polar step with extended angle axis before encoding.")] = True,
+    size: Annotated[Optional[int], typer.Option(help="Resize cutouts to this many pixels (default 64).")] = None,
+    stretch: Annotated[Optional[str], typer.Option(help="linear, asinh, sqrt or log.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Known classes, to score the groups.")] = None,
+    sweep: Annotated[Optional[str], typer.Option(help="Comma-separated K values to compare.")] = None,
+    morphometry: Annotated[bool, typer.Option(help="Also measure statmorph parameters (slow).")] = False,
+    workers: Annotated[int, typer.Option(help="Processes for the morphometry.")] = 1,
+    embedding_map: Annotated[str, typer.Option(help="umap or pca.")] = "umap",
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    force: Annotated[bool, typer.Option(help="Recompute every stage.")] = False,
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+) -> None:
+    """Unsupervised groups by bagging voting clustering of (denoised, polar) encoder features."""
+    from .clustering import ClusterConfig, run_cluster_pipeline
+    from .data import GalaxyCollection
+
+    preprocess = None
+    if size is not None or stretch is not None:
+        preprocess = {"output_size": size or 64, "stretch": stretch or "linear"}
+    config = ClusterConfig(
+        n_clusters=k, n_bootstrap=bootstrap, models=tuple(_split(models)), threshold=threshold,
+        pca_components=int(pca) if pca >= 1 else pca, encoder=encoder,
+        encoder_weights=str(weights) if weights else None, input_size=input_size, denoise=denoise,
+        denoise_epochs=denoise_epochs, polar=polar, preprocess=preprocess, label_column=label_column,
+        sweep_k=tuple(int(value) for value in _split(sweep)) if sweep else (), morphometry=morphometry,
+        workers=workers, embedding_map=embedding_map, seed=seed,
+    )
+    collection = GalaxyCollection.open(data, label_column=label_column, skip_missing=skip_missing)
+    result = run_cluster_pipeline(collection, out, config, force=force, log=console.print)
+    classified = int(sum(result.groups["classified"]))
+    console.print(f"{classified} of {len(result.groups)} galaxies classified into {k} groups; wrote {out}")
+    for method, scores in (result.scores or {}).items():
+        console.print(f"{method}: " + ", ".join(f"{name} {value:.3f}" for name, value in scores.items()))
+
+
+denoise_app = _App(name="denoise", help="Train or apply the denoising autoencoder.", no_args_is_help=True)
+app.add_typer(denoise_app, name="denoise")
+
+
+@denoise_app.command("train")
+def denoise_train(
+    data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
+    out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("denoiser"),
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
+    size: Annotated[int, typer.Option(help="Resize cutouts to this many pixels.")] = 64,
+    stretch: Annotated[str, typer.Option(help="linear, asinh, sqrt or log.")] = "linear",
+    channels: Annotated[int, typer.Option(help="Channels of the first level (doubled per level).")] = 16,
+    depth: Annotated[int, typer.Option(help="Downsampling levels.")] = 3,
+    max_images: Annotated[int, typer.Option(help="Galaxies drawn at random for training.")] = 5000,
+    noise_sigma: Annotated[Optional[float], typer.Option(help="Injected noise (default: each image's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+) -> None:
+    """Train a denoising autoencoder on your own images (noise injected on the fly)."""
+    from .clustering import train_denoiser
+    from .data import GalaxyCollection
+    from .preprocessing import PreprocessConfig
+
+    collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    folder, metrics = train_denoiser(
+        collection, out, preprocess=PreprocessConfig(output_size=size, stretch=stretch), max_images=max_images,
+        seed=seed, epochs=epochs, base_channels=channels, depth=depth, noise_sigma=noise_sigma,
+    )
+    console.print(f"trained on {metrics['n_train']} galaxies, final loss {metrics['final_train_loss']:.4g}; "
+                  f"wrote {folder}")
+
+
+@denoise_app.command("apply")
+def denoise_apply(
+    model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork denoise train'.")],
+    data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
+    out: Annotated[Path, typer.Option(help="Output NPZ (images + ids).")] = Path("denoised.npz"),
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+) -> None:
+    """Denoise every galaxy with a trained autoencoder; write an NPZ stack with ids."""
+    from .clustering import apply_denoiser
+    from .data import GalaxyCollection
+
+    collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    console.print(f"wrote {apply_denoiser(model, collection, out)}")
+
+
+@app.command()
+def morphometry(
+    data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
+    out: Annotated[Path, typer.Option(help="Output table (CSV, Parquet or FITS).")] = Path("morphometry.csv"),
+    band: Annotated[Optional[int], typer.Option(help="Band to measure (default: mean of the bands).")] = None,
+    gain: Annotated[Optional[float], typer.Option(help="Electrons per image unit (default: sky-rms "
+                                                       "weight map).")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    all_quantities: Annotated[bool, typer.Option(help="Every statmorph output, not only the main ones.")] = False,
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+) -> None:
+    """Gini, M20, CAS, Sersic index, half-light radius and flags with statmorph."""
+    from .data import GalaxyCollection
+    from .morphometry import ALL_QUANTITIES, DEFAULT_QUANTITIES, morphometry_catalog
+
+    collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    table = morphometry_catalog(collection, band=band, gain=gain, n_workers=workers, output=out,
+                                quantities=ALL_QUANTITIES if all_quantities else DEFAULT_QUANTITIES)
+    console.print(f"measured {int(sum(table['measured']))} of {len(table)} galaxies; wrote {out}")
+
+
 def main() -> None:
     """Entry point of the ``tuningfork`` console script."""
     app()

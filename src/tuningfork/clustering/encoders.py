@@ -29,6 +29,8 @@ from ..errors import ConfigError, ImageShapeError, MissingFileError, ModelError
 #: Architecture name of the self-supervised foundation model's folders
 #: (:mod:`tuningfork.embeddings.astropt`).
 FOUNDATION_ARCHITECTURE = "astropt"
+#: Optional prefix of timm names, as ``tuningfork embed`` writes them.
+TIMM_PREFIX = "timm:"
 
 
 class Encoder(Protocol):
@@ -241,7 +243,8 @@ def load_encoder(
     Parameters
     ----------
     spec : str or Path
-        A folder (a tuningfork model folder) or a timm architecture name.
+        A folder (a tuningfork model folder) or a timm architecture name,
+        optionally written ``timm:<name>``.
     weights : str or Path, optional
         Local weights of the timm architecture (ignored for folders).
     in_chans, input_size, batch_size : int
@@ -280,7 +283,8 @@ def load_encoder(
         raise ModelError(f"{path}: is a file; pass a model folder, or a timm name with the file as weights")
     if len(path.parts) > 1:
         raise ModelError(f"{path}: encoder model folder not found")
-    return TimmEncoder(str(spec), weights, in_chans=in_chans, input_size=input_size, batch_size=batch_size)
+    name = str(spec).removeprefix(TIMM_PREFIX)
+    return TimmEncoder(name, weights, in_chans=in_chans, input_size=input_size, batch_size=batch_size)
 
 
 @dataclass(frozen=True)

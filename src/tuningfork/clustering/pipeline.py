@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,8 @@ class ClusterConfig:
         default those stored in an encoder model folder, else 64 x 64
         pixels, linear stretch, min-max normalised.
     label_column : str, optional
-        Catalog column of known classes, for the ``evaluate`` stage.
+        Catalog column of known classes, for the ``evaluate`` stage; rows
+        with a blank label are clustered but not scored.
     sweep_k : tuple of int
         K values for the ``sweep`` stage (empty: no sweep).
     morphometry : bool
@@ -176,6 +178,8 @@ class ClusterResult:
         Stages computed in this call, and stages reused from an earlier run.
     files : dict
         Stage outputs by name.
+    seconds : dict
+        Wall time of each stage computed in this call, in seconds.
     """
 
     out_dir: Path
@@ -184,6 +188,7 @@ class ClusterResult:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _fingerprint(settings: dict) -> str:
@@ -198,16 +203,20 @@ class _StageLog:
         self.done = {} if force or not self.path.is_file() else json.loads(self.path.read_text())
         self.ran: list[str] = []
         self.skipped: list[str] = []
+        self.seconds: dict[str, float] = {}
+        self._started = 0.0
 
     def fresh(self, stage: str, fingerprint: str, outputs: list[Path]) -> bool:
         reusable = self.done.get(stage) == fingerprint and all(p.exists() for p in outputs)
         if reusable:
             self.skipped.append(stage)
+        self._started = time.perf_counter()
         return reusable
 
     def record(self, stage: str, fingerprint: str) -> None:
         from ..data.writers import atomic_path
 
+        self.seconds[stage] = time.perf_counter() - self._started
         self.done[stage] = fingerprint
         self.ran.append(stage)
         with atomic_path(self.path) as tmp:
@@ -255,6 +264,46 @@ def raw_pixel_features(collection, preprocess, batch_size: int = 64, max_values:
             images = block_reduce(images, (1, 1, factor, factor), np.mean)
         rows.append(images.reshape(images.shape[0], -1).astype(np.float32))
     return np.concatenate(rows)
+
+
+def labels_where_present(collection, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Class labels of a catalog column in which some rows may be blank.
+
+    Clustering uses every galaxy; scoring uses those with a label (for
+    example gz2-spirals labelled, gz2-unlabelled not).
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        The galaxies.
+    column : str
+        Label column of its catalog.
+
+    Returns
+    -------
+    labels : ndarray of str
+        Label text of every galaxy ('' where absent).
+    present : ndarray of bool
+        True where a label is present.
+
+    Raises
+    ------
+    MissingColumnError
+        If the catalog has no such column.
+    ConfigError
+        If no galaxy has a label.
+    """
+    from ..errors import MissingColumnError
+
+    catalog = collection.catalog
+    if column not in catalog.colnames:
+        raise MissingColumnError(collection.name, column, catalog.colnames)
+    values = catalog[column]
+    text = np.asarray(values.filled("") if hasattr(values, "filled") else values).astype(str)
+    present = ~np.isin(np.char.strip(text), ["", "nan", "None", "--"])
+    if not present.any():
+        raise ConfigError(f"{collection.name}: label column '{column}' is empty")
+    return np.where(present, text, ""), present
 
 
 def kmeans_groups(features: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
@@ -330,7 +379,7 @@ def run_cluster_pipeline(
     from .autoencoder import train_denoiser
     from .features import load_features, save_features
     from .reduction import PCAProjection, fit_pca
-    from .voting import score_groups, voting_clustering
+    from .voting import read_groups, score_groups, voting_clustering
 
     config = config or ClusterConfig()
     say = log or (lambda message: None)
@@ -405,7 +454,7 @@ def run_cluster_pipeline(
         "n_clusters", "n_bootstrap", "models", "threshold", "max_fit_samples", "seed")})
     reused = stages.fresh("vote", vote_print, [files["groups"]])
     if reused:
-        groups = read_catalog(files["groups"])
+        groups = read_groups(files["groups"])
     else:
         vote = voting_clustering(
             reduced, config.n_clusters, n_bootstrap=config.n_bootstrap, models=config.models,
@@ -459,14 +508,19 @@ def run_cluster_pipeline(
         if reused:
             scores = json.loads(files["scores"].read_text())
         else:
-            labels = collection.labels(config.label_column)
+            labels, labelled = labels_where_present(collection, config.label_column)
             raw = raw_pixel_features(collection, preprocessor, config.batch_size)
             raw_reduced = fit_pca(raw, config.pca_components, seed=config.seed).transform(raw)
-            scores = {
-                "voting": score_groups(group, labels, classified),
-                "kmeans_features": score_groups(kmeans_groups(reduced, config.n_clusters, config.seed), labels),
-                "kmeans_raw_pixels": score_groups(kmeans_groups(raw_reduced, config.n_clusters, config.seed), labels),
+            candidates = {
+                "voting": (group, classified),
+                "kmeans_features": (kmeans_groups(reduced, config.n_clusters, config.seed), None),
+                "kmeans_raw_pixels": (kmeans_groups(raw_reduced, config.n_clusters, config.seed), None),
             }
+            scores = {}
+            for method, (assigned, assigned_mask) in candidates.items():
+                mask = None if assigned_mask is None else assigned_mask[labelled]
+                scores[method] = score_groups(assigned[labelled], labels[labelled], mask)
+                scores[method]["n_labelled"] = int(labelled.sum())
             with atomic_path(files["scores"]) as tmp:
                 tmp.write_text(json.dumps(scores, indent=2))
             stages.record("evaluate", evaluate_print)
@@ -483,7 +537,7 @@ def run_cluster_pipeline(
         stages.record("plots", plots_print)
     report("plots", reused)
 
-    return ClusterResult(out, groups, scores, stages.ran, stages.skipped, files)
+    return ClusterResult(out, groups, scores, stages.ran, stages.skipped, files, stages.seconds)
 
 
 def _effective_preprocess(config: ClusterConfig):

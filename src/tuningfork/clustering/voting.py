@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingColumnError, MissingFileError
 from .features import check_features
 
 #: Clustering algorithms a voting member can use.
 CLUSTERING_MODELS = ("kmeans", "ward", "gmm", "birch")
+#: Columns of the group catalog.
+GROUP_COLUMNS = ("id", "group", "classified", "vote_fraction", "second_group", "second_fraction")
 # BIRCH merges points closer than this fraction of the data's rms spread
 # into one subcluster: small enough to keep K groups apart, large enough to
 # stay fast on 10^4 points.
@@ -150,6 +153,40 @@ class VoteResult:
                 "second_fraction": self.second_fraction,
             }
         )
+
+
+def read_groups(path: str | Path):
+    """Read a group catalog written from :meth:`VoteResult.to_table` as CSV.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``groups.csv``.
+
+    Returns
+    -------
+    astropy.table.Table
+        With ``id`` as text, ``classified`` as bool and ``group`` /
+        ``second_group`` masked where empty.
+
+    Raises
+    ------
+    MissingFileError, MissingColumnError
+    """
+    from astropy.io import ascii
+    from astropy.table import Table
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "group catalog")
+    # The C reader cannot take converters; ids like 007 must stay text, and
+    # the booleans were written as True/False words.
+    table = Table.read(path, format="ascii.csv", fast_reader=False, converters={
+        "id": [ascii.convert_numpy(str)], "classified": [ascii.convert_numpy(bool)]})
+    for column in GROUP_COLUMNS:
+        if column not in table.colnames:
+            raise MissingColumnError(path, column, table.colnames)
+    return table
 
 
 def consensus_vote(member_labels: np.ndarray, n_clusters: int, threshold: float = 0.5) -> VoteResult:

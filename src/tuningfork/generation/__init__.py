@@ -1,0 +1,2 @@
+"""Conditional diffusion: morphology-conditioned galaxy synthesis and augmentation.
+"""

@@ -1,0 +1,228 @@
+"""Calibrated confidence and triage: which galaxies to trust, which to send to experts.
+
+A network's softmax is usually overconfident.  Temperature scaling (Guo et
+al. 2017) divides the logits by one number fitted on a validation split;
+the ranking of galaxies does not change, but a confidence of 0.9 then means
+right about 90% of the time, which is what a threshold needs.  The
+coverage-accuracy curve (Dieleman et al. 2015, figure 12) shows how many
+galaxies can be kept at a given accuracy; :func:`triage` applies the chosen
+threshold and orders the rest into an expert queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+from ..errors import ConfigError
+
+# Temperatures outside [e^-4, e^4] mean a broken model, not a calibration.
+_LOG_TEMPERATURE_BOUNDS = (-4.0, 4.0)
+
+
+def _check_pairs(name: str, first: np.ndarray, second: np.ndarray) -> None:
+    if len(first) != len(second):
+        raise ConfigError(f"{name}: {len(first)} predictions but {len(second)} labels")
+    if len(first) == 0:
+        raise ConfigError(f"{name}: no galaxies given")
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature that minimises the negative log-likelihood of the labels.
+
+    Parameters
+    ----------
+    logits : ndarray
+        (n_galaxies, n_classes) raw validation outputs.
+    labels : ndarray
+        (n_galaxies,) true class indices.
+
+    Returns
+    -------
+    float
+        T > 0; divide logits by it before the softmax.  T > 1 softens an
+        overconfident model.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels, dtype=int)
+    _check_pairs("fit_temperature", logits, labels)
+    rows = np.arange(len(labels))
+
+    def nll(log_temperature: float) -> float:
+        return -log_softmax(logits / np.exp(log_temperature), axis=1)[rows, labels].mean()
+
+    result = minimize_scalar(nll, bounds=_LOG_TEMPERATURE_BOUNDS, method="bounded")
+    return float(np.exp(result.x))
+
+
+def calibrated_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax of ``logits / temperature``, as float64 (n_galaxies, n_classes)."""
+    return softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1)
+
+
+def reliability_curve(
+    probabilities: np.ndarray, labels: np.ndarray, n_bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean confidence, accuracy and count in equal-width confidence bins.
+
+    Parameters
+    ----------
+    probabilities : ndarray
+        (n_galaxies, n_classes).
+    labels : ndarray
+        (n_galaxies,) true class indices.
+    n_bins : int
+        Number of bins over [0, 1].
+
+    Returns
+    -------
+    confidence, accuracy, count : ndarray
+        One value per bin; empty bins have NaN confidence and accuracy and
+        count 0.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=int)
+    _check_pairs("reliability_curve", probabilities, labels)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    # A confidence of exactly 1 belongs to the last bin, not past it.
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / count
+        accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / count
+    return mean_confidence, accuracy, count
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error: the count-weighted mean |accuracy - confidence| over bins.
+
+    Parameters
+    ----------
+    probabilities : ndarray
+        (n_galaxies, n_classes).
+    labels : ndarray
+        (n_galaxies,) true class indices.
+    n_bins : int
+        Number of equal-width confidence bins.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 is perfectly calibrated.
+    """
+    confidence, accuracy, count = reliability_curve(probabilities, labels, n_bins)
+    filled = count > 0
+    return float(np.sum(count[filled] * np.abs(accuracy[filled] - confidence[filled])) / count.sum())
+
+
+def coverage_accuracy_curve(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Accuracy on the most confident galaxies, for every fraction kept.
+
+    Parameters
+    ----------
+    confidence : ndarray
+        (n_galaxies,) confidence of each prediction.
+    correct : ndarray
+        (n_galaxies,) whether each prediction is right.
+
+    Returns
+    -------
+    coverage : ndarray
+        k / n for k = 1..n (galaxies kept, most confident first).
+    accuracy : ndarray
+        Accuracy on those k galaxies.
+    threshold : ndarray
+        The confidence of the k-th galaxy: keeping every galaxy at least
+        this confident keeps (at least) those k.
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    _check_pairs("coverage_accuracy_curve", confidence, correct)
+    order = np.argsort(-confidence, kind="stable")
+    kept = np.arange(1, len(order) + 1)
+    return kept / len(order), np.cumsum(correct[order]) / kept, confidence[order]
+
+
+def threshold_for_accuracy(confidence: np.ndarray, correct: np.ndarray, target_accuracy: float) -> tuple[float, float]:
+    """Lowest confidence threshold whose kept galaxies reach a target accuracy.
+
+    Parameters
+    ----------
+    confidence : ndarray
+        (n_galaxies,) calibrated confidence on a validation split.
+    correct : ndarray
+        (n_galaxies,) whether each validation prediction is right.
+    target_accuracy : float
+        Required accuracy on the kept galaxies, in (0, 1].
+
+    Returns
+    -------
+    threshold : float
+        Keep galaxies with confidence >= threshold.  ``inf`` when not even
+        the single most confident galaxy reaches the target.
+    coverage : float
+        Fraction of the validation galaxies kept at that threshold.
+    """
+    if not 0.0 < target_accuracy <= 1.0:
+        raise ConfigError(f"target accuracy {target_accuracy} must lie in (0, 1]")
+    coverage, accuracy, thresholds = coverage_accuracy_curve(confidence, correct)
+    # Galaxies tied in confidence are kept or dropped together, so only the
+    # last position of each run of equal thresholds is a real operating point.
+    last_of_tie = np.append(thresholds[1:] != thresholds[:-1], True)
+    reachable = np.flatnonzero((accuracy >= target_accuracy) & last_of_tie)
+    if reachable.size == 0:
+        return float("inf"), 0.0
+    best = reachable[-1]
+    return float(thresholds[best]), float(coverage[best])
+
+
+@dataclass
+class Triage:
+    """Result of :func:`triage`.
+
+    Attributes
+    ----------
+    confident : ndarray of bool
+        True where the prediction is kept without review.
+    priority : ndarray of float
+        Expected information from an expert label (entropy of the predicted
+        probabilities, in nats) for queued galaxies, NaN for confident ones.
+    queue : ndarray of int
+        Indices of the queued galaxies, most useful to label first.
+    """
+
+    confident: np.ndarray
+    priority: np.ndarray
+    queue: np.ndarray
+
+
+def triage(probabilities: np.ndarray, min_confidence: float) -> Triage:
+    """Split predictions into confident ones and an ordered expert queue.
+
+    The queue is ordered by the entropy of the predicted distribution: an
+    expert label removes all of the model's uncertainty about that galaxy,
+    so the galaxies whose predictions are most uncertain gain most.
+
+    Parameters
+    ----------
+    probabilities : ndarray
+        (n_galaxies, n_classes) calibrated probabilities.
+    min_confidence : float
+        Predictions whose top probability is at least this are confident.
+
+    Returns
+    -------
+    Triage
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confident = probabilities.max(axis=1) >= min_confidence
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.sum(np.where(probabilities > 0, probabilities * np.log(probabilities), 0.0), axis=1)
+    priority = np.where(confident, np.nan, entropy)
+    queued = np.flatnonzero(~confident)
+    queue = queued[np.argsort(-entropy[queued], kind="stable")]
+    return Triage(confident=confident, priority=priority, queue=queue)
