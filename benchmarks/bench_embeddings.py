@@ -11,13 +11,14 @@ On the real Galaxy Zoo images in ../shared/data and on a fixed-seed GalSim set:
   artefacts in a field of isolated galaxies);
 * faiss search throughput (queries/s) and recall@10 over 10^5 vectors.
 
-Writes ``embeddings.json`` and ``embeddings.md`` to ``benchmarks/results/``.
+Writes ``embeddings.json`` and ``embeddings.md`` to ``benchmarks/results/``
+(``embeddings_quick.*`` with ``--quick``).
 
-Full run (about 30-60 min on 2 CPU cores; minutes on a GPU)::
+Full run (roughly 1-2 h on 2 idle CPU cores, minutes on a GPU)::
 
     python benchmarks/bench_embeddings.py
 
-Smoke run (about a minute)::
+Smoke run (about a minute; numbers meaningless)::
 
     python benchmarks/bench_embeddings.py --quick
 """
@@ -60,12 +61,12 @@ FULL = {
     "size": "small",
     "image_size": 64,
     "patch_size": 8,
-    "epochs": 30,
-    "sim_count": 3000,
+    "epochs": 15,
+    "sim_count": 2000,
     "anomaly_fraction": 0.03,
     "gz2_limit": None,
     "repeats": 3,
-    "supervised_epochs": 30,
+    "supervised_epochs": 15,
     "search_count": 100_000,
     "search_queries": 2000,
 }
@@ -215,7 +216,7 @@ def evaluate(
 ):
     """Probes and precision@10 of every encoder, and the supervised-from-scratch curve."""
     model, _, record = load_astropt(model_folder)
-    result = {"pretrain_metrics": record["metrics"], "probes": {}, "precision_at_10": {}}
+    result = {"pretrain_metrics": record.metrics, "probes": {}, "precision_at_10": {}}
     for name, embedding in vectors.items():
         table = run_probes(
             embedding,
@@ -531,9 +532,10 @@ def main() -> None:
         report["simulated"] = run_simulated(work, settings, args.seed, args.accelerator)
         dim = load_astropt(work / "sim-astropt")[0].config.embed_dim
         report["search"] = run_search(settings, dim, args.seed)
-    with atomic_path(args.out / "embeddings.json") as tmp:
+    stem = "embeddings_quick" if args.quick else "embeddings"
+    with atomic_path(args.out / f"{stem}.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2, default=float))
-    with atomic_path(args.out / "embeddings.md") as tmp:
+    with atomic_path(args.out / f"{stem}.md") as tmp:
         tmp.write_text(markdown(report))
     print(markdown(report))
 

@@ -96,23 +96,35 @@ def test_model_folder_round_trip(tmp_path):
     folder = save_astropt(model, tmp_path / "model", preprocess, {"train_loss": [1.0]})
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "astropt" and "torch" in config["versions"]
-    loaded, loaded_preprocess, _ = load_astropt(folder)
-    assert loaded_preprocess == preprocess
+    assert config["in_channels"] == 2 and config["image_size"] == 16
+    loaded, loaded_preprocess, record = load_astropt(folder)
+    assert loaded_preprocess == preprocess and record.metrics == {"train_loss": [1.0]}
     images, sed = torch.randn(2, 2, 16, 16), torch.randn(2, 1)
     with torch.no_grad():
         assert torch.equal(model.embed(images, sed), loaded.embed(images, sed))
 
 
+def test_pretrained_folder_is_a_regular_model_folder(tmp_path):
+    from tuningfork.models import load_model
+
+    folder = save_astropt(AstroPT(tiny()), tmp_path / "model", PreprocessConfig(output_size=16), {})
+    assert isinstance(load_model(folder).network, AstroPT)
+
+
 def test_broken_model_folders_are_clear_errors(tmp_path):
-    with pytest.raises(MissingFileError, match="config.json: model file not found"):
-        load_astropt(tmp_path)
+    with pytest.raises(MissingFileError, match="nothere: model folder not found"):
+        load_astropt(tmp_path / "nothere")
     folder = save_astropt(AstroPT(tiny()), tmp_path / "model", PreprocessConfig(output_size=16), {})
     (folder / "config.json").write_text("{broken")
     with pytest.raises(CorruptFileError, match="config.json: not valid JSON"):
         load_astropt(folder)
     save_astropt(AstroPT(tiny(embed_dim=64)), folder, PreprocessConfig(output_size=16), {})
     config = json.loads((folder / "config.json").read_text())
-    config["model"]["embed_dim"] = 32
+    config["architecture_options"]["embed_dim"] = 32
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelError, match="weights do not match the architecture"):
+    with pytest.raises(CorruptFileError, match="weights.safetensors: cannot load into astropt"):
+        load_astropt(folder)
+    config["architecture"] = "rotinv"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="holds a 'rotinv' model, not an astropt model"):
         load_astropt(folder)

@@ -35,7 +35,9 @@ def simulated():
 @pytest.fixture(scope="module")
 def trained(simulated):
     noisy, _ = simulated
-    return train_autoencoder(noisy[:56], epochs=6, base_channels=8, depth=2, batch_size=16, accelerator="cpu")
+    return train_autoencoder(
+        noisy[:56], epochs=6, base_channels=8, depth=2, batch_size=16, accelerator="cpu"
+    )
 
 
 def test_autoencoder_reduces_noise_on_simulated_galaxies(simulated, trained):
@@ -50,9 +52,20 @@ def test_autoencoder_reduces_noise_on_simulated_galaxies(simulated, trained):
 
 def test_training_on_noise_pairs_also_denoises(simulated):
     noisy, truth = simulated
-    second = truth + np.random.default_rng(9).normal(0, 1, truth.shape).astype(np.float32) * (noisy - truth).std()
-    model, metrics = train_autoencoder(noisy[:56], targets=second[:56], epochs=6, base_channels=8, depth=2,
-                                       batch_size=16, accelerator="cpu")
+    second = (
+        truth
+        + np.random.default_rng(9).normal(0, 1, truth.shape).astype(np.float32)
+        * (noisy - truth).std()
+    )
+    model, metrics = train_autoencoder(
+        noisy[:56],
+        targets=second[:56],
+        epochs=6,
+        base_channels=8,
+        depth=2,
+        batch_size=16,
+        accelerator="cpu",
+    )
     assert metrics["mode"] == "pairs"
     assert denoising_gain(noisy[56:], denoise(model, noisy[56:]), truth[56:])["psnr_gain"] > 3.0
 
@@ -74,10 +87,14 @@ def test_network_keeps_odd_image_sizes_and_embeds_to_latent_dim():
 
 def test_model_folder_round_trip(tmp_path, trained, simulated):
     model, metrics = trained
-    folder = save_autoencoder(model, tmp_path / "denoiser", preprocess={"output_size": 32}, metrics=metrics)
+    folder = save_autoencoder(
+        model, tmp_path / "denoiser", preprocess={"output_size": 32}, metrics=metrics
+    )
     config = json.loads((folder / "config.json").read_text())
     assert (folder / "weights.safetensors").is_file()
-    assert config["architecture"] == "denoising_autoencoder" and config["preprocessing"] == {"output_size": 32}
+    assert config["architecture"] == "denoising_autoencoder" and config["preprocessing"] == {
+        "output_size": 32
+    }
     loaded, _ = load_autoencoder(folder)
     images = simulated[0][:4]
     np.testing.assert_allclose(denoise(loaded, images), denoise(model, images), atol=1e-6)
@@ -107,8 +124,16 @@ def test_train_and_apply_a_denoiser_on_a_collection(tmp_path, simulated):
     noisy, _ = simulated
     collection = GalaxyCollection.from_arrays(noisy[:20], {"id": [f"g{i}" for i in range(20)]})
     preprocess = PreprocessConfig(output_size=24)
-    folder, metrics = train_denoiser(collection, tmp_path / "ae", preprocess=preprocess, max_images=12,
-                                     epochs=1, base_channels=4, depth=2, accelerator="cpu")
+    folder, metrics = train_denoiser(
+        collection,
+        tmp_path / "ae",
+        preprocess=preprocess,
+        max_images=12,
+        epochs=1,
+        base_channels=4,
+        depth=2,
+        accelerator="cpu",
+    )
     assert metrics["n_train"] == 12
     output = apply_denoiser(folder, collection, tmp_path / "denoised.npz")
     denoised = GalaxyCollection.open(output)

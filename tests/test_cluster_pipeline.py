@@ -23,28 +23,54 @@ ALL_STAGES = ["denoise", "encode", "pca", "vote", "evaluate", "plots"]
 
 @pytest.fixture(scope="module")
 def collection():
-    sample = simulate(36, size=32, snr=(40.0, 200.0), seed=2, workers=1, classes=["elliptical", "edge_on"])
+    sample = simulate(
+        36, size=32, snr=(40.0, 200.0), seed=2, workers=1, classes=["elliptical", "edge_on"]
+    )
     return GalaxyCollection.from_arrays(sample.images, sample.catalog)
 
 
 @pytest.fixture()
 def fast_config():
     return ClusterConfig(
-        n_clusters=2, n_bootstrap=2, models=("kmeans", "gmm"), encoder="autoencoder", polar=False,
-        denoise_epochs=1, denoise_channels=4, denoise_depth=2, preprocess={"output_size": 32},
-        pca_components=4, label_column="label", embedding_map="pca",
+        n_clusters=2,
+        n_bootstrap=2,
+        models=("kmeans", "gmm"),
+        encoder="autoencoder",
+        polar=False,
+        denoise_epochs=1,
+        denoise_channels=4,
+        denoise_depth=2,
+        preprocess={"output_size": 32},
+        pca_components=4,
+        label_column="label",
+        embedding_map="pca",
     )
 
 
-def test_run_writes_every_stage_and_a_rerun_skips_them(collection, fast_config, tmp_path, monkeypatch):
+def test_run_writes_every_stage_and_a_rerun_skips_them(
+    collection, fast_config, tmp_path, monkeypatch
+):
     first = run_cluster_pipeline(collection, tmp_path, fast_config)
     assert first.ran == ALL_STAGES and first.skipped == []
     assert set(first.seconds) == set(ALL_STAGES) and all(t >= 0 for t in first.seconds.values())
-    assert len(first.groups) == 36 and set(first.groups.colnames) >= {"id", "group", "vote_fraction", "second_group"}
+    assert len(first.groups) == 36 and set(first.groups.colnames) >= {
+        "id",
+        "group",
+        "vote_fraction",
+        "second_group",
+    }
     assert set(first.scores) == {"voting", "kmeans_features", "kmeans_raw_pixels"}
     assert 0 <= first.scores["voting"]["fraction_classified"] <= 1
-    for name in ("features.parquet", "pca.npz", "reduced.parquet", "groups.csv", "scores.json",
-                 "plots/groups.png", "plots/embedding.png", "denoiser/weights.safetensors"):
+    for name in (
+        "features.parquet",
+        "pca.npz",
+        "reduced.parquet",
+        "groups.csv",
+        "scores.json",
+        "plots/groups.png",
+        "plots/embedding.png",
+        "denoiser/weights.safetensors",
+    ):
         assert (tmp_path / name).is_file(), name
 
     def no_encoding(*args, **kwargs):
@@ -61,7 +87,9 @@ def test_run_writes_every_stage_and_a_rerun_skips_them(collection, fast_config, 
 def test_changing_k_reruns_only_the_vote_and_what_follows(collection, fast_config, tmp_path):
     run_cluster_pipeline(collection, tmp_path, fast_config)
     features_time = (tmp_path / "features.parquet").stat().st_mtime_ns
-    changed = run_cluster_pipeline(collection, tmp_path, dataclasses.replace(fast_config, n_clusters=3))
+    changed = run_cluster_pipeline(
+        collection, tmp_path, dataclasses.replace(fast_config, n_clusters=3)
+    )
     assert changed.ran == ["vote", "evaluate", "plots"]
     assert (tmp_path / "features.parquet").stat().st_mtime_ns == features_time
     assert json.loads((tmp_path / "stages.json").read_text()).keys() == set(ALL_STAGES)
@@ -78,9 +106,19 @@ def test_convnext_with_denoising_and_polar_step(collection, tmp_path):
     weights = tmp_path / "convnext_atto.safetensors"
     save_file(timm.create_model("convnext_atto", pretrained=False).state_dict(), str(weights))
     config = ClusterConfig(
-        n_clusters=2, n_bootstrap=1, models=("kmeans", "ward"), encoder="convnext_atto",
-        encoder_weights=str(weights), input_size=32, denoise_epochs=1, denoise_channels=4, denoise_depth=2,
-        polar_radii=16, polar_angles=32, preprocess={"output_size": 32}, pca_components=0.9,
+        n_clusters=2,
+        n_bootstrap=1,
+        models=("kmeans", "ward"),
+        encoder="convnext_atto",
+        encoder_weights=str(weights),
+        input_size=32,
+        denoise_epochs=1,
+        denoise_channels=4,
+        denoise_depth=2,
+        polar_radii=16,
+        polar_angles=32,
+        preprocess={"output_size": 32},
+        pca_components=0.9,
         embedding_map="pca",
     )
     result = run_cluster_pipeline(collection, tmp_path / "run", config)
@@ -98,14 +136,21 @@ def test_k_larger_than_the_sample_is_a_clear_error(collection, fast_config, tmp_
 def test_encoder_folder_that_is_not_a_model_is_a_clear_error(collection, tmp_path):
     folder = tmp_path / "my_images"
     folder.mkdir()
-    config = ClusterConfig(n_clusters=2, encoder=str(folder), denoise=False, polar=False,
-                           preprocess={"output_size": 32})
+    config = ClusterConfig(
+        n_clusters=2,
+        encoder=str(folder),
+        denoise=False,
+        polar=False,
+        preprocess={"output_size": 32},
+    )
     with pytest.raises(ModelError, match="my_images: not a tuningfork model folder"):
         run_cluster_pipeline(collection, tmp_path / "run", config)
 
 
 def test_nan_features_are_a_clear_error(collection, fast_config, tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "_encode", lambda collection, *args: np.full((len(collection), 4), np.nan))
+    monkeypatch.setattr(
+        pipeline, "_encode", lambda collection, *args: np.full((len(collection), 4), np.nan)
+    )
     with pytest.raises(FeatureError, match="features.parquet: 36 rows hold NaN"):
         run_cluster_pipeline(collection, tmp_path, fast_config)
 
@@ -126,9 +171,19 @@ def test_a_model_folder_encodes_with_its_own_preprocessing(collection, tmp_path)
     from tuningfork.clustering.features import load_features
 
     torch.manual_seed(0)
-    folder = save_autoencoder(DenoisingAutoencoder(1, 4, 2), tmp_path / "ae", preprocess={"output_size": 16})
-    config = ClusterConfig(n_clusters=2, n_bootstrap=1, models=("kmeans",), encoder=str(folder), denoise=False,
-                           polar=False, pca_components=3, embedding_map="pca")
+    folder = save_autoencoder(
+        DenoisingAutoencoder(1, 4, 2), tmp_path / "ae", preprocess={"output_size": 16}
+    )
+    config = ClusterConfig(
+        n_clusters=2,
+        n_bootstrap=1,
+        models=("kmeans",),
+        encoder=str(folder),
+        denoise=False,
+        polar=False,
+        pca_components=3,
+        embedding_map="pca",
+    )
     result = run_cluster_pipeline(collection, tmp_path / "run", config)
     _, features = load_features(result.files["features"])
     assert features.shape == (36, 16)
@@ -143,7 +198,8 @@ def test_galaxies_without_labels_are_clustered_but_not_scored(collection, fast_c
     labels = [str(value) for value in collection.catalog["label"]]
     labels[:10] = [""] * 10
     partly = GalaxyCollection.from_arrays(
-        np.stack([galaxy.image for galaxy in collection]), Table({"id": collection.ids, "label": labels})
+        np.stack([galaxy.image for galaxy in collection]),
+        Table({"id": collection.ids, "label": labels}),
     )
     result = run_cluster_pipeline(partly, tmp_path, fast_config)
     assert len(result.groups) == 36

@@ -28,18 +28,29 @@ def _is_png(path) -> bool:
 
 def test_group_mosaic_and_embedding_map(tmp_path):
     images = RNG.uniform(size=(6, 1, 16, 16)).astype(np.float32)
-    mosaic = plot_group_mosaics(images, GROUPS, CLASSIFIED, tmp_path / "groups.png",
-                                vote_fraction=np.linspace(1, 0.4, 6), per_group=3, ids=list("abcdef"))
+    mosaic = plot_group_mosaics(
+        images,
+        GROUPS,
+        CLASSIFIED,
+        tmp_path / "groups.png",
+        vote_fraction=np.linspace(1, 0.4, 6),
+        per_group=3,
+        ids=list("abcdef"),
+    )
     assert _is_png(mosaic)
     features = RNG.normal(size=(6, 5))
-    assert _is_png(plot_embedding_map(features, GROUPS, CLASSIFIED, tmp_path / "map.png", method="pca"))
+    assert _is_png(
+        plot_embedding_map(features, GROUPS, CLASSIFIED, tmp_path / "map.png", method="pca")
+    )
     assert embedding_map(features, "pca").shape == (6, 2)
     with pytest.raises(ConfigError, match="tsne"):
         embedding_map(features, "tsne")
 
 
 def test_morphology_planes_skip_nan_rows_and_need_the_columns(tmp_path):
-    table = Table({name: RNG.uniform(size=6) for name in ("gini", "m20", "concentration", "asymmetry")})
+    table = Table(
+        {name: RNG.uniform(size=6) for name in ("gini", "m20", "concentration", "asymmetry")}
+    )
     table["m20"][2] = np.nan
     assert _is_png(plot_morphology_planes(table, GROUPS, CLASSIFIED, tmp_path / "planes.png"))
     table.remove_column("asymmetry")
@@ -48,6 +59,13 @@ def test_morphology_planes_skip_nan_rows_and_need_the_columns(tmp_path):
 
 
 def test_sweep_plot(tmp_path):
-    table = Table({"k": [2, 3, 4], "silhouette": [0.3, 0.5, 0.4], "bic": [10.0, 8.0, 9.0],
-                   "stability_ari": [0.9, 1.0, 0.7], "fraction_classified": [1.0, 0.9, 0.6]})
+    table = Table(
+        {
+            "k": [2, 3, 4],
+            "silhouette": [0.3, 0.5, 0.4],
+            "bic": [10.0, 8.0, 9.0],
+            "stability_ari": [0.9, 1.0, 0.7],
+            "fraction_classified": [1.0, 0.9, 0.6],
+        }
+    )
     assert _is_png(plot_sweep(table, tmp_path / "sweep.png"))

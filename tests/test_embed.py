@@ -162,3 +162,22 @@ def test_query_image_is_embedded_like_the_stored_embeddings(tmp_path):
     other = astropt_folder(tmp_path / "other")
     with pytest.raises(ModelError, match="emb.parquet: embeddings were made by encoder 'astropt:"):
         embed_query_image(embeddings, tmp_path / "query.npy", other, device="cpu")
+
+
+@pytest.mark.parametrize("architecture", ["rotinv", "test_resnet"])
+def test_supervised_folder_gives_penultimate_features(tmp_path, architecture):
+    from tuningfork.models import ModelConfig, build_network, save_model
+
+    network = build_network(architecture, 4, in_channels=1, image_size=32)
+    config = ModelConfig(
+        architecture=architecture,
+        num_outputs=4,
+        in_channels=1,
+        image_size=32,
+        preprocessing=PreprocessConfig(output_size=32).to_dict(),
+        target={"kind": "classes", "column": "label", "class_names": list("abcd")},
+    )
+    encoder = load_encoder(save_model(tmp_path / architecture, network, config), device="cpu")
+    vectors = embed_arrays(encoder, blobs(3))
+    assert vectors.shape == (3, encoder.dim) and encoder.dim != 4
+    assert np.isfinite(vectors).all()

@@ -35,8 +35,14 @@ def weights_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def galaxies():
-    sample = simulate(12, size=48, snr=(80.0, 200.0), seed=5, workers=1,
-                      classes=["spiral", "barred_spiral", "edge_on", "merger"])
+    sample = simulate(
+        12,
+        size=48,
+        snr=(80.0, 200.0),
+        seed=5,
+        workers=1,
+        classes=["spiral", "barred_spiral", "edge_on", "merger"],
+    )
     images = sample.images
     low = images.min(axis=(1, 2, 3), keepdims=True)
     return (images - low) / (images.max(axis=(1, 2, 3), keepdims=True) - low)
@@ -50,7 +56,9 @@ def test_timm_encoder_reads_local_weights_and_pools_features(weights_file, galax
     features = encoder.encode(images)
     assert features.shape == (3, encoder.dim) == (3, 320)
     reference = timm.create_model(ARCH, pretrained=False, num_classes=0).eval()
-    reference.load_state_dict({k: v for k, v in load_file(str(weights_file)).items() if not k.startswith("head.fc")})
+    reference.load_state_dict(
+        {k: v for k, v in load_file(str(weights_file)).items() if not k.startswith("head.fc")}
+    )
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.no_grad():
@@ -93,7 +101,9 @@ def test_bad_encoders_are_clear_errors(tmp_path, galaxies):
 
 def test_autoencoder_folder_is_an_encoder(tmp_path, galaxies):
     torch.manual_seed(0)
-    folder = save_autoencoder(DenoisingAutoencoder(1, 4, 2), tmp_path / "ae", preprocess={"output_size": 48})
+    folder = save_autoencoder(
+        DenoisingAutoencoder(1, 4, 2), tmp_path / "ae", preprocess={"output_size": 48}
+    )
     encoder = load_encoder(folder)
     assert isinstance(encoder, AutoencoderEncoder)
     assert encoder.preprocess == {"output_size": 48}
@@ -113,6 +123,8 @@ def test_rotation_is_a_column_shift_in_polar_coordinates(galaxies):
 def test_polar_step_makes_embeddings_of_rotated_copies_more_similar(weights_file, galaxies):
     encoder = TimmEncoder(ARCH, weights_file, in_chans=1, input_size=64)
     cartesian = rotation_consistency(encoder, galaxies, angles_deg=(45.0, 90.0, 160.0))
-    polar = rotation_consistency(encoder, galaxies, polar=PolarStep(32, 64, 0.5), angles_deg=(45.0, 90.0, 160.0))
+    polar = rotation_consistency(
+        encoder, galaxies, polar=PolarStep(32, 64, 0.5), angles_deg=(45.0, 90.0, 160.0)
+    )
     assert polar["mean"] > cartesian["mean"] + 0.1
     assert set(polar) == {"mean", "angle_45", "angle_90", "angle_160"}

@@ -10,7 +10,13 @@ import pytest
 import statmorph
 from astropy.io import fits
 
-from tuningfork.errors import ConfigError, EmptyImageError, ImageShapeError, InputFileError, NoSourcesError
+from tuningfork.errors import (
+    ConfigError,
+    EmptyImageError,
+    ImageShapeError,
+    InputFileError,
+    NoSourcesError,
+)
 from tuningfork.morphometry import (
     ALL_QUANTITIES,
     DOUBLESERSIC_QUANTITIES,
@@ -26,8 +32,12 @@ from tuningfork.morphometry import (
 FIT_PREFIXES = ("sersic_", "doublesersic_")
 
 
-def _galsim_galaxy(n: float, half_light_radius: float = 4.0, size: int = 64, noise: float = 0.5, seed: int = 1):
-    profile = galsim.Sersic(n=n, half_light_radius=half_light_radius, flux=5000.0).shear(q=0.8, beta=0.3 * galsim.radians)
+def _galsim_galaxy(
+    n: float, half_light_radius: float = 4.0, size: int = 64, noise: float = 0.5, seed: int = 1
+):
+    profile = galsim.Sersic(n=n, half_light_radius=half_light_radius, flux=5000.0).shear(
+        q=0.8, beta=0.3 * galsim.radians
+    )
     image = profile.drawImage(nx=size, ny=size, scale=1.0).array.astype(np.float32)
     return image + np.random.default_rng(seed).normal(0.0, noise, image.shape).astype(np.float32)
 
@@ -44,8 +54,12 @@ def reference(shared_data):
 def test_wrapper_reproduces_statmorph_reference_values(reference):
     image, segmap, mask, expected = reference
     measured = measure_morphology(
-        image, segmap=segmap, mask=mask, gain=1.0,
-        quantities=ALL_QUANTITIES + DOUBLESERSIC_QUANTITIES, include_doublesersic=True,
+        image,
+        segmap=segmap,
+        mask=mask,
+        gain=1.0,
+        quantities=ALL_QUANTITIES + DOUBLESERSIC_QUANTITIES,
+        include_doublesersic=True,
     )
     assert len(expected) == 72
     for name, value in expected.items():
@@ -56,7 +70,9 @@ def test_wrapper_reproduces_statmorph_reference_values(reference):
 def test_wrapper_matches_statmorph_called_directly(reference):
     image, segmap, mask, _ = reference
     direct = statmorph.source_morphology(image, segmap, mask=mask, gain=1.0)[0]
-    wrapped = measure_morphology(image, segmap=segmap, mask=mask, gain=1.0, quantities=ALL_QUANTITIES)
+    wrapped = measure_morphology(
+        image, segmap=segmap, mask=mask, gain=1.0, quantities=ALL_QUANTITIES
+    )
     for name in ALL_QUANTITIES:
         expected = np.nan if direct[name] == -99.0 else direct[name]
         assert wrapped[name] == pytest.approx(expected, nan_ok=True), name
@@ -107,7 +123,11 @@ def test_pure_noise_has_no_source():
 
 
 def test_catalog_flags_failures_with_nan_and_keeps_order(tmp_path):
-    images = [_galsim_galaxy(1.0, seed=1), np.zeros((32, 32), np.float32), _galsim_galaxy(4.0, seed=2)[None]]
+    images = [
+        _galsim_galaxy(1.0, seed=1),
+        np.zeros((32, 32), np.float32),
+        _galsim_galaxy(4.0, seed=2)[None],
+    ]
     table = morphometry_catalog(images, ids=["a", "b", "c"], output=tmp_path / "morph.csv")
     assert list(table["id"]) == ["a", "b", "c"]
     assert list(table["measured"]) == [True, False, True]
@@ -117,6 +137,7 @@ def test_catalog_flags_failures_with_nan_and_keeps_order(tmp_path):
     assert (tmp_path / "morph.csv").is_file()
 
 
+@pytest.mark.slow  # worker processes import statmorph afresh: several seconds on a busy machine
 def test_catalog_in_parallel_processes_equals_serial():
     images = [_galsim_galaxy(n, seed=s) for s, n in enumerate((1.0, 2.0, 4.0))]
     serial = morphometry_catalog(images, quantities=("gini", "m20"))

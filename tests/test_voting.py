@@ -100,7 +100,14 @@ def test_group_table_masks_unclassified_galaxies():
     assert list(table["classified"]) == [True, False, False]
     assert table["group"][0] == 0
     assert table["group"].mask.tolist() == [False, True, True]
-    assert table.colnames == ["id", "group", "classified", "vote_fraction", "second_group", "second_fraction"]
+    assert table.colnames == [
+        "id",
+        "group",
+        "classified",
+        "vote_fraction",
+        "second_group",
+        "second_fraction",
+    ]
 
 
 def test_k_larger_than_the_sample_is_a_clear_error(blobs):

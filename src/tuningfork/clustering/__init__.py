@@ -21,7 +21,13 @@ from .autoencoder import (
 )
 from .encoders import AutoencoderEncoder, PolarStep, TimmEncoder, load_encoder, rotation_consistency
 from .features import check_features, load_features, save_features
-from .pipeline import ClusterConfig, ClusterResult, kmeans_groups, raw_pixel_features, run_cluster_pipeline
+from .pipeline import (
+    ClusterConfig,
+    ClusterResult,
+    kmeans_groups,
+    raw_pixel_features,
+    run_cluster_pipeline,
+)
 from .reduction import PCAProjection, fit_pca
 from .sweep import sweep_k
 from .voting import (

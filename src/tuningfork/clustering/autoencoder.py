@@ -17,6 +17,7 @@ the clustering.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -28,8 +29,6 @@ from torch.nn import functional as F
 from ..errors import ConfigError, ImageShapeError, ModelError
 
 ARCHITECTURE = "denoising_autoencoder"
-WEIGHTS_FILE = "weights.safetensors"
-CONFIG_FILE = "config.json"
 
 
 class DenoisingAutoencoder(nn.Module):
@@ -50,15 +49,15 @@ class DenoisingAutoencoder(nn.Module):
         super().__init__()
         if in_channels < 1 or base_channels < 1 or depth < 1:
             raise ConfigError(
-                f"DenoisingAutoencoder: in_channels ({in_channels}), base_channels ({base_channels}) "
-                f"and depth ({depth}) must be positive"
+                f"DenoisingAutoencoder: in_channels ({in_channels}), "
+                f"base_channels ({base_channels}) and depth ({depth}) must be positive"
             )
         self.in_channels = in_channels
         self.base_channels = base_channels
         self.depth = depth
         widths = [base_channels * 2**level for level in range(depth + 1)]
         encoder: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1), nn.GELU()]
-        for narrow, wide in zip(widths[:-1], widths[1:]):
+        for narrow, wide in itertools.pairwise(widths):
             encoder += [
                 nn.Conv2d(narrow, wide, 3, stride=2, padding=1),
                 nn.GELU(),
@@ -83,7 +82,11 @@ class DenoisingAutoencoder(nn.Module):
 
     def config(self) -> dict:
         """Constructor arguments, to rebuild the network from a model folder."""
-        return {"in_channels": self.in_channels, "base_channels": self.base_channels, "depth": self.depth}
+        return {
+            "in_channels": self.in_channels,
+            "base_channels": self.base_channels,
+            "depth": self.depth,
+        }
 
     def _padded(self, images: torch.Tensor) -> torch.Tensor:
         multiple = 2**self.depth
@@ -158,7 +161,9 @@ class _DenoisingTask:
                     # Noise strength varies per galaxy by a factor 0.5-1.5 so
                     # the network does not overfit one noise level.
                     scale = sigma * (0.5 + torch.rand(sigma.shape, generator=self.noise))
-                    noise = torch.randn(inputs.shape, generator=self.noise) * scale.view(-1, 1, 1, 1)
+                    noise = torch.randn(inputs.shape, generator=self.noise) * scale.view(
+                        -1, 1, 1, 1
+                    )
                     inputs = inputs + noise.to(inputs.device)
                 loss = F.mse_loss(self.model(inputs), targets)
                 self.log("train_loss", loss, prog_bar=False, on_epoch=True, on_step=False)
@@ -225,9 +230,14 @@ def train_autoencoder(
     inject = targets is None
     target_array = inputs if inject else _as_image_batch(targets, "autoencoder training targets")
     if target_array.shape != inputs.shape:
-        raise ImageShapeError("autoencoder training targets", f"shape {target_array.shape} differs from images {inputs.shape}")
+        raise ImageShapeError(
+            "autoencoder training targets",
+            f"shape {target_array.shape} differs from images {inputs.shape}",
+        )
     if epochs < 1 or batch_size < 1:
-        raise ConfigError(f"train_autoencoder: epochs ({epochs}) and batch_size ({batch_size}) must be positive")
+        raise ConfigError(
+            f"train_autoencoder: epochs ({epochs}) and batch_size ({batch_size}) must be positive"
+        )
     if noise_sigma is None:
         sigma = estimate_noise_sigma(inputs)
     elif noise_sigma > 0:
@@ -237,8 +247,14 @@ def train_autoencoder(
 
     torch.manual_seed(seed)
     model = DenoisingAutoencoder(inputs.shape[1], base_channels, depth)
-    dataset = TensorDataset(torch.from_numpy(inputs.copy()), torch.from_numpy(target_array.copy()), torch.from_numpy(sigma))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    dataset = TensorDataset(
+        torch.from_numpy(inputs.copy()),
+        torch.from_numpy(target_array.copy()),
+        torch.from_numpy(sigma),
+    )
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     task = _DenoisingTask.build(model, learning_rate, inject, seed)
     trainer = L.Trainer(
         max_epochs=epochs,
@@ -252,13 +268,21 @@ def train_autoencoder(
     trainer.fit(task, loader)
     model.eval()
     final_loss = float(trainer.callback_metrics.get("train_loss", torch.tensor(float("nan"))))
-    return model.cpu(), {"final_train_loss": final_loss, "mode": "inject" if inject else "pairs", "epochs": epochs}
+    return model.cpu(), {
+        "final_train_loss": final_loss,
+        "mode": "inject" if inject else "pairs",
+        "epochs": epochs,
+    }
 
 
-def _batched(model: DenoisingAutoencoder, images: np.ndarray, batch_size: int, method) -> np.ndarray:
+def _batched(
+    model: DenoisingAutoencoder, images: np.ndarray, batch_size: int, method
+) -> np.ndarray:
     array = _as_image_batch(images, "images")
     if array.shape[1] != model.in_channels:
-        raise ImageShapeError("images", f"{array.shape[1]} bands but the autoencoder expects {model.in_channels}")
+        raise ImageShapeError(
+            "images", f"{array.shape[1]} bands but the autoencoder expects {model.in_channels}"
+        )
     device = next(model.parameters()).device
     outputs = []
     model.eval()
@@ -329,15 +353,24 @@ def denoising_gain(noisy: np.ndarray, denoised: np.ndarray, truth: np.ndarray) -
 
     stacks = [np.asarray(a, dtype=np.float64) for a in (noisy, denoised, truth)]
     if not stacks[0].shape == stacks[1].shape == stacks[2].shape or stacks[0].ndim != 4:
-        raise ImageShapeError("denoising_gain", f"need three equal (n, bands, H, W) stacks, got {[s.shape for s in stacks]}")
+        raise ImageShapeError(
+            "denoising_gain",
+            f"need three equal (n, bands, H, W) stacks, got {[s.shape for s in stacks]}",
+        )
     scores = {key: [] for key in ("psnr_noisy", "psnr_denoised", "ssim_noisy", "ssim_denoised")}
     for noisy_image, denoised_image, true_image in zip(*stacks):
         data_range = float(true_image.max() - true_image.min()) or 1.0
-        window = min(7, *true_image.shape[-2:]) // 2 * 2 + 1 if min(true_image.shape[-2:]) >= 7 else 3
+        window = (
+            min(7, *true_image.shape[-2:]) // 2 * 2 + 1 if min(true_image.shape[-2:]) >= 7 else 3
+        )
         for label, image in (("noisy", noisy_image), ("denoised", denoised_image)):
-            scores[f"psnr_{label}"].append(peak_signal_noise_ratio(true_image, image, data_range=data_range))
+            scores[f"psnr_{label}"].append(
+                peak_signal_noise_ratio(true_image, image, data_range=data_range)
+            )
             scores[f"ssim_{label}"].append(
-                structural_similarity(true_image, image, data_range=data_range, channel_axis=0, win_size=window)
+                structural_similarity(
+                    true_image, image, data_range=data_range, channel_axis=0, win_size=window
+                )
             )
     means = {key: float(np.mean(values)) for key, values in scores.items()}
     means["psnr_gain"] = means["psnr_denoised"] - means["psnr_noisy"]
@@ -365,7 +398,10 @@ def read_preprocessed(collection, preprocess, batch_size: int = 64) -> np.ndarra
         float32 (n, bands, h, w).
     """
     return np.concatenate(
-        [np.stack(batch.images) for batch in collection.iter_batches(batch_size, preprocess=preprocess)]
+        [
+            np.stack(batch.images)
+            for batch in collection.iter_batches(batch_size, preprocess=preprocess)
+        ]
     ).astype(np.float32, copy=False)
 
 
@@ -409,14 +445,21 @@ def train_denoiser(
     if max_images < 1:
         raise ConfigError(f"train_denoiser: max_images must be at least 1, got {max_images}")
     rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(len(collection), size=min(len(collection), max_images), replace=False))
+    chosen = np.sort(
+        rng.choice(len(collection), size=min(len(collection), max_images), replace=False)
+    )
     images = read_preprocessed(collection.subset(chosen), Preprocessor(config))
     model, metrics = train_autoencoder(images, seed=seed, **training)
     metrics["n_train"] = int(chosen.size)
-    return save_autoencoder(model, folder, preprocess=config.to_dict(), metrics=metrics), metrics
+    folder = save_autoencoder(
+        model, folder, image_size=images.shape[-1], preprocess=config.to_dict(), metrics=metrics
+    )
+    return folder, metrics
 
 
-def apply_denoiser(folder: str | Path, collection, output: str | Path, batch_size: int = 64) -> Path:
+def apply_denoiser(
+    folder: str | Path, collection, output: str | Path, batch_size: int = 64
+) -> Path:
     """Denoise a collection with a saved autoencoder and write an NPZ stack.
 
     The images are preprocessed exactly as for training (the folder's
@@ -442,7 +485,7 @@ def apply_denoiser(folder: str | Path, collection, output: str | Path, batch_siz
     from ..preprocessing import PreprocessConfig, Preprocessor
 
     model, config = load_autoencoder(folder)
-    preprocess = Preprocessor(PreprocessConfig.from_dict(config.get("preprocessing") or {}))
+    preprocess = Preprocessor(PreprocessConfig.from_dict(config.preprocessing))
     denoised = [
         denoise(model, np.stack(batch.images), batch_size)
         for batch in collection.iter_batches(batch_size, preprocess=preprocess)
@@ -452,7 +495,14 @@ def apply_denoiser(folder: str | Path, collection, output: str | Path, batch_siz
     return Path(output)
 
 
-def save_autoencoder(model: DenoisingAutoencoder, folder: str | Path, *, preprocess: dict | None = None, metrics: dict | None = None) -> Path:
+def save_autoencoder(
+    model: DenoisingAutoencoder,
+    folder: str | Path,
+    *,
+    image_size: int,
+    preprocess: dict | None = None,
+    metrics: dict | None = None,
+) -> Path:
     """Write a tuningfork model folder (weights.safetensors + config.json).
 
     Parameters
@@ -461,78 +511,38 @@ def save_autoencoder(model: DenoisingAutoencoder, folder: str | Path, *, preproc
         Trained network.
     folder : str or Path
         Output folder (created).
+    image_size : int
+        Side of the training images, in pixels (recorded; the network
+        accepts any size).
     preprocess : dict, optional
         ``PreprocessConfig.to_dict()`` of the training images, applied again
-        before denoising new images.
+        before denoising new images; default ``PreprocessConfig()``.
     metrics : dict, optional
-        Training metrics to record.
+        Training metrics to record (``mode`` says how it was trained).
 
     Returns
     -------
     Path
         The folder.
     """
-    import json
+    from ..models.folder import ModelConfig, save_model
+    from ..preprocessing import PreprocessConfig
 
-    import lightning
-    from safetensors.torch import save_file
-
-    from .. import __version__
-    from ..data.writers import atomic_path
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {
-        "architecture": ARCHITECTURE,
-        "architecture_args": model.config(),
-        "preprocessing": preprocess,
-        "metrics": metrics or {},
-        "versions": {"tuningfork": __version__, "torch": torch.__version__, "lightning": lightning.__version__},
-    }
-    with atomic_path(folder / WEIGHTS_FILE) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    with atomic_path(folder / CONFIG_FILE) as tmp:
-        tmp.write_text(json.dumps(config, indent=2, default=str))
-    return folder
+    settings = model.config()
+    config = ModelConfig(
+        architecture=ARCHITECTURE,
+        num_outputs=settings.pop("in_channels"),
+        in_channels=model.in_channels,
+        image_size=int(image_size),
+        preprocessing=preprocess if preprocess is not None else PreprocessConfig().to_dict(),
+        target={"kind": "denoising", "mode": (metrics or {}).get("mode")},
+        architecture_options=settings,
+        metrics=metrics or {},
+    )
+    return save_model(folder, model, config)
 
 
-def read_model_config(folder: str | Path) -> dict:
-    """Read a model folder's config.json after checking the folder is a model.
-
-    Parameters
-    ----------
-    folder : str or Path
-        Candidate model folder.
-
-    Returns
-    -------
-    dict
-        The parsed config.
-
-    Raises
-    ------
-    ModelError
-        If the folder, its config.json or its weights.safetensors is missing,
-        or the config is not a JSON object naming an architecture.
-    """
-    import json
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ModelError(f"{folder}: model folder not found")
-    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
-    if missing:
-        raise ModelError(f"{folder}: not a tuningfork model folder (no {' or '.join(missing)})")
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"{folder / CONFIG_FILE}: not valid JSON ({error})") from None
-    if not isinstance(config, dict) or "architecture" not in config:
-        raise ModelError(f"{folder / CONFIG_FILE}: no 'architecture' entry")
-    return config
-
-
-def load_autoencoder(folder: str | Path) -> tuple[DenoisingAutoencoder, dict]:
+def load_autoencoder(folder: str | Path):
     """Read a model folder written by :func:`save_autoencoder`.
 
     Parameters
@@ -544,25 +554,20 @@ def load_autoencoder(folder: str | Path) -> tuple[DenoisingAutoencoder, dict]:
     -------
     model : DenoisingAutoencoder
         In eval mode.
-    config : dict
-        The folder's config.json (PreprocessConfig settings under
-        ``preprocessing``).
+    config : tuningfork.models.ModelConfig
+        The folder's config (``preprocessing``, ``metrics``...).
 
     Raises
     ------
+    MissingFileError, CorruptFileError
+        If the folder is not a complete model folder.
     ModelError
-        If the folder is not a model folder or holds another architecture.
+        If it holds another architecture.
     """
-    from safetensors.torch import load_file
+    from ..models.folder import load_model, read_config
 
-    folder = Path(folder)
-    config = read_model_config(folder)
-    if config["architecture"] != ARCHITECTURE:
-        raise ModelError(f"{folder}: holds a {config['architecture']!r} model, not a {ARCHITECTURE}")
-    model = DenoisingAutoencoder(**config["architecture_args"])
-    try:
-        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
-    except (RuntimeError, OSError) as error:
-        raise ModelError(f"{folder / WEIGHTS_FILE}: weights do not fit the configured network ({str(error).splitlines()[0]})") from None
-    model.eval()
-    return model, config
+    config, _ = read_config(folder)
+    if config.architecture != ARCHITECTURE:
+        raise ModelError(f"{folder}: holds a '{config.architecture}' model, not a {ARCHITECTURE}")
+    loaded = load_model(folder)
+    return loaded.network, loaded.config

@@ -54,7 +54,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001
         # torch and safetensors raise many unrelated types for a bad file.
-        raise ModelError(f"{path}: cannot read weights ({type(error).__name__}: {str(error).splitlines()[0]})") from None
+        raise ModelError(
+            f"{path}: cannot read weights ({type(error).__name__}: {str(error).splitlines()[0]})"
+        ) from None
     # Training checkpoints nest the weights one level down.
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -116,18 +118,26 @@ class TimmEncoder:
         import timm
 
         if not timm.is_model(model_name):
-            raise ConfigError(f"encoder: timm has no architecture {model_name!r} (see timm.list_models('convnext*'))")
+            raise ConfigError(
+                f"encoder: timm has no architecture {model_name!r} "
+                "(see timm.list_models('convnext*'))"
+            )
         self.name = model_name
         self.in_chans = in_chans
         self.input_size = input_size
         self.batch_size = batch_size
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = timm.create_model(model_name, pretrained=False, num_classes=0, in_chans=in_chans)
+        self.model = timm.create_model(
+            model_name, pretrained=False, num_classes=0, in_chans=in_chans
+        )
         if weights is not None:
             self._load(Path(weights))
         self.model.eval().to(self.device)
         config = self.model.pretrained_cfg
-        mean, std = np.asarray(config.get("mean", (0.5,) * 3)), np.asarray(config.get("std", (0.5,) * 3))
+        mean, std = (
+            np.asarray(config.get("mean", (0.5,) * 3)),
+            np.asarray(config.get("std", (0.5,) * 3)),
+        )
         if in_chans != mean.size:
             # Bands other than RGB get the average ImageNet statistics.
             mean, std = np.full(in_chans, mean.mean()), np.full(in_chans, std.mean())
@@ -144,12 +154,16 @@ class TimmEncoder:
             if target is not None and tensor.ndim == 4 and tensor.shape[1] != target.shape[1]:
                 state[key] = adapt_input_conv(self.in_chans, tensor)
         result = self.model.load_state_dict(state, strict=False)
-        unexpected = [k for k in result.unexpected_keys if not k.startswith("head.fc") and not k.startswith("fc.")]
+        unexpected = [
+            k
+            for k in result.unexpected_keys
+            if not k.startswith("head.fc") and not k.startswith("fc.")
+        ]
         if result.missing_keys or unexpected:
             problem = result.missing_keys[:3] or unexpected[:3]
             raise ModelError(
-                f"{path}: weights do not fit {self.name} "
-                f"({len(result.missing_keys)} missing, {len(unexpected)} unexpected keys, e.g. {problem})"
+                f"{path}: weights do not fit {self.name} ({len(result.missing_keys)} missing, "
+                f"{len(unexpected)} unexpected keys, e.g. {problem})"
             )
 
     @property
@@ -177,7 +191,11 @@ class TimmEncoder:
                 chunk = batch[start : start + self.batch_size].to(self.device)
                 if chunk.shape[-2:] != (self.input_size, self.input_size):
                     chunk = F.interpolate(
-                        chunk, size=(self.input_size, self.input_size), mode="bilinear", antialias=True, align_corners=False
+                        chunk,
+                        size=(self.input_size, self.input_size),
+                        mode="bilinear",
+                        antialias=True,
+                        align_corners=False,
                     )
                 outputs.append(self.model((chunk - self._mean) / self._std).cpu().numpy())
         return np.concatenate(outputs).astype(np.float32, copy=False)
@@ -280,11 +298,15 @@ def load_encoder(
             f"(usable: {ARCHITECTURE}, {FOUNDATION_ARCHITECTURE})"
         )
     if path.is_file():
-        raise ModelError(f"{path}: is a file; pass a model folder, or a timm name with the file as weights")
+        raise ModelError(
+            f"{path}: is a file; pass a model folder, or a timm name with the file as weights"
+        )
     if len(path.parts) > 1:
         raise ModelError(f"{path}: encoder model folder not found")
     name = str(spec).removeprefix(TIMM_PREFIX)
-    return TimmEncoder(name, weights, in_chans=in_chans, input_size=input_size, batch_size=batch_size)
+    return TimmEncoder(
+        name, weights, in_chans=in_chans, input_size=input_size, batch_size=batch_size
+    )
 
 
 @dataclass(frozen=True)
@@ -359,7 +381,9 @@ def rotation_consistency(
 
     array = np.asarray(images, dtype=np.float32)
     if array.ndim != 4 or array.shape[0] < 2:
-        raise ImageShapeError("rotation_consistency", f"expected (n >= 2, bands, H, W), got shape {array.shape}")
+        raise ImageShapeError(
+            "rotation_consistency", f"expected (n >= 2, bands, H, W), got shape {array.shape}"
+        )
     prepare = polar if polar is not None else (lambda batch: batch)
     reference = encoder.encode(prepare(array))
     centre = reference.mean(axis=0)
@@ -367,7 +391,9 @@ def rotation_consistency(
     for angle in angles_deg:
         # The galaxy sits at the stamp centre, where rotate() turns about.
         rotated = rotate(array, angle, axes=(-1, -2), reshape=False, order=1, mode="nearest")
-        similarity = cosine_similarity_rows(reference - centre, encoder.encode(prepare(rotated)) - centre)
+        similarity = cosine_similarity_rows(
+            reference - centre, encoder.encode(prepare(rotated)) - centre
+        )
         scores[f"angle_{angle:g}"] = float(similarity.mean())
     scores["mean"] = float(np.mean([scores[f"angle_{a:g}"] for a in angles_deg]))
     return scores

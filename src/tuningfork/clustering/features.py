@@ -42,7 +42,9 @@ def check_features(features: np.ndarray, name: str = "features", min_rows: int =
     """
     array = np.asarray(features)
     if array.ndim != 2:
-        raise FeatureError(f"{name}: expected a 2-D (galaxies, features) matrix, got shape {array.shape}")
+        raise FeatureError(
+            f"{name}: expected a 2-D (galaxies, features) matrix, got shape {array.shape}"
+        )
     if array.shape[0] < min_rows:
         raise FeatureError(f"{name}: {array.shape[0]} rows, at least {min_rows} needed")
     if not np.issubdtype(array.dtype, np.floating):
@@ -83,7 +85,9 @@ def save_features(path: str | Path, ids: Sequence[str], features: np.ndarray) ->
         raise FeatureError(f"{path}: {names.size} ids for a feature matrix of shape {matrix.shape}")
     suffix = path.suffix.lower()
     if suffix not in FEATURE_SUFFIXES:
-        raise UnsupportedFormatError(path, f"feature file must end in {' or '.join(FEATURE_SUFFIXES)}")
+        raise UnsupportedFormatError(
+            path, f"feature file must end in {' or '.join(FEATURE_SUFFIXES)}"
+        )
     with atomic_path(path) as tmp:
         if suffix == ".npz":
             with open(tmp, "wb") as handle:
@@ -120,7 +124,9 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise MissingFileError(path, "feature file")
     suffix = path.suffix.lower()
     if suffix not in FEATURE_SUFFIXES:
-        raise UnsupportedFormatError(path, f"feature file must end in {' or '.join(FEATURE_SUFFIXES)}")
+        raise UnsupportedFormatError(
+            path, f"feature file must end in {' or '.join(FEATURE_SUFFIXES)}"
+        )
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as stored:
@@ -131,6 +137,10 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         column = table.column("features").combine_chunks()
         width = column.type.list_size
         features = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
-        return np.asarray(table.column("id").to_pylist(), dtype=str), features.astype(np.float32, copy=False)
+        return np.asarray(table.column("id").to_pylist(), dtype=str), features.astype(
+            np.float32, copy=False
+        )
     except (KeyError, ValueError, OSError, AttributeError) as error:
-        raise CorruptFileError(path, f"not a tuningfork feature file ({type(error).__name__}: {error})") from None
+        raise CorruptFileError(
+            path, f"not a tuningfork feature file ({type(error).__name__}: {error})"
+        ) from None

@@ -124,20 +124,39 @@ class ClusterConfig:
         object.__setattr__(self, "sweep_k", tuple(int(k) for k in self.sweep_k))
         check_n_clusters(self.n_clusters, max(self.n_clusters, 2), "ClusterConfig")
         if self.encoder == OWN_AUTOENCODER and not self.denoise:
-            raise ConfigError("ClusterConfig: encoder 'autoencoder' needs denoise=True (it is the denoiser's latent)")
+            raise ConfigError(
+                "ClusterConfig: encoder 'autoencoder' needs denoise=True "
+                "(it is the denoiser's latent)"
+            )
         if self.encoder == OWN_AUTOENCODER and self.polar:
-            raise ConfigError("ClusterConfig: encoder 'autoencoder' was trained on Cartesian images; set polar=False")
+            raise ConfigError(
+                "ClusterConfig: encoder 'autoencoder' was trained on Cartesian images; "
+                "set polar=False"
+            )
         if self.embedding_map not in ("umap", "pca"):
-            raise ConfigError(f"ClusterConfig: embedding_map must be 'umap' or 'pca', got {self.embedding_map!r}")
-        for name in ("n_bootstrap", "denoise_epochs", "denoise_max_train", "batch_size", "workers", "input_size"):
+            raise ConfigError(
+                f"ClusterConfig: embedding_map must be 'umap' or 'pca', got {self.embedding_map!r}"
+            )
+        for name in (
+            "n_bootstrap",
+            "denoise_epochs",
+            "denoise_max_train",
+            "batch_size",
+            "workers",
+            "input_size",
+        ):
             if getattr(self, name) < 1:
-                raise ConfigError(f"ClusterConfig: {name} must be at least 1, got {getattr(self, name)}")
+                raise ConfigError(
+                    f"ClusterConfig: {name} must be at least 1, got {getattr(self, name)}"
+                )
 
     def preprocess_config(self):
         """The :class:`~tuningfork.preprocessing.PreprocessConfig` of the images."""
         from ..preprocessing import PreprocessConfig
 
-        return PreprocessConfig.from_dict(DEFAULT_PREPROCESS if self.preprocess is None else self.preprocess)
+        return PreprocessConfig.from_dict(
+            DEFAULT_PREPROCESS if self.preprocess is None else self.preprocess
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings; ``ClusterConfig.from_dict(c.to_dict()) == c``."""
@@ -192,7 +211,9 @@ class ClusterResult:
 
 
 def _fingerprint(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
 
 
 class _StageLog:
@@ -228,11 +249,16 @@ def _weights_identity(path: str | None) -> dict | None:
         return None
     weights = Path(path)
     stat = weights.stat() if weights.is_file() else None
-    return {"path": str(weights.resolve()), "size": stat.st_size if stat else None,
-            "mtime": stat.st_mtime if stat else None}
+    return {
+        "path": str(weights.resolve()),
+        "size": stat.st_size if stat else None,
+        "mtime": stat.st_mtime if stat else None,
+    }
 
 
-def raw_pixel_features(collection, preprocess, batch_size: int = 64, max_values: int = 4096) -> np.ndarray:
+def raw_pixel_features(
+    collection, preprocess, batch_size: int = 64, max_values: int = 4096
+) -> np.ndarray:
     """Preprocessed pixels, block-averaged to at most ``max_values`` per galaxy.
 
     The "k-means on PCA of raw pixels" baseline; block averaging keeps the
@@ -378,7 +404,7 @@ def run_cluster_pipeline(
     from ..preprocessing import Preprocessor
     from .autoencoder import train_denoiser
     from .features import load_features, save_features
-    from .reduction import PCAProjection, fit_pca
+    from .reduction import fit_pca
     from .voting import read_groups, score_groups, voting_clustering
 
     config = config or ClusterConfig()
@@ -397,9 +423,15 @@ def run_cluster_pipeline(
     preprocessor = Preprocessor(preprocess_config)
     data_print = _fingerprint({"source": collection.name, "ids": ids})
     files = {
-        "denoiser": out / "denoiser", "features": out / "features.parquet", "pca": out / "pca.npz",
-        "reduced": out / "reduced.parquet", "groups": out / "groups.csv", "sweep": out / "sweep.csv",
-        "morphometry": out / "morphometry.csv", "scores": out / "scores.json", "plots": out / "plots",
+        "denoiser": out / "denoiser",
+        "features": out / "features.parquet",
+        "pca": out / "pca.npz",
+        "reduced": out / "reduced.parquet",
+        "groups": out / "groups.csv",
+        "sweep": out / "sweep.csv",
+        "morphometry": out / "morphometry.csv",
+        "scores": out / "scores.json",
+        "plots": out / "plots",
     }
 
     def pick(*names: str) -> dict:
@@ -411,26 +443,51 @@ def run_cluster_pipeline(
     # -- denoise
     denoise_print = None
     if config.denoise:
-        denoise_print = _fingerprint({"data": data_print, "preprocess": preprocess_settings, **pick(
-            "denoise_epochs", "denoise_channels", "denoise_depth", "denoise_max_train", "seed")})
+        denoise_print = _fingerprint(
+            {
+                "data": data_print,
+                "preprocess": preprocess_settings,
+                **pick(
+                    "denoise_epochs",
+                    "denoise_channels",
+                    "denoise_depth",
+                    "denoise_max_train",
+                    "seed",
+                ),
+            }
+        )
         reused = stages.fresh("denoise", denoise_print, [files["denoiser"] / "weights.safetensors"])
         if not reused:
             train_denoiser(
-                collection, files["denoiser"], preprocess=preprocess_config,
-                max_images=config.denoise_max_train, seed=config.seed, epochs=config.denoise_epochs,
-                base_channels=config.denoise_channels, depth=config.denoise_depth,
+                collection,
+                files["denoiser"],
+                preprocess=preprocess_config,
+                max_images=config.denoise_max_train,
+                seed=config.seed,
+                epochs=config.denoise_epochs,
+                base_channels=config.denoise_channels,
+                depth=config.denoise_depth,
             )
             stages.record("denoise", denoise_print)
         report("denoise", reused)
 
     # -- encode
-    encode_print = _fingerprint({"data": data_print, "preprocess": preprocess_settings, "denoise": denoise_print,
-                                 "weights": _weights_identity(config.encoder_weights), **pick(
-                                     "encoder", "input_size", "polar", "polar_radii", "polar_angles",
-                                     "polar_extension")})
+    encode_print = _fingerprint(
+        {
+            "data": data_print,
+            "preprocess": preprocess_settings,
+            "denoise": denoise_print,
+            "weights": _weights_identity(config.encoder_weights),
+            **pick(
+                "encoder", "input_size", "polar", "polar_radii", "polar_angles", "polar_extension"
+            ),
+        }
+    )
     reused = stages.fresh("encode", encode_print, [files["features"]])
     if not reused:
-        features = _encode(collection, preprocessor, config, files["denoiser"] if config.denoise else None)
+        features = _encode(
+            collection, preprocessor, config, files["denoiser"] if config.denoise else None
+        )
         save_features(files["features"], ids, features)
         stages.record("encode", encode_print)
     report("encode", reused)
@@ -442,7 +499,9 @@ def run_cluster_pipeline(
         _, reduced = load_features(files["reduced"])
     else:
         _, features = load_features(files["features"])
-        projection = fit_pca(features, config.pca_components, seed=config.seed, name=str(files["features"]))
+        projection = fit_pca(
+            features, config.pca_components, seed=config.seed, name=str(files["features"])
+        )
         reduced = projection.transform(features)
         projection.save(files["pca"])
         save_features(files["reduced"], ids, reduced)
@@ -450,22 +509,33 @@ def run_cluster_pipeline(
     report("pca", reused)
 
     # -- vote
-    vote_print = _fingerprint({"pca": pca_print, **pick(
-        "n_clusters", "n_bootstrap", "models", "threshold", "max_fit_samples", "seed")})
+    vote_print = _fingerprint(
+        {
+            "pca": pca_print,
+            **pick("n_clusters", "n_bootstrap", "models", "threshold", "max_fit_samples", "seed"),
+        }
+    )
     reused = stages.fresh("vote", vote_print, [files["groups"]])
     if reused:
         groups = read_groups(files["groups"])
     else:
         vote = voting_clustering(
-            reduced, config.n_clusters, n_bootstrap=config.n_bootstrap, models=config.models,
-            threshold=config.threshold, max_fit_samples=config.max_fit_samples, seed=config.seed,
+            reduced,
+            config.n_clusters,
+            n_bootstrap=config.n_bootstrap,
+            models=config.models,
+            threshold=config.threshold,
+            max_fit_samples=config.max_fit_samples,
+            seed=config.seed,
             name=str(files["reduced"]),
         )
         groups = vote.to_table(ids)
         write_table(files["groups"], groups)
         stages.record("vote", vote_print)
     report("vote", reused)
-    group = np.asarray(groups["group"].filled(-1) if hasattr(groups["group"], "filled") else groups["group"])
+    group = np.asarray(
+        groups["group"].filled(-1) if hasattr(groups["group"], "filled") else groups["group"]
+    )
     classified = np.asarray(groups["classified"], dtype=bool)
 
     # -- sweep
@@ -473,12 +543,23 @@ def run_cluster_pipeline(
         from .plots import plot_sweep
         from .sweep import sweep_k
 
-        sweep_print = _fingerprint({"pca": pca_print, **pick(
-            "sweep_k", "n_bootstrap", "models", "threshold", "max_fit_samples", "seed")})
+        sweep_print = _fingerprint(
+            {
+                "pca": pca_print,
+                **pick("sweep_k", "n_bootstrap", "models", "threshold", "max_fit_samples", "seed"),
+            }
+        )
         reused = stages.fresh("sweep", sweep_print, [files["sweep"]])
         if not reused:
-            sweep = sweep_k(reduced, config.sweep_k, n_bootstrap=config.n_bootstrap, models=config.models,
-                            threshold=config.threshold, max_fit_samples=config.max_fit_samples, seed=config.seed)
+            sweep = sweep_k(
+                reduced,
+                config.sweep_k,
+                n_bootstrap=config.n_bootstrap,
+                models=config.models,
+                threshold=config.threshold,
+                max_fit_samples=config.max_fit_samples,
+                seed=config.seed,
+            )
             write_table(files["sweep"], sweep)
             plot_sweep(sweep, files["plots"] / "sweep.png")
             stages.record("sweep", sweep_print)
@@ -495,15 +576,22 @@ def run_cluster_pipeline(
         if reused:
             morphometry = read_catalog(files["morphometry"])
         else:
-            morphometry = morphometry_catalog(collection, n_workers=config.workers, output=files["morphometry"])
+            morphometry = morphometry_catalog(
+                collection, n_workers=config.workers, output=files["morphometry"]
+            )
             stages.record("morphometry", morph_print)
         report("morphometry", reused)
 
     # -- evaluate
     scores = None
     if config.label_column is not None:
-        evaluate_print = _fingerprint({"vote": vote_print, "preprocess": preprocess_settings,
-                                       **pick("label_column", "pca_components")})
+        evaluate_print = _fingerprint(
+            {
+                "vote": vote_print,
+                "preprocess": preprocess_settings,
+                **pick("label_column", "pca_components"),
+            }
+        )
         reused = stages.fresh("evaluate", evaluate_print, [files["scores"]])
         if reused:
             scores = json.loads(files["scores"].read_text())
@@ -514,7 +602,10 @@ def run_cluster_pipeline(
             candidates = {
                 "voting": (group, classified),
                 "kmeans_features": (kmeans_groups(reduced, config.n_clusters, config.seed), None),
-                "kmeans_raw_pixels": (kmeans_groups(raw_reduced, config.n_clusters, config.seed), None),
+                "kmeans_raw_pixels": (
+                    kmeans_groups(raw_reduced, config.n_clusters, config.seed),
+                    None,
+                ),
             }
             scores = {}
             for method, (assigned, assigned_mask) in candidates.items():
@@ -527,13 +618,25 @@ def run_cluster_pipeline(
         report("evaluate", reused)
 
     # -- plots
-    plots_print = _fingerprint({"vote": vote_print, "morphometry": morph_print, **pick("embedding_map")})
+    plots_print = _fingerprint(
+        {"vote": vote_print, "morphometry": morph_print, **pick("embedding_map")}
+    )
     plot_files = [files["plots"] / name for name in ("groups.png", "embedding.png")]
     if morphometry is not None:
         plot_files.append(files["plots"] / "morphology_planes.png")
     reused = stages.fresh("plots", plots_print, plot_files)
     if not reused:
-        _plot_all(collection, preprocessor, groups, group, classified, reduced, morphometry, plot_files, config)
+        _plot_all(
+            collection,
+            preprocessor,
+            groups,
+            group,
+            classified,
+            reduced,
+            morphometry,
+            plot_files,
+            config,
+        )
         stages.record("plots", plots_print)
     report("plots", reused)
 
@@ -552,12 +655,15 @@ def _effective_preprocess(config: ClusterConfig):
     trained_with = PreprocessConfig.from_dict(stored)
     if config.preprocess is not None and config.preprocess_config() != trained_with:
         raise ConfigError(
-            f"{folder}: the encoder was trained with other preprocessing; leave preprocess unset to use its own"
+            f"{folder}: the encoder was trained with other preprocessing; "
+            "leave preprocess unset to use its own"
         )
     return trained_with
 
 
-def _encode(collection, preprocessor, config: ClusterConfig, denoiser_folder: Path | None) -> np.ndarray:
+def _encode(
+    collection, preprocessor, config: ClusterConfig, denoiser_folder: Path | None
+) -> np.ndarray:
     from .autoencoder import denoise, load_autoencoder
     from .encoders import AutoencoderEncoder, PolarStep, load_encoder
 
@@ -566,10 +672,19 @@ def _encode(collection, preprocessor, config: ClusterConfig, denoiser_folder: Pa
         denoiser = None  # its encoder was trained on the noisy images themselves
     else:
         bands = collection[0].image.shape[0]
-        encoder = load_encoder(config.encoder, weights=config.encoder_weights, in_chans=bands,
-                               input_size=config.input_size, batch_size=config.batch_size)
+        encoder = load_encoder(
+            config.encoder,
+            weights=config.encoder_weights,
+            in_chans=bands,
+            input_size=config.input_size,
+            batch_size=config.batch_size,
+        )
         denoiser = load_autoencoder(denoiser_folder)[0] if denoiser_folder is not None else None
-    polar = PolarStep(config.polar_radii, config.polar_angles, config.polar_extension) if config.polar else None
+    polar = (
+        PolarStep(config.polar_radii, config.polar_angles, config.polar_extension)
+        if config.polar
+        else None
+    )
     features = []
     for batch in collection.iter_batches(config.batch_size, preprocess=preprocessor):
         images = np.stack(batch.images)
@@ -581,22 +696,35 @@ def _encode(collection, preprocessor, config: ClusterConfig, denoiser_folder: Pa
     return np.concatenate(features)
 
 
-def _plot_all(collection, preprocessor, groups, group, classified, reduced, morphometry, plot_files, config) -> None:
+def _plot_all(
+    collection, preprocessor, groups, group, classified, reduced, morphometry, plot_files, config
+) -> None:
     from .autoencoder import read_preprocessed
     from .plots import plot_embedding_map, plot_group_mosaics, plot_morphology_planes
 
     per_group = 8
     vote_fraction = np.asarray(groups["vote_fraction"], dtype=float)
     shown = []
-    for members in [classified & (group == g) for g in np.unique(group[classified])] + [~classified]:
+    for members in [classified & (group == g) for g in np.unique(group[classified])] + [
+        ~classified
+    ]:
         chosen = np.flatnonzero(members)
         shown.extend(chosen[np.argsort(-vote_fraction[chosen], kind="stable")][:per_group])
     shown = np.sort(np.asarray(shown, dtype=int))
     images = read_preprocessed(collection.subset(shown), preprocessor, config.batch_size)
     ids = np.asarray(collection.ids)[shown]
-    plot_group_mosaics(images, group[shown], classified[shown], plot_files[0],
-                       vote_fraction=vote_fraction[shown], per_group=per_group, ids=ids,
-                       title=f"{int(classified.sum())} of {group.size} galaxies classified, best voted shown")
-    plot_embedding_map(reduced, group, classified, plot_files[1], method=config.embedding_map, seed=config.seed)
+    plot_group_mosaics(
+        images,
+        group[shown],
+        classified[shown],
+        plot_files[0],
+        vote_fraction=vote_fraction[shown],
+        per_group=per_group,
+        ids=ids,
+        title=f"{int(classified.sum())} of {group.size} galaxies classified, best voted shown",
+    )
+    plot_embedding_map(
+        reduced, group, classified, plot_files[1], method=config.embedding_map, seed=config.seed
+    )
     if morphometry is not None:
         plot_morphology_planes(morphometry, group, classified, plot_files[2])

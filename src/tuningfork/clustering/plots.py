@@ -34,18 +34,31 @@ def _save(fig, path: str | Path) -> Path:
     return Path(path)
 
 
-def _scatter_by_group(axis, x: np.ndarray, y: np.ndarray, groups: np.ndarray, classified: np.ndarray) -> None:
+def _scatter_by_group(
+    axis, x: np.ndarray, y: np.ndarray, groups: np.ndarray, classified: np.ndarray
+) -> None:
     plt = _pyplot()
-    axis.scatter(x[~classified], y[~classified], s=6, c=UNCLASSIFIED_COLOUR, label="unclassified", linewidths=0)
+    axis.scatter(
+        x[~classified],
+        y[~classified],
+        s=6,
+        c=UNCLASSIFIED_COLOUR,
+        label="unclassified",
+        linewidths=0,
+    )
     present = np.unique(groups[classified])
     colours = plt.get_cmap("tab20", max(len(present), 1))
     for index, group in enumerate(present):
         members = classified & (groups == group)
-        axis.scatter(x[members], y[members], s=8, color=colours(index), label=f"group {group}", linewidths=0)
+        axis.scatter(
+            x[members], y[members], s=8, color=colours(index), label=f"group {group}", linewidths=0
+        )
 
 
 def _legend(axis, n_groups: int) -> None:
-    axis.legend(fontsize=6, markerscale=2, ncol=2 if n_groups > 10 else 1, loc="best", frameon=False)
+    axis.legend(
+        fontsize=6, markerscale=2, ncol=2 if n_groups > 10 else 1, loc="best", frameon=False
+    )
 
 
 def plot_group_mosaics(
@@ -106,7 +119,9 @@ def plot_group_mosaics(
     return mosaic(tiles, path, titles=titles, ncols=per_group, already_scaled=True, suptitle=title)
 
 
-def plot_morphology_planes(morphometry, groups: np.ndarray, classified: np.ndarray, path: str | Path) -> Path:
+def plot_morphology_planes(
+    morphometry, groups: np.ndarray, classified: np.ndarray, path: str | Path
+) -> Path:
     """Gini-M20 and concentration-asymmetry planes coloured by group.
 
     The Gini-M20 panel shows the Lotz et al. (2008) lines that separate
@@ -133,12 +148,17 @@ def plot_morphology_planes(morphometry, groups: np.ndarray, classified: np.ndarr
         if column not in morphometry.colnames:
             raise MissingColumnError("morphometry table", column, morphometry.colnames)
     if len(morphometry) != len(groups):
-        raise ConfigError(f"morphology planes: {len(morphometry)} morphometry rows for {len(groups)} galaxies")
+        raise ConfigError(
+            f"morphology planes: {len(morphometry)} morphometry rows for {len(groups)} galaxies"
+        )
     plt = _pyplot()
     groups = np.asarray(groups)
     classified = np.asarray(classified, dtype=bool)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4))
-    for axis, (x_name, y_name) in ((left, ("m20", "gini")), (right, ("asymmetry", "concentration"))):
+    for axis, (x_name, y_name) in (
+        (left, ("m20", "gini")),
+        (right, ("asymmetry", "concentration")),
+    ):
         x = np.asarray(morphometry[x_name], dtype=float)
         y = np.asarray(morphometry[y_name], dtype=float)
         finite = np.isfinite(x) & np.isfinite(y)
@@ -241,8 +261,12 @@ def plot_sweep(table, path: str | Path) -> Path:
     Path
     """
     plt = _pyplot()
-    panels = (("silhouette", "silhouette"), ("bic", "BIC"), ("stability_ari", "stability (ARI)"),
-              ("fraction_classified", "fraction classified"))
+    panels = (
+        ("silhouette", "silhouette"),
+        ("bic", "BIC"),
+        ("stability_ari", "stability (ARI)"),
+        ("fraction_classified", "fraction classified"),
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3))
     for axis, (column, label) in zip(axes, panels):
         axis.plot(table["k"], table[column], "o-")

@@ -64,7 +64,9 @@ class PCAProjection:
         """
         matrix, name = _open_features(features, name)
         if matrix.ndim != 2 or matrix.shape[1] != self.mean.size:
-            raise ConfigError(f"{name}: shape {matrix.shape} does not match a PCA of {self.mean.size} features")
+            raise ConfigError(
+                f"{name}: shape {matrix.shape} does not match a PCA of {self.mean.size} features"
+            )
         out = np.empty((matrix.shape[0], self.n_components), dtype=np.float32)
         for start in range(0, matrix.shape[0], batch_size):
             chunk = check_features(matrix[start : start + batch_size], f"{name} rows from {start}")
@@ -129,7 +131,7 @@ def _open_features(features, name: str) -> tuple[np.ndarray, str]:
     return np.asarray(features), name
 
 
-def _check_n_components(n_components: float | int, n_samples: int, n_features: int, name: str) -> None:
+def _check_n_components(n_components: float, n_samples: int, n_features: int, name: str) -> None:
     limit = min(n_samples, n_features)
     if isinstance(n_components, bool):
         raise ConfigError(f"{name}: n_components must be a number, got {n_components!r}")
@@ -137,7 +139,9 @@ def _check_n_components(n_components: float | int, n_samples: int, n_features: i
         if not 1 <= n_components <= limit:
             raise ConfigError(f"{name}: n_components={n_components} must be between 1 and {limit}")
     elif not 0 < float(n_components) <= 1:
-        raise ConfigError(f"{name}: a variance fraction n_components={n_components} must be in (0, 1]")
+        raise ConfigError(
+            f"{name}: a variance fraction n_components={n_components} must be in (0, 1]"
+        )
 
 
 def _components_for_fraction(ratios: np.ndarray, fraction: float) -> int:
@@ -147,7 +151,7 @@ def _components_for_fraction(ratios: np.ndarray, fraction: float) -> int:
 
 def fit_pca(
     features,
-    n_components: float | int = 0.95,
+    n_components: float = 0.95,
     *,
     incremental: bool | None = None,
     batch_size: int = 4096,
@@ -202,14 +206,22 @@ def fit_pca(
     wants_fraction = not isinstance(n_components, (int, np.integer))
 
     if not incremental:
-        pca = PCA(n_components=n_components, random_state=seed).fit(check_features(matrix, name, min_rows=2))
+        pca = PCA(n_components=n_components, random_state=seed).fit(
+            check_features(matrix, name, min_rows=2)
+        )
         return PCAProjection(pca.mean_, pca.components_, pca.explained_variance_ratio_)
 
     fitted = min(n_features, batch_size, n_samples) if wants_fraction else int(n_components)
     if fitted > batch_size:
-        raise ConfigError(f"{name}: incremental PCA keeps at most batch_size={batch_size} components")
+        raise ConfigError(
+            f"{name}: incremental PCA keeps at most batch_size={batch_size} components"
+        )
     pca = IncrementalPCA(n_components=fitted)
     for rows in gen_batches(n_samples, batch_size, min_batch_size=fitted):
         pca.partial_fit(check_features(matrix[rows], f"{name} rows from {rows.start}"))
-    kept = _components_for_fraction(pca.explained_variance_ratio_, float(n_components)) if wants_fraction else fitted
+    kept = (
+        _components_for_fraction(pca.explained_variance_ratio_, float(n_components))
+        if wants_fraction
+        else fitted
+    )
     return PCAProjection(pca.mean_, pca.components_[:kept], pca.explained_variance_ratio_[:kept])

@@ -72,11 +72,21 @@ def sweep_k(
         silhouette = silhouette_score(
             matrix, labels, sample_size=min(silhouette_samples, matrix.shape[0]), random_state=seed
         )
-        bic = GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed).fit(matrix).bic(matrix)
+        bic = (
+            GaussianMixture(k, covariance_type="full", reg_covar=1e-4, random_state=seed)
+            .fit(matrix)
+            .bic(matrix)
+        )
         runs = [
             voting_clustering(
-                matrix, k, n_bootstrap=n_bootstrap, models=models, threshold=threshold,
-                max_fit_samples=max_fit_samples, seed=seed + offset, name=name,
+                matrix,
+                k,
+                n_bootstrap=n_bootstrap,
+                models=models,
+                threshold=threshold,
+                max_fit_samples=max_fit_samples,
+                seed=seed + offset,
+                name=name,
             )
             for offset in range(n_seeds)
         ]
@@ -94,4 +104,6 @@ def sweep_k(
                 float(np.mean([run.fraction_classified for run in runs])),
             )
         )
-    return Table(rows=rows, names=("k", "silhouette", "bic", "stability_ari", "fraction_classified"))
+    return Table(
+        rows=rows, names=("k", "silhouette", "bic", "stability_ari", "fraction_classified")
+    )

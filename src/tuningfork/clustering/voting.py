@@ -45,9 +45,13 @@ def check_n_clusters(n_clusters: int, n_samples: int, name: str = "features") ->
         What to call the data in the message.
     """
     if int(n_clusters) != n_clusters or n_clusters < 2:
-        raise ConfigError(f"{name}: the number of groups K must be an integer >= 2, got {n_clusters}")
+        raise ConfigError(
+            f"{name}: the number of groups K must be an integer >= 2, got {n_clusters}"
+        )
     if n_clusters > n_samples:
-        raise ConfigError(f"{name}: K={n_clusters} groups requested but the sample has only {n_samples} galaxies")
+        raise ConfigError(
+            f"{name}: K={n_clusters} groups requested but the sample has only {n_samples} galaxies"
+        )
 
 
 def align_labels(labels: np.ndarray, reference: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -181,15 +185,21 @@ def read_groups(path: str | Path):
         raise MissingFileError(path, "group catalog")
     # The C reader cannot take converters; ids like 007 must stay text, and
     # the booleans were written as True/False words.
-    table = Table.read(path, format="ascii.csv", fast_reader=False, converters={
-        "id": [ascii.convert_numpy(str)], "classified": [ascii.convert_numpy(bool)]})
+    table = Table.read(
+        path,
+        format="ascii.csv",
+        fast_reader=False,
+        converters={"id": [ascii.convert_numpy(str)], "classified": [ascii.convert_numpy(bool)]},
+    )
     for column in GROUP_COLUMNS:
         if column not in table.colnames:
             raise MissingColumnError(path, column, table.colnames)
     return table
 
 
-def consensus_vote(member_labels: np.ndarray, n_clusters: int, threshold: float = 0.5) -> VoteResult:
+def consensus_vote(
+    member_labels: np.ndarray, n_clusters: int, threshold: float = 0.5
+) -> VoteResult:
     """Count the votes of already aligned clusterings.
 
     Parameters
@@ -235,14 +245,18 @@ def consensus_vote(member_labels: np.ndarray, n_clusters: int, threshold: float 
     )
 
 
-def _nearest_centroid(features: np.ndarray, sample: np.ndarray, sample_labels: np.ndarray, k: int) -> np.ndarray:
+def _nearest_centroid(
+    features: np.ndarray, sample: np.ndarray, sample_labels: np.ndarray, k: int
+) -> np.ndarray:
     from sklearn.metrics import pairwise_distances_argmin
 
     centroids = np.stack([sample[sample_labels == g].mean(axis=0) for g in range(k)])
     return pairwise_distances_argmin(features, centroids)
 
 
-def cluster_member(model: str, sample: np.ndarray, features: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+def cluster_member(
+    model: str, sample: np.ndarray, features: np.ndarray, n_clusters: int, seed: int
+) -> np.ndarray:
     """Fit one clustering model on a sample and label every galaxy.
 
     Parameters
@@ -271,7 +285,9 @@ def cluster_member(model: str, sample: np.ndarray, features: np.ndarray, n_clust
     if model == "kmeans":
         return KMeans(n_clusters, n_init=3, random_state=seed).fit(sample).predict(features)
     if model == "gmm":
-        mixture = GaussianMixture(n_clusters, covariance_type="full", reg_covar=1e-4, random_state=seed)
+        mixture = GaussianMixture(
+            n_clusters, covariance_type="full", reg_covar=1e-4, random_state=seed
+        )
         return mixture.fit(sample).predict(features)
     if model == "ward":
         sample_labels = AgglomerativeClustering(n_clusters, linkage="ward").fit_predict(sample)
@@ -280,7 +296,9 @@ def cluster_member(model: str, sample: np.ndarray, features: np.ndarray, n_clust
         spread = float(np.sqrt(sample.var(axis=0).sum()))
         birch = Birch(n_clusters=n_clusters, threshold=_BIRCH_THRESHOLD_FRACTION * spread)
         return birch.fit(sample).predict(features)
-    raise ConfigError(f"unknown clustering model {model!r} (choose from {', '.join(CLUSTERING_MODELS)})")
+    raise ConfigError(
+        f"unknown clustering model {model!r} (choose from {', '.join(CLUSTERING_MODELS)})"
+    )
 
 
 def voting_clustering(
@@ -335,7 +353,9 @@ def voting_clustering(
     check_n_clusters(n_clusters, n_galaxies, name)
     unknown = [m for m in models if m not in CLUSTERING_MODELS]
     if unknown or not models:
-        raise ConfigError(f"voting models {list(models)}: choose one or more of {', '.join(CLUSTERING_MODELS)}")
+        raise ConfigError(
+            f"voting models {list(models)}: choose one or more of {', '.join(CLUSTERING_MODELS)}"
+        )
     if n_bootstrap < 1:
         raise ConfigError(f"voting clustering: n_bootstrap must be at least 1, got {n_bootstrap}")
     sample_size = n_galaxies if max_fit_samples is None else min(n_galaxies, int(max_fit_samples))
@@ -377,7 +397,9 @@ def vote_aligned(member_labels: np.ndarray, n_clusters: int, threshold: float) -
     return consensus_vote(aligned, n_clusters, threshold)
 
 
-def score_groups(groups: np.ndarray, labels: np.ndarray, classified: np.ndarray | None = None) -> dict[str, float]:
+def score_groups(
+    groups: np.ndarray, labels: np.ndarray, classified: np.ndarray | None = None
+) -> dict[str, float]:
     """Compare groups with known classes.
 
     Parameters
@@ -404,7 +426,11 @@ def score_groups(groups: np.ndarray, labels: np.ndarray, classified: np.ndarray 
     labels = np.asarray(labels)
     if groups.shape != labels.shape:
         raise ConfigError(f"score_groups: {groups.size} groups for {labels.size} labels")
-    keep = np.ones(groups.shape, dtype=bool) if classified is None else np.asarray(classified, dtype=bool)
+    keep = (
+        np.ones(groups.shape, dtype=bool)
+        if classified is None
+        else np.asarray(classified, dtype=bool)
+    )
     scores = {"fraction_classified": float(keep.mean())}
     if not keep.any():
         return scores | {"purity": np.nan, "ari": np.nan, "nmi": np.nan}

@@ -11,15 +11,13 @@ last hidden states is the embedding used downstream (AstroPT, Smith et al.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..data.writers import atomic_path
-from ..errors import ConfigError, CorruptFileError, MissingFileError, ModelError
+from ..errors import ConfigError, ModelError
 from ..preprocessing import PreprocessConfig
 from .patches import PATCH_ORDERS, image_to_patches
 
@@ -318,25 +316,10 @@ class AstroPT(nn.Module):
 ARCHITECTURE = "astropt"
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape a saved model's numbers."""
-    import lightning
-    import numpy
-
-    from .. import __version__
-
-    return {
-        "tuningfork": __version__,
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "numpy": numpy.__version__,
-    }
-
-
 def save_astropt(
     model: AstroPT, folder: str | Path, preprocess: PreprocessConfig, metrics: dict
 ) -> Path:
-    """Save a model folder: ``weights.safetensors`` and ``config.json``.
+    """Save a model folder like every tuningfork model (:func:`tuningfork.models.save_model`).
 
     Parameters
     ----------
@@ -354,25 +337,23 @@ def save_astropt(
     Path
         The folder.
     """
-    from safetensors.torch import save_file
+    from ..models.folder import ModelConfig, save_model
 
-    folder = Path(folder)
-    config = {
-        "architecture": ARCHITECTURE,
-        "model": model.config.to_dict(),
-        "preprocessing": preprocess.to_dict(),
-        "versions": package_versions(),
-        "metrics": metrics,
-    }
-    state = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
-    with atomic_path(folder / "weights.safetensors") as tmp:
-        save_file(state, str(tmp))
-    with atomic_path(folder / "config.json") as tmp:
-        tmp.write_text(json.dumps(config, indent=2))
-    return folder
+    options = model.config.to_dict()
+    config = ModelConfig(
+        architecture=ARCHITECTURE,
+        num_outputs=0,
+        in_channels=options.pop("bands"),
+        image_size=options.pop("image_size"),
+        preprocessing=preprocess.to_dict(),
+        target={"kind": "self-supervised", "objective": "next-token prediction (Huber)"},
+        architecture_options=options,
+        metrics=metrics,
+    )
+    return save_model(folder, model, config)
 
 
-def load_astropt(folder: str | Path) -> tuple[AstroPT, PreprocessConfig, dict]:
+def load_astropt(folder: str | Path):
     """Load a model folder written by :func:`save_astropt`.
 
     Parameters
@@ -386,36 +367,15 @@ def load_astropt(folder: str | Path) -> tuple[AstroPT, PreprocessConfig, dict]:
         In evaluation mode, on the CPU.
     preprocess : PreprocessConfig
         The preprocessing to apply to images before :meth:`AstroPT.embed`.
-    config : dict
-        The whole ``config.json`` (metrics, versions).
+    config : tuningfork.models.ModelConfig
+        The folder's config (metrics, versions).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from ..models.folder import load_model, read_config
 
-    folder = Path(folder)
-    config_path, weights_path = folder / "config.json", folder / "weights.safetensors"
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise MissingFileError(path, "model file")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise CorruptFileError(
-            config_path, f"not valid JSON ({error.msg}, line {error.lineno})"
-        ) from error
-    if config.get("architecture") != ARCHITECTURE:
+    config, _ = read_config(folder)
+    if config.architecture != ARCHITECTURE:
         raise ModelError(
-            f"{folder}: architecture is '{config.get('architecture')}', not '{ARCHITECTURE}'"
+            f"{folder}: holds a '{config.architecture}' model, not an {ARCHITECTURE} model"
         )
-    model = AstroPT(AstroPTConfig.from_dict(config["model"]))
-    try:
-        state = load_file(str(weights_path))
-    except SafetensorError as error:
-        raise CorruptFileError(weights_path, f"unreadable safetensors file ({error})") from error
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise ModelError(
-            f"{weights_path}: weights do not match the architecture in config.json"
-        ) from error
-    return model.eval(), PreprocessConfig.from_dict(config["preprocessing"]), config
+    loaded = load_model(folder)
+    return loaded.network, PreprocessConfig.from_dict(loaded.config.preprocessing), loaded.config

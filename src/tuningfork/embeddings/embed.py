@@ -4,8 +4,8 @@ An :class:`Encoder` turns a batch of preprocessed images into vectors and
 carries the preprocessing it expects, so that extraction, search by a new
 image and the web service all prepare pixels the same way.  Encoders exist
 for the pretrained AstroPT model, for a timm backbone with weights from a
-local file (never downloaded) and the denoising autoencoder, both from
-:mod:`tuningfork.clustering.encoders`.
+local file (never downloaded) and the denoising autoencoder (both from
+:mod:`tuningfork.clustering.encoders`), and for supervised model folders.
 """
 
 from __future__ import annotations
@@ -174,6 +174,43 @@ class FeatureEncoder(Encoder):
         return np.asarray(self.features.encode(images), dtype=np.float32)
 
 
+class SupervisedEncoder(Encoder):
+    """Penultimate-layer features of a supervised tuningfork model (``tuningfork train``).
+
+    The last linear layer (the classifier) is replaced by the identity, so
+    the encoder returns what the classifier reads.
+
+    Parameters
+    ----------
+    loaded : tuningfork.models.LoadedModel
+        From :func:`tuningfork.models.load_model`; its network is modified.
+    device : str
+        ``auto``, ``cpu``, ``cuda``...
+    """
+
+    def __init__(self, loaded, device: str = "auto"):
+        network = loaded.network
+        linear = [
+            name for name, module in network.named_modules() if isinstance(module, torch.nn.Linear)
+        ]
+        if not linear:
+            raise ModelError(
+                f"{loaded.folder}: the {loaded.config.architecture} network "
+                "has no linear classifier"
+            )
+        self.dim = network.get_submodule(linear[-1]).in_features
+        network.set_submodule(linear[-1], torch.nn.Identity())
+        self.name = f"supervised:{Path(loaded.folder).resolve()}"
+        self.preprocess = PreprocessConfig.from_dict(loaded.config.preprocessing)
+        self.device = resolve_device(device)
+        self.network = network.to(self.device).eval()
+
+    def encode(self, images: np.ndarray, sed: np.ndarray | None = None) -> np.ndarray:
+        batch = torch.as_tensor(np.asarray(images, dtype=np.float32), device=self.device)
+        with torch.inference_mode():
+            return self.network(batch).float().cpu().numpy()
+
+
 def load_encoder(
     source: str | Path,
     weights: str | Path | None = None,
@@ -187,8 +224,9 @@ def load_encoder(
     ----------
     source : str or Path
         A model folder (``config.json`` + ``weights.safetensors``) written by
-        ``tuningfork pretrain`` or by the denoising autoencoder's training,
-        or ``timm:<architecture>`` (then ``weights`` is required).
+        ``tuningfork pretrain``, by supervised training (penultimate
+        features) or by the denoising autoencoder's training, or
+        ``timm:<architecture>`` (then ``weights`` is required).
     weights : str or Path, optional
         Local weights of a timm backbone; nothing is ever downloaded.
     bands : int
@@ -202,7 +240,7 @@ def load_encoder(
     -------
     Encoder
     """
-    from ..clustering import encoders
+    from ..clustering import autoencoder, encoders
 
     text = str(source)
     if text.startswith(TIMM_PREFIX):
@@ -221,13 +259,18 @@ def load_encoder(
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise MissingFileError(config_path, "model config")
-    if json.loads(config_path.read_text()).get("architecture") == ARCHITECTURE:
+    architecture = json.loads(config_path.read_text()).get("architecture")
+    if architecture == ARCHITECTURE:
         return AstroPTEncoder.from_folder(folder, device=device)
-    features = encoders.load_encoder(folder)
-    stored = getattr(features, "preprocess", None)
-    return FeatureEncoder(
-        features, PreprocessConfig.from_dict(stored) if stored else PreprocessConfig()
-    )
+    if architecture == autoencoder.ARCHITECTURE:
+        features = encoders.AutoencoderEncoder(folder)
+        stored = features.preprocess
+        return FeatureEncoder(
+            features, PreprocessConfig.from_dict(stored) if stored else PreprocessConfig()
+        )
+    from ..models import load_model
+
+    return SupervisedEncoder(load_model(folder), device=device)
 
 
 def embed_query_image(

@@ -1,28 +1,30 @@
-"""Generator model folders: ``weights.safetensors`` (EMA weights) and ``config.json``.
+"""Generator model folders, in the layout of :mod:`tuningfork.models.folder`.
 
-Same layout as every tuningfork model folder.  ``config.json`` holds the
-architecture name, the UNet size, the condition space, the preprocessing and
-the affine map to model space (so samples can be returned in data units), the
-noise schedule, package versions and the training metrics.
+``weights.safetensors`` holds the EMA weights; ``config.json`` is a
+:class:`~tuningfork.models.ModelConfig` whose ``architecture`` is
+``conditional-diffusion``, whose ``architecture_options`` are the UNet size
+and whose ``target`` says what the generator makes: the condition space, the
+affine map to model space (so samples can be returned in data units) and the
+noise schedule.  Preprocessing, package versions, metrics and the weights'
+checksum are stored as for every other model.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.writers import atomic_path
 from ..errors import CorruptFileError, MissingFileError, ModelError
+from ..models.folder import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, _sha256, read_config, save_model
 from ..preprocessing import PreprocessConfig
 from .conditions import ConditionSpace
 from .model import ConditionalUNet, UNetConfig
 from .scaling import DiffusionScaling
 
 ARCHITECTURE = "conditional-diffusion"
-WEIGHTS_FILE = "weights.safetensors"
-CONFIG_FILE = "config.json"
+#: ``target.kind`` of a generator's config.
+TARGET_KIND = "generation"
 
 
 @dataclass
@@ -56,7 +58,7 @@ class Generator:
 
 
 def save_generator(generator: Generator, folder: str | Path) -> Path:
-    """Write a generator's model folder (files replaced atomically).
+    """Write a generator's model folder (each file replaced atomically).
 
     Parameters
     ----------
@@ -70,27 +72,23 @@ def save_generator(generator: Generator, folder: str | Path) -> Path:
     Path
         The folder.
     """
-    from safetensors.torch import save_file
-
-    from ..embeddings.astropt import package_versions
-
-    folder = Path(folder)
-    config = {
-        "architecture": ARCHITECTURE,
-        "model": generator.model.config.to_dict(),
-        "conditions": generator.conditions.to_dict(),
-        "preprocessing": generator.scaling.preprocess.to_dict(),
-        "scaling": generator.scaling.to_dict(),
-        "schedule": generator.schedule,
-        "versions": package_versions(),
-        "metrics": generator.metrics,
-    }
-    state = {key: value.detach().cpu().contiguous() for key, value in generator.model.state_dict().items()}
-    with atomic_path(folder / WEIGHTS_FILE) as tmp:
-        save_file(state, str(tmp))
-    with atomic_path(folder / CONFIG_FILE) as tmp:
-        tmp.write_text(json.dumps(config, indent=2))
-    return folder
+    unet = generator.model.config
+    config = ModelConfig(
+        architecture=ARCHITECTURE,
+        num_outputs=unet.bands,
+        in_channels=unet.bands,
+        image_size=unet.image_size,
+        preprocessing=generator.scaling.preprocess.to_dict(),
+        target={
+            "kind": TARGET_KIND,
+            "conditions": generator.conditions.to_dict(),
+            "scaling": generator.scaling.to_dict(),
+            "noise_schedule": generator.schedule,
+        },
+        architecture_options=unet.to_dict(),
+        metrics=generator.metrics,
+    )
+    return save_model(folder, generator.model, config)
 
 
 def load_generator(folder: str | Path) -> Generator:
@@ -109,45 +107,43 @@ def load_generator(folder: str | Path) -> Generator:
     Raises
     ------
     MissingFileError
-        The folder or one of its two files does not exist.
-    CorruptFileError
-        ``config.json`` is not JSON or the weights cannot be read.
+        The folder does not exist.
     ModelError
-        The folder holds another kind of model, or weights that do not fit.
+        The folder lacks a model file or holds another kind of model.
+    CorruptFileError
+        ``config.json`` is unreadable, or the weights are unreadable or not
+        the ones the config was written with.
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
 
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingFileError(folder, "generator folder")
-    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise ModelError(f"{folder}: not a generator folder (no {path.name})")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise CorruptFileError(config_path, f"not valid JSON ({error.msg}, line {error.lineno})") from None
-    if not isinstance(config, dict) or config.get("architecture") != ARCHITECTURE:
-        found = config.get("architecture") if isinstance(config, dict) else None
-        raise ModelError(f"{folder}: not a generator folder (architecture '{found}', not '{ARCHITECTURE}')")
-    preprocess = PreprocessConfig.from_dict(config["preprocessing"])
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).is_file():
+            raise ModelError(f"{folder}: not a generator folder (no {name})")
+    config, digest = read_config(folder)
+    if config.architecture != ARCHITECTURE or config.target.get("kind") != TARGET_KIND:
+        raise ModelError(
+            f"{folder}: not a generator folder (architecture '{config.architecture}', not '{ARCHITECTURE}')"
+        )
+    weights = folder / WEIGHTS_FILE
+    if digest is not None and _sha256(weights) != digest:
+        raise CorruptFileError(weights, f"does not match {CONFIG_FILE} (changed or half-written)")
     model = ConditionalUNet(
-        UNetConfig.from_dict(config["model"]), ConditionSpace.from_dict(config["conditions"])
+        UNetConfig.from_dict(config.architecture_options), ConditionSpace.from_dict(config.target["conditions"])
     )
     try:
-        state = load_file(str(weights_path))
-    except SafetensorError as error:
-        raise CorruptFileError(weights_path, f"unreadable safetensors file ({error})") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        raise ModelError(f"{weights_path}: weights do not match the architecture in {CONFIG_FILE}") from None
+        load_model(model, str(weights), strict=True)
+    except (SafetensorError, RuntimeError, OSError) as error:
+        problem = str(error).splitlines()[0][:160]
+        raise CorruptFileError(weights, f"cannot load into the generator of {CONFIG_FILE}: {problem}") from None
+    preprocess = PreprocessConfig.from_dict(config.preprocessing)
     return Generator(
         model=model.eval(),
-        scaling=DiffusionScaling.from_dict(config["scaling"], preprocess),
-        schedule=config["schedule"],
-        metrics=config.get("metrics", {}),
+        scaling=DiffusionScaling.from_dict(config.target["scaling"], preprocess),
+        schedule=config.target["noise_schedule"],
+        metrics=config.metrics,
         name=str(folder),
     )

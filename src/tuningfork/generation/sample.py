@@ -99,7 +99,7 @@ def sample_model_space(
     Returns
     -------
     ndarray
-        float32 (n, bands, H, W).
+        float32 (n, bands, H, W), clipped to each band's training range.
     """
     checked = generator.conditions.check(conditions, generator.name)
     scheduler = _scheduler(generator, sampler, steps)
@@ -109,7 +109,6 @@ def sample_model_space(
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     encoded = generator.conditions.encode(checked)
     model = generator.model.to(device).eval()
-    limit = generator.scaling.model_limit
     parts = []
     with torch.inference_mode():
         for start in range(0, len(checked), batch_size):
@@ -119,8 +118,8 @@ def sample_model_space(
             for timestep in scheduler.timesteps:
                 predicted = model.guided(latents, timestep.to(device), condition, float(guidance))
                 latents = scheduler.step(predicted, timestep, latents).prev_sample
-            parts.append(latents.clamp(-limit, limit).cpu())
-    return torch.cat(parts).numpy().astype(np.float32)
+            parts.append(latents.cpu())
+    return generator.scaling.clip(torch.cat(parts).numpy())
 
 
 def generate(

@@ -114,21 +114,29 @@ class DiffusionScaling:
         Preprocessing of the training images (normalisation ``'none'``).
     low, high : tuple of float
         Per band, the stretched values mapped to -1 and +1.
-    model_limit : float
-        Largest absolute model-space value in the training set; samplers
-        clip their estimate of the clean image to this range, so generated
-        pixels never leave the brightness range of the training data.
+    model_min, model_max : tuple of float
+        Per band, the smallest and largest model-space value of the training
+        set; samples are clipped to them, so that no generated pixel leaves
+        the brightness range of the training data in any band.
     """
 
     preprocess: PreprocessConfig
     low: tuple[float, ...]
     high: tuple[float, ...]
-    model_limit: float
+    model_min: tuple[float, ...]
+    model_max: tuple[float, ...]
 
     def __post_init__(self) -> None:
         check_generator_preprocess(self.preprocess, "DiffusionScaling")
         if len(self.low) != len(self.high) or not all(h > l for l, h in zip(self.low, self.high)):
             raise ConfigError(f"DiffusionScaling: need high > low in every band, got {self.low}, {self.high}")
+        if not len(self.model_min) == len(self.model_max) == len(self.low):
+            raise ConfigError("DiffusionScaling: model_min and model_max need one value per band")
+
+    @property
+    def model_limit(self) -> float:
+        """Largest absolute model-space value of the training set (at least 1)."""
+        return max(1.0, *map(abs, self.model_min), *map(abs, self.model_max))
 
     @property
     def bands(self) -> int:
@@ -162,9 +170,18 @@ class DiffusionScaling:
         low, high = np.percentile(planes, percentiles, axis=1)
         # A band with no spread (blank images) still needs an invertible map.
         high = np.where(high > low, high, low + 1.0)
-        scaling = cls(preprocess, tuple(map(float, low)), tuple(map(float, high)), 1.0)
-        limit = float(np.abs(scaling.to_model(array)).max())
-        return cls(preprocess, scaling.low, scaling.high, max(1.0, limit))
+        bands = len(low)
+        unit = cls(preprocess, tuple(map(float, low)), tuple(map(float, high)), (-1.0,) * bands, (1.0,) * bands)
+        model = np.moveaxis(unit.to_model(array), 1, 0).reshape(bands, -1)
+        return cls(
+            preprocess, unit.low, unit.high, tuple(map(float, model.min(axis=1))), tuple(map(float, model.max(axis=1)))
+        )
+
+    def clip(self, model_images: np.ndarray) -> np.ndarray:
+        """Clip model-space pixels (..., bands, H, W) to each band's training range (new array)."""
+        lower = np.asarray(self.model_min, dtype=np.float32)[:, None, None]
+        upper = np.asarray(self.model_max, dtype=np.float32)[:, None, None]
+        return np.clip(np.asarray(model_images, dtype=np.float32), lower, upper)
 
     def _affine(self) -> tuple[np.ndarray, np.ndarray]:
         low = np.asarray(self.low, dtype=np.float32)[:, None, None]
@@ -201,14 +218,16 @@ class DiffusionScaling:
 
     def to_dict(self) -> dict[str, Any]:
         """The map as JSON-ready values (the preprocessing is stored separately)."""
-        return {"low": list(self.low), "high": list(self.high), "model_limit": self.model_limit}
+        return {
+            "low": list(self.low),
+            "high": list(self.high),
+            "model_min": list(self.model_min),
+            "model_max": list(self.model_max),
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], preprocess: PreprocessConfig) -> DiffusionScaling:
         """Rebuild the map from :meth:`to_dict` and its preprocessing."""
         return cls(
-            preprocess,
-            tuple(float(v) for v in values["low"]),
-            tuple(float(v) for v in values["high"]),
-            float(values["model_limit"]),
+            preprocess, *(tuple(float(v) for v in values[key]) for key in ("low", "high", "model_min", "model_max"))
         )

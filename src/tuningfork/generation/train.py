@@ -317,6 +317,7 @@ def train_generator(
     encoded = space.encode(conditions)
     probe = (images[:batch_size], encoded[:batch_size])
     loss_before = _probe_loss(model, scheduler, probe)
+    model.train()
 
     module = _lightning_module()(model, scheduler, learning_rate, condition_dropout, ema_decay, augment, seed)
     losses = _epoch_losses_callback()

@@ -16,9 +16,9 @@ from .segmentation import CentralSource, segment_central_source
 
 __all__ = [
     "ALL_QUANTITIES",
-    "CentralSource",
     "DEFAULT_QUANTITIES",
     "DOUBLESERSIC_QUANTITIES",
+    "CentralSource",
     "measure_morphology",
     "morphometry_catalog",
     "segment_central_source",

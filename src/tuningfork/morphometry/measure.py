@@ -49,9 +49,11 @@ def _check_quantities(quantities: Sequence[str], include_doublesersic: bool) -> 
     known = set(ALL_QUANTITIES) | (set(DOUBLESERSIC_QUANTITIES) if include_doublesersic else set())
     unknown = [q for q in quantities if q not in known]
     if unknown:
-        hint = " (double-Sersic quantities need include_doublesersic=True)" if any(
-            q in DOUBLESERSIC_QUANTITIES for q in unknown
-        ) else ""
+        hint = (
+            " (double-Sersic quantities need include_doublesersic=True)"
+            if any(q in DOUBLESERSIC_QUANTITIES for q in unknown)
+            else ""
+        )
         raise ConfigError(f"morphometry quantities: unknown {', '.join(unknown)}{hint}")
 
 
@@ -142,7 +144,9 @@ def measure_morphology(
     else:
         segmap = np.asarray(segmap)
         if segmap.shape != pixels.shape:
-            raise ImageShapeError(name, f"segmap shape {segmap.shape} differs from image {pixels.shape}")
+            raise ImageShapeError(
+                name, f"segmap shape {segmap.shape} differs from image {pixels.shape}"
+            )
         if not (segmap > 0).any():
             raise InputFileError(name, "segmentation map holds no source")
         invalid = ~np.isfinite(pixels)
@@ -206,7 +210,9 @@ def _measure_row(galaxy_id: str, image: np.ndarray, options: dict) -> dict:
         return row
 
 
-def _iter_galaxies(source, ids: Sequence[str] | None, band: int | None) -> Iterator[tuple[str, np.ndarray]]:
+def _iter_galaxies(
+    source, ids: Sequence[str] | None, band: int | None
+) -> Iterator[tuple[str, np.ndarray]]:
     if hasattr(source, "iter_batches"):
         for batch in source.iter_batches(32):
             for galaxy_id, image in zip(batch.ids, batch.images):

@@ -129,7 +129,9 @@ def segment_central_source(
     with warnings.catch_warnings():
         # An empty detection is reported below as a NoSourcesError instead.
         warnings.simplefilter("ignore", NoDetectionsWarning)
-        segments = detect_sources(smoothed, nsigma * background_rms, n_pixels=min_pixels, mask=invalid)
+        segments = detect_sources(
+            smoothed, nsigma * background_rms, n_pixels=min_pixels, mask=invalid
+        )
     if segments is None:
         raise NoSourcesError(name, f"no source detected {nsigma} sigma above the sky")
     labels = segments.data

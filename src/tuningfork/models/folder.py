@@ -1,0 +1,242 @@
+"""Model folders: everything ``predict`` needs, in two files.
+
+A model folder holds
+
+* ``weights.safetensors``: the network's tensors (safetensors: no pickled
+  code runs when a folder is opened);
+* ``config.json``: the architecture and its options, the preprocessing
+  config, the target (class names, or the Galaxy Zoo tree and loss), the
+  fitted temperature and the validation confidences that triage thresholds
+  are chosen from, training metrics, and the versions of the packages that
+  wrote it.
+
+Each file is written atomically, config last; the config records the
+SHA-256 of the weights it belongs to, so a folder whose save was interrupted
+half-way is detected on loading instead of silently mixing two models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..data.writers import atomic_path
+from ..errors import CorruptFileError, MissingFileError, ModelError
+
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+_RECORDED_PACKAGES = ("tuningfork", "torch", "timm", "lightning", "numpy", "safetensors")
+
+
+@dataclass
+class ModelConfig:
+    """What a model folder's ``config.json`` says.
+
+    Parameters
+    ----------
+    architecture : str
+        ``"rotinv"``, ``"hybrid"`` or a timm model name.
+    num_outputs : int
+        Number of network outputs (classes, or answers of the tree).
+    in_channels : int
+        Bands the network expects.
+    image_size : int
+        Side of the square input, in pixels.
+    preprocessing : dict
+        :meth:`tuningfork.preprocessing.PreprocessConfig.to_dict` of the
+        preprocessing applied in training.
+    target : dict
+        ``{"kind": "classes", "column": ..., "class_names": [...]}`` or
+        ``{"kind": "votes", "tree": ..., "loss": "dirichlet" | "mse"}``.
+    architecture_options : dict
+        Keyword arguments the network was built with.
+    temperature : float
+        Logit temperature fitted on the validation split (1 for vote models).
+    validation : dict
+        ``confidence`` and ``correct`` lists of the validation galaxies
+        (calibrated), from which triage thresholds are chosen.
+    metrics : dict
+        Training and validation metrics.
+    versions : dict
+        Package versions, filled in by :func:`save_model`.
+    format_version : int
+        Version of this layout.
+    """
+
+    architecture: str
+    num_outputs: int
+    in_channels: int
+    image_size: int
+    preprocessing: dict
+    target: dict
+    architecture_options: dict = field(default_factory=dict)
+    temperature: float = 1.0
+    validation: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def is_votes(self) -> bool:
+        """True for a Galaxy Zoo vote-fraction model."""
+        return self.target.get("kind") == "votes"
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names of a classifier (empty for vote models)."""
+        return list(self.target.get("class_names", []))
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference, with its config.
+
+    Attributes
+    ----------
+    network : torch.nn.Module
+        In evaluation mode, on the CPU.
+    config : ModelConfig
+    folder : Path
+    """
+
+    network: nn.Module
+    config: ModelConfig
+    folder: Path
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {}
+    for package in _RECORDED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_model(folder: str | Path, network: nn.Module, config: ModelConfig) -> Path:
+    """Write a model folder (weights, then config), each file atomically.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Created if needed; other files in it are left alone.
+    network : torch.nn.Module
+        The trained network.
+    config : ModelConfig
+        Its description; ``versions`` is filled in here.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    from safetensors.torch import save_model as save_safetensors
+
+    folder = Path(folder)
+    weights = folder / WEIGHTS_FILE
+    with atomic_path(weights) as tmp:
+        # save_model (unlike save_file) copes with tensors shared between
+        # modules, which some timm models have.
+        save_safetensors(network, str(tmp))
+        digest = _sha256(tmp)
+    config.versions = _package_versions()
+    document = dataclasses.asdict(config) | {"weights_sha256": digest}
+    with atomic_path(folder / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(document, indent=2))
+    return folder
+
+
+def read_config(folder: str | Path) -> tuple[ModelConfig, str | None]:
+    """Read and check a model folder's ``config.json``.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The model folder.
+
+    Returns
+    -------
+    config : ModelConfig
+    weights_sha256 : str or None
+        Checksum of the weights the config was written with.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingFileError(folder, "model folder")
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise MissingFileError(path, "model config")
+    try:
+        document = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorruptFileError(path, f"not valid JSON ({error.__class__.__name__})") from error
+    if not isinstance(document, dict):
+        raise CorruptFileError(path, "not a JSON object")
+    digest = document.pop("weights_sha256", None)
+    known = {item.name for item in dataclasses.fields(ModelConfig)}
+    required = {item.name for item in dataclasses.fields(ModelConfig) if item.default is dataclasses.MISSING
+                and item.default_factory is dataclasses.MISSING}
+    absent = sorted(required - set(document))
+    if absent:
+        raise CorruptFileError(path, f"missing keys {', '.join(absent)}")
+    version = document.get("format_version", FORMAT_VERSION)
+    if version > FORMAT_VERSION:
+        raise ModelError(f"{path}: written by a newer tuningfork (format {version}); upgrade to read it")
+    return ModelConfig(**{key: value for key, value in document.items() if key in known}), digest
+
+
+def load_model(folder: str | Path) -> LoadedModel:
+    """Read a model folder and rebuild its network, ready for inference.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder written by :func:`save_model`.
+
+    Returns
+    -------
+    LoadedModel
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model as load_safetensors
+
+    from . import build_network
+
+    folder = Path(folder)
+    config, digest = read_config(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise MissingFileError(weights, "model weights")
+    if digest is not None and _sha256(weights) != digest:
+        raise CorruptFileError(weights, "does not match config.json (changed or half-written); retrain or restore both")
+    network = build_network(
+        config.architecture,
+        config.num_outputs,
+        in_channels=config.in_channels,
+        image_size=config.image_size,
+        **config.architecture_options,
+    )
+    try:
+        load_safetensors(network, str(weights), strict=True)
+    except (SafetensorError, RuntimeError, OSError) as error:
+        problem = str(error).splitlines()[0][:160]
+        raise CorruptFileError(weights, f"cannot load into {config.architecture}: {problem}") from error
+    network.eval()
+    return LoadedModel(network=network, config=config, folder=folder)

@@ -1,0 +1,295 @@
+"""From a GalaxyCollection to tensors: targets, splits, and a LightningDataModule.
+
+Cutouts for classification are small (a 64-pixel, 3-band image is 48 kB),
+so the preprocessed images of a training run are read once, through the
+collection's batches and the model's :class:`~tuningfork.preprocessing.Preprocessor`,
+and kept in memory; augmentation then runs on whole batches in the
+LightningModule, on whatever device trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from ..data import GalaxyCollection
+from ..errors import CatalogError, ConfigError, ImageShapeError, MissingColumnError, ModelError
+from ..preprocessing import Preprocessor
+from .trees import get_tree
+
+#: Values of a split column, by the role they name.
+SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test",)}
+
+
+@dataclass
+class Target:
+    """What a model learns.
+
+    Parameters
+    ----------
+    kind : {"classes", "votes"}
+        Class labels from one column, or Galaxy Zoo votes over a tree.
+    column : str, optional
+        The label column (classes).
+    class_names : list of str
+        Class names in output order (classes).
+    tree : str, optional
+        Decision tree name (votes).
+    loss : str, optional
+        ``"dirichlet"`` (vote counts) or ``"mse"`` (fractions) (votes).
+    """
+
+    kind: str
+    column: str | None = None
+    class_names: list[str] = field(default_factory=list)
+    tree: str | None = None
+    loss: str | None = None
+
+    def to_dict(self) -> dict:
+        """The target as stored in a model folder's config."""
+        if self.kind == "classes":
+            return {"kind": "classes", "column": self.column, "class_names": list(self.class_names)}
+        return {"kind": "votes", "tree": self.tree, "loss": self.loss}
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> Target:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**settings)
+
+    @property
+    def num_outputs(self) -> int:
+        """Number of network outputs this target needs."""
+        return len(self.class_names) if self.kind == "classes" else get_tree(self.tree).num_answers
+
+
+def open_collection(data: str | Path | GalaxyCollection, label_column: str | None = None) -> GalaxyCollection:
+    """Return ``data`` itself if it is a collection, else open it.
+
+    Parameters
+    ----------
+    data : str, Path or GalaxyCollection
+        Anything :meth:`GalaxyCollection.open` accepts (catalog, HDF5 file such
+        as Galaxy10, NPY/NPZ stack, folder).
+    label_column : str, optional
+        Label column to recognise when opening.
+
+    Returns
+    -------
+    GalaxyCollection
+    """
+    if isinstance(data, GalaxyCollection):
+        return data
+    return GalaxyCollection.open(data, label_column=label_column)
+
+
+def class_codes(collection: GalaxyCollection, column: str, class_names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Integer class codes of a label column.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        The data.
+    column : str
+        Label column.
+    class_names : list of str, optional
+        A model's classes; labels outside them raise :class:`ModelError`.
+        By default the sorted distinct labels of the column.
+
+    Returns
+    -------
+    codes : ndarray of int64
+    class_names : list of str
+    """
+    if column not in collection.catalog.colnames:
+        raise MissingColumnError(collection.name, column, collection.catalog.colnames)
+    values = collection.catalog[column]
+    missing = np.ma.getmaskarray(values) if hasattr(values, "mask") else np.zeros(len(values), bool)
+    if missing.any():
+        raise CatalogError(f"{collection.name}: {int(missing.sum())} rows of '{column}' have no label")
+    labels = [str(value) for value in values.tolist()]
+    if class_names is None:
+        class_names = sorted(set(labels))
+        if len(class_names) < 2:
+            raise CatalogError(f"{collection.name}: column '{column}' holds a single class ({class_names[0]!r})")
+    unknown = sorted(set(labels) - set(class_names))
+    if unknown:
+        raise ModelError(
+            f"{collection.name}: classes {', '.join(unknown)} of column '{column}' are not among the model's "
+            f"classes ({', '.join(class_names)})"
+        )
+    code_of = {name: code for code, name in enumerate(class_names)}
+    return np.array([code_of[label] for label in labels], dtype=np.int64), list(class_names)
+
+
+def vote_table(collection: GalaxyCollection, tree_name: str, loss: str | None = None) -> tuple[np.ndarray, str]:
+    """Read a tree's vote columns: counts for the Dirichlet loss, else fractions.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        The data, with one column per answer of the tree.
+    tree_name : str
+        Decision tree name.
+    loss : {"dirichlet", "mse"}, optional
+        Force a loss; by default ``"dirichlet"`` when count columns are
+        present and ``"mse"`` otherwise.
+
+    Returns
+    -------
+    votes : ndarray
+        (n_galaxies, tree.num_answers) float32: counts (``"dirichlet"``, NaN
+        read as 0) or per-question fractions (``"mse"``, NaN where a question
+        was not answered).
+    loss : str
+        The loss these votes are for.
+    """
+    tree = get_tree(tree_name)
+    columns = collection.catalog.colnames
+    has_counts = bool(tree.fraction_suffix) and all(name in columns for name in tree.count_columns)
+    if loss is None:
+        loss = "dirichlet" if has_counts else "mse"
+    if loss == "dirichlet" and not has_counts:
+        missing = next((name for name in tree.count_columns if name not in columns), tree.count_columns[0])
+        raise MissingColumnError(collection.name, missing, None)
+    wanted = tree.count_columns if loss == "dirichlet" else tree.fraction_columns
+    if loss == "mse" and not all(name in columns for name in wanted) and has_counts:
+        wanted = tree.count_columns  # fractions follow from counts
+    absent = [name for name in wanted if name not in columns]
+    if absent:
+        raise MissingColumnError(collection.name, absent[0], None)
+    votes = np.stack([np.ma.filled(np.ma.asarray(collection.catalog[name], dtype=np.float64), np.nan) for name in wanted], axis=1)
+    if loss == "dirichlet":
+        return np.nan_to_num(votes).astype(np.float32), loss
+    return tree.normalise(np.nan_to_num(votes)).astype(np.float32), loss
+
+
+def split_indices(
+    collection: GalaxyCollection,
+    split_column: str | None = "split",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    stratify: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Train, validation and test rows of a collection.
+
+    A catalog column named ``split_column`` with values ``train``,
+    ``val``/``validation`` and ``test`` is used as it is; otherwise a
+    random (stratified when ``stratify`` is given) fraction becomes the
+    validation split and there is no test split.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+    split_column : str, optional
+        Name of the split column.
+    val_fraction : float
+        Validation share when there is no split column.
+    seed : int
+        Seed of the random split.
+    stratify : ndarray, optional
+        Class codes to stratify the random split by.
+
+    Returns
+    -------
+    dict
+        ``train``, ``val`` and ``test`` arrays of row indices.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if split_column and split_column in collection.catalog.colnames:
+        values = np.array([str(value).lower() for value in collection.catalog[split_column].tolist()])
+        splits = {role: np.flatnonzero(np.isin(values, names)) for role, names in SPLIT_NAMES.items()}
+        for role in ("train", "val"):
+            if splits[role].size == 0:
+                raise CatalogError(f"{collection.name}: column '{split_column}' has no '{role}' rows")
+        return splits
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction {val_fraction} must lie in (0, 1)")
+    rows = np.arange(len(collection))
+    train, val = train_test_split(rows, test_size=val_fraction, random_state=seed, stratify=stratify)
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.array([], dtype=int)}
+
+
+def load_images(collection: GalaxyCollection, preprocessor: Preprocessor, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    """Read and preprocess every image of a collection into one array.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+    preprocessor : Preprocessor
+        Must produce images of one shape.
+    batch_size : int
+        Images read at a time.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ndarray
+        float32 (n_galaxies, bands, H, W).
+    """
+    batches = []
+    for batch in collection.iter_batches(batch_size, preprocess=preprocessor, progress=progress):
+        if isinstance(batch.images, list):
+            shapes = sorted({image.shape for image in batch.images})
+            raise ImageShapeError(
+                collection.name, f"preprocessed images differ in shape ({shapes[0]} vs {shapes[-1]}); set an output size"
+            )
+        batches.append(batch.images)
+    if len({batch.shape[1:] for batch in batches}) > 1:
+        raise ImageShapeError(collection.name, "preprocessed images differ in shape between batches; set an output size")
+    images = np.concatenate(batches).astype(np.float32, copy=False)
+    return images
+
+
+class GalaxyDataModule(L.LightningDataModule):
+    """In-memory training and validation tensors.
+
+    Parameters
+    ----------
+    train_images, val_images : ndarray
+        float32 (n, bands, H, W).
+    train_targets, val_targets : ndarray
+        Class codes (int64) or votes (float32, (n, answers)).
+    batch_size : int
+        Galaxies per training step.
+    seed : int
+        Seed of the shuffling.
+    num_workers : int
+        DataLoader worker processes (0: the training process reads).
+    """
+
+    def __init__(
+        self,
+        train_images: np.ndarray,
+        train_targets: np.ndarray,
+        val_images: np.ndarray,
+        val_targets: np.ndarray,
+        batch_size: int = 64,
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.train = TensorDataset(torch.from_numpy(train_images), torch.from_numpy(train_targets))
+        self.val = TensorDataset(torch.from_numpy(val_images), torch.from_numpy(val_targets))
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled (seeded) batches; a last batch of one is dropped (batch norm needs two)."""
+        generator = torch.Generator().manual_seed(self.seed)
+        drop_last = len(self.train) % self.batch_size == 1
+        return DataLoader(
+            self.train, batch_size=self.batch_size, shuffle=True, generator=generator,
+            drop_last=drop_last, num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches in order."""
+        return DataLoader(self.val, batch_size=max(self.batch_size, 256), num_workers=self.num_workers)

@@ -1,0 +1,248 @@
+"""The LightningModule that trains every architecture on every target.
+
+Augmentation runs here, on whole batches and on the training device: a
+random element of D4 per galaxy (exact on a square pixel grid), a random
+shift of a few pixels (centring errors of the survey cutouts), and flux
+noise (a random brightness scale per galaxy plus Gaussian pixel noise).
+For class targets, mixup and cutmix (timm's implementation) can be added;
+they are part of the Astroformer recipe for small training sets.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from ..preprocessing import d4_apply_each, random_d4
+from .datamodule import Target
+from .losses import classification_loss, vote_loss
+from .trees import get_tree
+
+# Share of the schedule spent warming the learning rate up from 1/25 of its peak.
+_WARMUP_SHARE = 0.1
+
+
+@dataclass
+class Augmentation:
+    """Training-time augmentation settings.
+
+    Parameters
+    ----------
+    d4 : bool
+        Apply a random rotation by a multiple of 90 degrees and flip.
+    shift_pixels : int
+        Largest random shift, in pixels, along each axis (edges are
+        replicated).
+    flux_scale : float
+        Standard deviation of the random relative brightness change.
+    pixel_noise : float
+        Standard deviation of added Gaussian noise, in preprocessed units.
+    """
+
+    d4: bool = True
+    shift_pixels: int = 2
+    flux_scale: float = 0.1
+    pixel_noise: float = 0.01
+
+
+class CpuBudget(Callback):
+    """Stop training when the process has used a given CPU time.
+
+    CPU time (``time.process_time``: all threads of this process) rather
+    than wall time makes budgets comparable on a shared machine.  The
+    learning-rate schedule reads :meth:`fraction_used`, so training anneals
+    properly however many epochs the budget allows.
+
+    Parameters
+    ----------
+    seconds : float
+        The budget, in CPU seconds.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        self._start: float | None = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:  # noqa: D102 - Lightning hook
+        self._start = time.process_time()
+
+    def used(self) -> float:
+        """CPU seconds used since training started."""
+        return 0.0 if self._start is None else time.process_time() - self._start
+
+    def fraction_used(self) -> float:
+        """Share of the budget used so far."""
+        return self.used() / self.seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
+        if self.fraction_used() >= 1.0:
+            trainer.should_stop = True
+
+
+def shift_batch(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Shift every image of a batch by its own whole number of pixels.
+
+    Parameters
+    ----------
+    images : Tensor
+        (batch, bands, H, W).
+    shifts : Tensor
+        (batch, 2) integer shifts along rows and columns; pixels entering at
+        an edge copy the edge.
+
+    Returns
+    -------
+    Tensor
+        New tensor of the same shape.
+    """
+    batch, _, height, width = images.shape
+    reach = int(shifts.abs().max()) if shifts.numel() else 0
+    if reach == 0:
+        return images.clone()
+    padded = F.pad(images, (reach, reach, reach, reach), mode="replicate")
+    rows = torch.arange(height, device=images.device)[None, :] + reach - shifts[:, :1]
+    cols = torch.arange(width, device=images.device)[None, :] + reach - shifts[:, 1:]
+    index = torch.arange(batch, device=images.device)[:, None, None, None]
+    channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[index, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class GalaxyModule(L.LightningModule):
+    """Train a network on class labels or Galaxy Zoo votes.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Maps (batch, bands, H, W) images to (batch, outputs) logits.
+    target : Target
+        What to learn.
+    learning_rate : float
+        Peak learning rate of AdamW (one warm-up, then cosine decay).
+    weight_decay : float
+        AdamW weight decay.
+    label_smoothing : float
+        Label smoothing of the cross-entropy (classes).
+    class_weights : ndarray, optional
+        (n_classes,) loss weight per class (classes).
+    mixup, cutmix : float
+        Beta-distribution alpha of mixup and cutmix; 0 turns each off
+        (classes).
+    augmentation : Augmentation, optional
+        Augmentation settings; ``Augmentation(d4=False, shift_pixels=0,
+        flux_scale=0, pixel_noise=0)`` turns it off.
+    budget : CpuBudget, optional
+        When training is bounded by CPU time, the schedule follows it.
+    seed : int
+        Seed of the augmentation draws.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        target: Target,
+        learning_rate: float = 2e-3,
+        weight_decay: float = 0.05,
+        label_smoothing: float = 0.1,
+        class_weights: np.ndarray | None = None,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        augmentation: Augmentation | None = None,
+        budget: CpuBudget | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.network = network
+        self.target = target
+        self.tree = get_tree(target.tree) if target.kind == "votes" else None
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.label_smoothing = label_smoothing
+        self.augmentation = augmentation or Augmentation()
+        self.budget = budget
+        self.rng = np.random.default_rng(seed)
+        weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weights", weights)
+        self.mixer = None
+        if target.kind == "classes" and (mixup > 0 or cutmix > 0):
+            from timm.data import Mixup
+
+            self.mixer = Mixup(
+                mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing,
+                num_classes=len(target.class_names),
+            )
+        self.save_hyperparameters(
+            {"target": target.to_dict(), "learning_rate": learning_rate, "weight_decay": weight_decay,
+             "label_smoothing": label_smoothing, "mixup": mixup, "cutmix": cutmix,
+             "augmentation": asdict(self.augmentation), "seed": seed}
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch of images."""
+        return self.network(images)
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """Return an augmented copy of a training batch."""
+        settings = self.augmentation
+        if settings.d4:
+            images = d4_apply_each(images, random_d4(self.rng, len(images)))
+        if settings.shift_pixels:
+            shifts = self.rng.integers(-settings.shift_pixels, settings.shift_pixels + 1, size=(len(images), 2))
+            images = shift_batch(images, torch.as_tensor(shifts, device=images.device))
+        if settings.flux_scale or settings.pixel_noise:
+            scale = 1.0 + settings.flux_scale * torch.as_tensor(
+                self.rng.standard_normal((len(images), 1, 1, 1)), dtype=images.dtype, device=images.device
+            )
+            noise = torch.as_tensor(self.rng.standard_normal(images.shape), dtype=images.dtype, device=images.device)
+            images = images * scale + settings.pixel_noise * noise
+        return images
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+        """The target's loss (``smoothing`` is ignored for votes)."""
+        if self.tree is not None:
+            return vote_loss(logits, targets, self.tree, self.target.loss)
+        return classification_loss(logits, targets, smoothing, self.class_weights)
+
+    def training_step(self, batch, batch_idx):  # noqa: D102 - Lightning hook
+        images, targets = batch
+        images = self.augment(images)
+        smoothing = self.label_smoothing
+        # timm's Mixup needs an even batch; it folds the smoothing into its soft targets.
+        if self.mixer is not None and len(images) % 2 == 0:
+            images, targets = self.mixer(images, targets)
+            smoothing = 0.0
+        loss = self.loss(self(images), targets, smoothing)
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def validation_step(self, batch, batch_idx):  # noqa: D102 - Lightning hook
+        images, targets = batch
+        logits = self(images)
+        loss = self.loss(logits, targets, 0.0)
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(images))
+        if self.tree is None:
+            accuracy = (logits.argmax(dim=1) == targets).float().mean()
+            self.log("val_accuracy", accuracy, prog_bar=True, batch_size=len(images))
+
+    def configure_optimizers(self):  # noqa: D102 - Lightning hook
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+
+        def schedule(step: int) -> float:
+            progress = step / total_steps
+            if self.budget is not None:
+                progress = max(progress, self.budget.fraction_used())
+            progress = min(progress, 1.0)
+            if progress < _WARMUP_SHARE:
+                return 0.04 + 0.96 * progress / _WARMUP_SHARE
+            return 0.5 * (1.0 + math.cos(math.pi * (progress - _WARMUP_SHARE) / (1.0 - _WARMUP_SHARE)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

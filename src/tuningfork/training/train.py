@@ -1,0 +1,294 @@
+"""``train``: from a labelled data set to a calibrated model folder."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from ..data import GalaxyCollection
+from ..errors import ConfigError
+from ..models import DEFAULT_ARCHITECTURE, LoadedModel, ModelConfig, build_network, save_model
+from ..preprocessing import PreprocessConfig, Preprocessor
+from .calibration import (
+    calibrated_probabilities,
+    expected_calibration_error,
+    fit_temperature,
+    threshold_for_accuracy,
+)
+from .datamodule import GalaxyDataModule, Target, class_codes, load_images, open_collection, split_indices, vote_table
+from .losses import balanced_class_weights
+from .module import Augmentation, CpuBudget, GalaxyModule
+from .predict import interpret, network_logits
+from .trees import get_tree
+
+#: Peak learning rates that work for each family (AdamW, batch 64).
+DEFAULT_LEARNING_RATES = {"rotinv": 2e-3, "hybrid": 1e-3}
+_TIMM_LEARNING_RATE = 1e-3
+# Triage thresholds reported in the training metrics.
+_REPORTED_ACCURACIES = (0.95, 0.99)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    folder : Path
+        The model folder written.
+    config : ModelConfig
+        Its config (metrics included).
+    """
+
+    folder: Path
+    config: ModelConfig
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Training and validation metrics."""
+        return self.config.metrics
+
+
+def _preprocess_config(preprocess: PreprocessConfig | dict | None, image_size: int) -> PreprocessConfig:
+    if preprocess is None:
+        return PreprocessConfig(output_size=image_size)
+    config = preprocess if isinstance(preprocess, PreprocessConfig) else PreprocessConfig.from_dict(preprocess)
+    if config.output_size is None:
+        raise ConfigError("preprocessing for training needs an output_size (networks take square images of one size)")
+    return config
+
+
+def _resolve_target(collection: GalaxyCollection, target: str, tree: str | None, vote_loss: str | None):
+    if tree is not None:
+        votes, loss = vote_table(collection, tree, vote_loss)
+        return Target(kind="votes", tree=get_tree(tree).name, loss=loss), votes, None
+    codes, class_names = class_codes(collection, target)
+    return Target(kind="classes", column=target, class_names=class_names), codes, codes
+
+
+def validation_summary(logits: np.ndarray, targets: np.ndarray, target: Target, model: LoadedModel) -> tuple[dict, dict, float]:
+    """Calibrate on the validation split and measure it.
+
+    Returns
+    -------
+    metrics : dict
+        Accuracy, ECE before and after calibration, coverage at the reported
+        accuracies (classes); RMSE and first-question agreement (votes).
+    validation : dict
+        ``confidence`` and ``correct`` lists, stored for triage.
+    temperature : float
+    """
+    metrics: dict[str, Any] = {}
+    if target.kind == "classes":
+        temperature = fit_temperature(logits, targets)
+        raw = calibrated_probabilities(logits)
+        model.config.temperature = temperature
+        outputs = interpret(logits, model)
+        correct = outputs.probabilities.argmax(axis=1) == targets
+        metrics.update(
+            val_accuracy=float(correct.mean()),
+            val_ece_uncalibrated=expected_calibration_error(raw, targets),
+            val_ece=expected_calibration_error(outputs.probabilities, targets),
+            temperature=temperature,
+        )
+    else:
+        temperature = 1.0
+        tree = get_tree(target.tree)
+        outputs = interpret(logits, model)
+        reference = tree.normalise(targets)
+        answered = ~np.isnan(reference[:, tree.question_slices()[0]]).any(axis=1)
+        correct = np.zeros(len(targets), dtype=bool)
+        first = tree.question_slices()[0]
+        correct[answered] = outputs.probabilities[answered, first].argmax(1) == reference[answered, first].argmax(1)
+        squared = (tree.cumulative(outputs.probabilities) - tree.cumulative(np.nan_to_num(reference))) ** 2
+        metrics.update(val_rmse=float(np.sqrt(squared.mean())), val_first_question_agreement=float(correct[answered].mean()))
+    for accuracy in _REPORTED_ACCURACIES:
+        threshold, coverage = threshold_for_accuracy(outputs.confidence, correct, accuracy)
+        metrics[f"val_coverage_at_{accuracy:g}"] = coverage
+        metrics[f"val_threshold_at_{accuracy:g}"] = threshold if math.isfinite(threshold) else None
+    validation = {"confidence": np.round(outputs.confidence, 6).tolist(), "correct": correct.tolist()}
+    return metrics, validation, temperature
+
+
+def train(
+    data: str | Path | GalaxyCollection,
+    output: str | Path,
+    target: str = "label",
+    architecture: str = DEFAULT_ARCHITECTURE,
+    *,
+    tree: str | None = None,
+    vote_loss: str | None = None,
+    preprocess: PreprocessConfig | dict | None = None,
+    image_size: int = 64,
+    epochs: int = 30,
+    budget_s: float | None = None,
+    batch_size: int = 64,
+    learning_rate: float | None = None,
+    weight_decay: float = 0.05,
+    label_smoothing: float = 0.1,
+    class_weights: str | None = None,
+    mixup: float = 0.0,
+    cutmix: float = 0.0,
+    augmentation: Augmentation | None = None,
+    architecture_options: dict | None = None,
+    weights: str | Path | None = None,
+    split_column: str | None = "split",
+    val_fraction: float = 0.2,
+    patience: int | None = None,
+    seed: int = 0,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a classifier (or Galaxy Zoo vote model) and write a model folder.
+
+    Parameters
+    ----------
+    data : str, Path or GalaxyCollection
+        Catalog, Galaxy10-style HDF5 file, stack or folder.
+    output : str or Path
+        Model folder to write (``weights.safetensors`` + ``config.json``).
+    target : str
+        Label column, for class targets.
+    architecture : str
+        ``"rotinv"`` (default), ``"hybrid"`` or a timm model name.
+    tree : {"gz2", "gz_decals"}, optional
+        Learn Galaxy Zoo votes over this decision tree instead of labels.
+    vote_loss : {"dirichlet", "mse"}, optional
+        Vote loss; by default Dirichlet-multinomial when vote counts are in
+        the catalog, else MSE on fractions.
+    preprocess : PreprocessConfig or dict, optional
+        Preprocessing; by default ``PreprocessConfig(output_size=image_size)``.
+    image_size : int
+        Side of the network input, in pixels, when ``preprocess`` is not given.
+    epochs : int
+        Maximum number of passes over the training split.
+    budget_s : float, optional
+        CPU-time budget in seconds (``time.process_time`` of this process);
+        training stops when it is spent and the learning-rate schedule
+        anneals over it.  Results then depend on the machine's speed.
+    batch_size : int
+        Galaxies per step.
+    learning_rate : float, optional
+        Peak AdamW learning rate; a per-architecture default otherwise.
+    weight_decay : float
+        AdamW weight decay.
+    label_smoothing : float
+        Cross-entropy label smoothing (classes).
+    class_weights : {"balanced"}, optional
+        Weight classes inversely to their frequency (classes).
+    mixup, cutmix : float
+        Alphas of mixup and cutmix; 0 turns them off (classes).
+    augmentation : Augmentation, optional
+        D4, shift and flux-noise settings.
+    architecture_options : dict, optional
+        Extra keyword arguments of the network (e.g. ``{"group": "c4"}``).
+    weights : str or Path, optional
+        Local pretrained-weights file for a timm backbone.
+    split_column : str, optional
+        Catalog column with ``train``/``val``(/``test``) values; without it a
+        stratified random ``val_fraction`` is held out.
+    val_fraction : float
+        Validation share when there is no split column.
+    patience : int, optional
+        Stop after this many epochs without a better validation score.
+    seed : int
+        Seed of the split, initialisation, shuffling and augmentation.
+    accelerator, devices
+        Passed to :class:`lightning.Trainer` (``"auto"`` uses a GPU if present).
+    num_workers : int
+        DataLoader worker processes.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    TrainResult
+    """
+    if class_weights not in (None, "balanced"):
+        raise ConfigError(f"class_weights must be 'balanced' or None, got {class_weights!r}")
+    if epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {epochs}")
+    L.seed_everything(seed, workers=True, verbose=False)
+    collection = open_collection(data, label_column=None if tree else target)
+    prep_config = _preprocess_config(preprocess, image_size)
+    spec, targets, stratify = _resolve_target(collection, target, tree, vote_loss)
+    splits = split_indices(collection, split_column, val_fraction, seed, stratify)
+    preprocessor = Preprocessor(prep_config)
+    train_images = load_images(collection.subset(splits["train"]), preprocessor, progress=progress)
+    val_images = load_images(collection.subset(splits["val"]), preprocessor, progress=progress)
+    options = dict(architecture_options or {})
+    network = build_network(
+        architecture, spec.num_outputs, in_channels=train_images.shape[1], image_size=prep_config.output_size,
+        weights=weights, **options,
+    )
+    weights_per_class = None
+    if class_weights == "balanced":
+        weights_per_class = balanced_class_weights(targets[splits["train"]], len(spec.class_names))
+    budget = CpuBudget(budget_s) if budget_s else None
+    lr = learning_rate or DEFAULT_LEARNING_RATES.get(architecture, _TIMM_LEARNING_RATE)
+    module = GalaxyModule(
+        network, spec, learning_rate=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
+        class_weights=weights_per_class, mixup=mixup, cutmix=cutmix, augmentation=augmentation,
+        budget=budget, seed=seed,
+    )
+    datamodule = GalaxyDataModule(
+        train_images, targets[splits["train"]], val_images, targets[splits["val"]],
+        batch_size=batch_size, seed=seed, num_workers=num_workers,
+    )
+    monitor, mode = ("val_accuracy", "max") if spec.kind == "classes" else ("val_loss", "min")
+    started_cpu, started_wall = time.process_time(), time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tuningfork-checkpoints-") as checkpoint_dir:
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=checkpoint_dir, monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True
+        )
+        callbacks = [checkpoint] + ([budget] if budget else [])
+        if patience:
+            callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+        trainer = L.Trainer(
+            max_epochs=epochs, accelerator=accelerator, devices=devices, callbacks=callbacks,
+            logger=False, enable_progress_bar=progress, enable_model_summary=False,
+            deterministic="warn", default_root_dir=checkpoint_dir, num_sanity_val_steps=0,
+        )
+        trainer.fit(module, datamodule=datamodule)
+        if checkpoint.best_model_path:
+            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+    cpu_seconds, wall_seconds = time.process_time() - started_cpu, time.perf_counter() - started_wall
+    network = module.network.cpu().eval()
+    config = ModelConfig(
+        architecture=architecture,
+        num_outputs=spec.num_outputs,
+        in_channels=int(train_images.shape[1]),
+        image_size=int(prep_config.output_size),
+        preprocessing=prep_config.to_dict(),
+        target=spec.to_dict(),
+        architecture_options=options,
+    )
+    logits = network_logits(network, val_images)
+    metrics, validation, temperature = validation_summary(
+        logits, targets[splits["val"]], spec, LoadedModel(network, config, Path(output))
+    )
+    config.temperature = temperature
+    config.validation = validation
+    config.metrics = metrics | {
+        "epochs_run": int(trainer.current_epoch),
+        "train_cpu_seconds": cpu_seconds,
+        "train_wall_seconds": wall_seconds,
+        "n_train": int(len(splits["train"])),
+        "n_val": int(len(splits["val"])),
+        "seed": seed,
+        "learning_rate": lr,
+        "batch_size": batch_size,
+    }
+    folder = save_model(output, network, config)
+    return TrainResult(folder=folder, config=config)

@@ -1,0 +1,168 @@
+"""Networks (rotinv, hybrid, timm backbones) and model folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from tuningfork.errors import ConfigError, CorruptFileError, MissingFileError
+from tuningfork.models import ModelConfig, RotationInvariantNet, build_network, load_model, save_model
+from tuningfork.preprocessing import d4_apply_torch, d4_element
+
+torch.set_num_threads(1)
+
+SMALL_ROTINV = {"widths": (8, 16), "view_features": 16, "hidden": 16}
+
+
+def _images(n=3, size=32, bands=3, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).normal(size=(n, bands, size, size)).astype(np.float32))
+
+
+@pytest.mark.parametrize("group", ["c4", "d4"])
+def test_rotinv_is_invariant_to_the_group_it_pools_over(group):
+    torch.manual_seed(0)
+    net = RotationInvariantNet(5, image_size=32, group=group, **SMALL_ROTINV).eval()
+    images = _images()
+    elements = [d4_element(k, flip) for k in range(4) for flip in ((False, True) if group == "d4" else (False,))]
+    with torch.no_grad():
+        reference = net(images)
+        for element in elements:
+            transformed = net(d4_apply_torch(images, element))
+            torch.testing.assert_close(transformed, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_rotinv_c4_is_not_invariant_to_flips():
+    # Guards the invariance test against a network that ignores its input.
+    torch.manual_seed(0)
+    net = RotationInvariantNet(5, image_size=32, group="c4", **SMALL_ROTINV).eval()
+    images = _images()
+    with torch.no_grad():
+        difference = (net(images) - net(d4_apply_torch(images, d4_element(0, True)))).abs().max()
+    assert difference > 1e-4
+
+
+def test_rotinv_rejects_bad_options():
+    with pytest.raises(ConfigError, match="symmetry group"):
+        RotationInvariantNet(2, group="c8")
+    with pytest.raises(ConfigError, match="crop_fraction"):
+        RotationInvariantNet(2, crop_fraction=0.2)
+
+
+@pytest.mark.parametrize("architecture", ["rotinv", "hybrid", "resnet10t"])
+def test_every_architecture_maps_images_to_logits(architecture):
+    net = build_network(architecture, 4, in_channels=1, image_size=32).eval()
+    with torch.no_grad():
+        out = net(_images(2, 32, bands=1))
+    assert out.shape == (2, 4)
+    assert torch.isfinite(out).all()
+
+
+def test_unknown_architecture_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown architecture 'no_such_net'"):
+        build_network("no_such_net", 2)
+
+
+def test_bad_architecture_option_is_a_config_error():
+    with pytest.raises(ConfigError, match="rotinv"):
+        build_network("rotinv", 2, no_such_option=3)
+
+
+def test_weights_file_only_for_timm_backbones(tmp_path):
+    with pytest.raises(ConfigError, match="timm backbones only"):
+        build_network("rotinv", 2, weights=tmp_path / "w.safetensors")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_timm_backbone_loads_a_local_weights_file(tmp_path, suffix):
+    pretrained = timm.create_model("resnet10t", num_classes=7)
+    path = tmp_path / f"pretrained{suffix}"
+    if suffix == ".safetensors":
+        save_file(pretrained.state_dict(), path)
+    else:
+        torch.save(pretrained.state_dict(), path)
+    net = build_network("resnet10t", 2, weights=path)
+    assert torch.equal(net.conv1[0].weight, pretrained.conv1[0].weight)
+    # Another number of classes: the head is fresh, with the right shape.
+    assert net.fc.weight.shape == (2, pretrained.fc.in_features)
+
+
+def test_timm_backbone_adapts_the_first_convolution_to_one_band(tmp_path):
+    pretrained = timm.create_model("resnet10t")
+    save_file(pretrained.state_dict(), tmp_path / "w.safetensors")
+    net = build_network("resnet10t", 2, in_channels=1, weights=tmp_path / "w.safetensors")
+    assert net.conv1[0].weight.shape[1] == 1
+    torch.testing.assert_close(net.conv1[0].weight[:, 0], pretrained.conv1[0].weight.sum(dim=1))
+
+
+def test_corrupt_weights_file_names_the_file(tmp_path):
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"this is not a tensor file")
+    with pytest.raises(CorruptFileError, match="broken.safetensors"):
+        build_network("resnet10t", 2, weights=path)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    save_file(timm.create_model("resnet10t").state_dict(), tmp_path / "resnet.safetensors")
+    with pytest.raises(CorruptFileError, match="does not hold weights for convnext_atto"):
+        build_network("convnext_atto", 2, weights=tmp_path / "resnet.safetensors")
+
+
+def test_missing_weights_file(tmp_path):
+    with pytest.raises(MissingFileError, match="nothing.pt"):
+        build_network("resnet10t", 2, weights=tmp_path / "nothing.pt")
+
+
+def _config(architecture="rotinv", options=None):
+    return ModelConfig(
+        architecture=architecture, num_outputs=3, in_channels=3, image_size=32, preprocessing={"output_size": 32},
+        target={"kind": "classes", "column": "label", "class_names": ["a", "b", "c"]},
+        architecture_options=options or {},
+    )
+
+
+@pytest.mark.parametrize("architecture, options", [("rotinv", SMALL_ROTINV), ("hybrid", {}), ("resnet10t", {})])
+def test_save_load_round_trip_gives_identical_predictions(tmp_path, architecture, options):
+    torch.manual_seed(1)
+    net = build_network(architecture, 3, image_size=32, **options).eval()
+    save_model(tmp_path / "model", net, _config(architecture, options))
+    loaded = load_model(tmp_path / "model")
+    images = _images(4, 32)
+    with torch.no_grad():
+        assert torch.equal(net(images), loaded.network(images))
+    assert loaded.config.class_names == ["a", "b", "c"]
+    assert loaded.config.versions["torch"] == torch.__version__.split("+")[0]
+
+
+def test_config_records_architecture_and_versions(tmp_path):
+    save_model(tmp_path, build_network("rotinv", 3, image_size=32, **SMALL_ROTINV), _config(options=SMALL_ROTINV))
+    document = json.loads((tmp_path / "config.json").read_text())
+    assert document["architecture"] == "rotinv"
+    assert document["architecture_options"]["widths"] == [8, 16]
+    assert {"torch", "timm", "tuningfork"} <= set(document["versions"])
+    assert len(document["weights_sha256"]) == 64
+
+
+def test_changed_weights_are_detected(tmp_path):
+    save_model(tmp_path, build_network("rotinv", 3, image_size=32, **SMALL_ROTINV), _config(options=SMALL_ROTINV))
+    with open(tmp_path / "weights.safetensors", "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x00\x01\x02")
+    with pytest.raises(CorruptFileError, match="weights.safetensors"):
+        load_model(tmp_path)
+
+
+def test_corrupt_config_names_the_file(tmp_path):
+    save_model(tmp_path, build_network("rotinv", 3, image_size=32, **SMALL_ROTINV), _config(options=SMALL_ROTINV))
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CorruptFileError, match="config.json"):
+        load_model(tmp_path)
+
+
+def test_missing_model_folder(tmp_path):
+    with pytest.raises(MissingFileError, match="model folder"):
+        load_model(tmp_path / "absent")
