@@ -18,7 +18,8 @@ from tuningfork.clustering.autoencoder import (
     save_autoencoder,
     train_autoencoder,
 )
-from tuningfork.errors import ConfigError, ImageShapeError, ModelError
+from tuningfork.errors import ConfigError, ImageShapeError, MissingFileError, ModelError
+from tuningfork.models.folder import ModelConfig, save_model
 from tuningfork.simulation import simulate
 
 torch.set_num_threads(1)
@@ -88,31 +89,39 @@ def test_network_keeps_odd_image_sizes_and_embeds_to_latent_dim():
 def test_model_folder_round_trip(tmp_path, trained, simulated):
     model, metrics = trained
     folder = save_autoencoder(
-        model, tmp_path / "denoiser", preprocess={"output_size": 32}, metrics=metrics
+        model, tmp_path / "denoiser", image_size=32, preprocess={"output_size": 32}, metrics=metrics
     )
     config = json.loads((folder / "config.json").read_text())
     assert (folder / "weights.safetensors").is_file()
     assert config["architecture"] == "denoising_autoencoder" and config["preprocessing"] == {
         "output_size": 32
     }
-    loaded, _ = load_autoencoder(folder)
+    loaded, loaded_config = load_autoencoder(folder)
+    assert loaded_config.metrics["mode"] == "inject" and loaded_config.image_size == 32
     images = simulated[0][:4]
     np.testing.assert_allclose(denoise(loaded, images), denoise(model, images), atol=1e-6)
 
 
 def test_bad_folders_and_inputs_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelError, match="empty: not a tuningfork model folder"):
+    with pytest.raises(MissingFileError, match="empty/config.json: model config not found"):
         load_autoencoder(tmp_path / "empty")
-    with pytest.raises(ModelError, match="nowhere: model folder not found"):
+    with pytest.raises(MissingFileError, match="nowhere: model folder not found"):
         load_autoencoder(tmp_path / "nowhere")
+    classifier = tmp_path / "classifier"
+    config = ModelConfig("rotinv", 2, 1, 32, {}, {"kind": "classes"})
+    save_model(classifier, torch.nn.Linear(2, 2), config)
+    with pytest.raises(ModelError, match="holds a 'rotinv' model, not a denoising_autoencoder"):
+        load_autoencoder(classifier)
     with pytest.raises(ImageShapeError, match="training images.*NaN"):
         train_autoencoder(np.full((4, 1, 8, 8), np.nan, np.float32), epochs=1)
     with pytest.raises(ImageShapeError, match="expected a \\(n, bands, H, W\\)"):
         train_autoencoder(np.zeros((8, 8), np.float32), epochs=1)
     with pytest.raises(ConfigError, match="noise_sigma must be positive"):
         train_autoencoder(np.zeros((2, 1, 8, 8), np.float32), noise_sigma=-1.0)
-    with pytest.raises(ImageShapeError, match="2 bands but the autoencoder expects 1"):
+    with pytest.raises(
+        ImageShapeError, match="autoencoder input: 2 bands but the encoder expects 1"
+    ):
         denoise(DenoisingAutoencoder(1, 4, 1), np.zeros((1, 2, 8, 8), np.float32))
 
 

@@ -83,7 +83,7 @@ def test_cluster_errors_are_one_line(catalog, tmp_path):
     result, output = invoke(
         "cluster", catalog, "--out", tmp_path / "run", "--k", 2, "--encoder", tmp_path
     )
-    assert result.exit_code == 2 and "not a tuningfork model folder" in output
+    assert result.exit_code == 2 and "config.json: model config not found" in output
 
 
 def test_denoise_train_then_apply(catalog, tmp_path):

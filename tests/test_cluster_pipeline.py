@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from tuningfork.clustering import autoencoder, pipeline
 from tuningfork.clustering.pipeline import ClusterConfig, run_cluster_pipeline
 from tuningfork.data import GalaxyCollection
-from tuningfork.errors import ConfigError, FeatureError, ModelError
+from tuningfork.errors import ConfigError, FeatureError, MissingFileError
 from tuningfork.simulation import simulate
 
 torch.set_num_threads(1)
@@ -143,7 +143,7 @@ def test_encoder_folder_that_is_not_a_model_is_a_clear_error(collection, tmp_pat
         polar=False,
         preprocess={"output_size": 32},
     )
-    with pytest.raises(ModelError, match="my_images: not a tuningfork model folder"):
+    with pytest.raises(MissingFileError, match="my_images/config.json: model config not found"):
         run_cluster_pipeline(collection, tmp_path / "run", config)
 
 
@@ -172,7 +172,10 @@ def test_a_model_folder_encodes_with_its_own_preprocessing(collection, tmp_path)
 
     torch.manual_seed(0)
     folder = save_autoencoder(
-        DenoisingAutoencoder(1, 4, 2), tmp_path / "ae", preprocess={"output_size": 16}
+        DenoisingAutoencoder(1, 4, 2),
+        tmp_path / "ae",
+        image_size=16,
+        preprocess={"output_size": 16},
     )
     config = ClusterConfig(
         n_clusters=2,
@@ -187,6 +190,8 @@ def test_a_model_folder_encodes_with_its_own_preprocessing(collection, tmp_path)
     result = run_cluster_pipeline(collection, tmp_path / "run", config)
     _, features = load_features(result.files["features"])
     assert features.shape == (36, 16)
+    with pytest.raises(ConfigError, match="ae: a model-folder encoder was trained on Cartesian"):
+        run_cluster_pipeline(collection, tmp_path / "run3", dataclasses.replace(config, polar=True))
     mismatch = dataclasses.replace(config, preprocess={"output_size": 32})
     with pytest.raises(ConfigError, match="ae: the encoder was trained with other preprocessing"):
         run_cluster_pipeline(collection, tmp_path / "run2", mismatch)

@@ -18,7 +18,13 @@ from tuningfork.embeddings.embed import (
     extract_embeddings,
     load_encoder,
 )
-from tuningfork.errors import ConfigError, MissingFileError, ModelError, UnsupportedFormatError
+from tuningfork.errors import (
+    ConfigError,
+    CorruptFileError,
+    MissingFileError,
+    ModelError,
+    UnsupportedFormatError,
+)
 from tuningfork.preprocessing import PreprocessConfig
 
 torch.set_num_threads(1)
@@ -126,10 +132,10 @@ def test_bad_encoders_are_clear_errors(tmp_path):
         load_encoder(tmp_path / "nothere")
     with pytest.raises(ConfigError, match="needs a local weights file"):
         load_encoder("timm:test_resnet")
-    with pytest.raises(MissingFileError, match="missing.pth: encoder weights file not found"):
+    with pytest.raises(MissingFileError, match="missing.pth: pretrained weights file not found"):
         load_encoder("timm:test_resnet", weights=tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"not weights")
-    with pytest.raises(ModelError, match="junk.pth: cannot read weights"):
+    with pytest.raises(CorruptFileError, match="junk.pth: not a readable weights file"):
         load_encoder("timm:test_resnet", weights=tmp_path / "junk.pth")
     model = AstroPT(AstroPTConfig.from_size("tiny", bands=1, image_size=16, patch_size=4))
     with pytest.raises(

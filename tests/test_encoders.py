@@ -16,7 +16,13 @@ from tuningfork.clustering.encoders import (
     load_encoder,
     rotation_consistency,
 )
-from tuningfork.errors import ConfigError, MissingFileError, ModelError
+from tuningfork.errors import (
+    ConfigError,
+    CorruptFileError,
+    ImageShapeError,
+    MissingFileError,
+    ModelError,
+)
 from tuningfork.simulation import simulate
 
 torch.set_num_threads(1)
@@ -79,30 +85,35 @@ def test_torch_checkpoint_and_single_band_adaptation(weights_file, galaxies, tmp
 
 
 def test_bad_encoders_are_clear_errors(tmp_path, galaxies):
-    with pytest.raises(ConfigError, match="no architecture 'convnext_gigantic'"):
+    with pytest.raises(ConfigError, match="unknown architecture 'convnext_gigantic'"):
         TimmEncoder("convnext_gigantic")
     with pytest.raises(MissingFileError, match="absent.safetensors"):
         TimmEncoder(ARCH, tmp_path / "absent.safetensors")
     wrong = tmp_path / "resnet.safetensors"
     save_file(timm.create_model("resnet10t", pretrained=False).state_dict(), str(wrong))
-    with pytest.raises(ModelError, match="resnet.safetensors: weights do not fit convnext_atto"):
+    with pytest.raises(
+        CorruptFileError, match="resnet.safetensors: does not hold weights for convnext_atto"
+    ):
         TimmEncoder(ARCH, wrong)
     (tmp_path / "not_a_model").mkdir()
     (tmp_path / "not_a_model" / "notes.txt").write_text("hello")
-    with pytest.raises(ModelError, match="not_a_model: not a tuningfork model folder"):
+    with pytest.raises(MissingFileError, match="not_a_model/config.json: model config not found"):
         load_encoder(tmp_path / "not_a_model")
     with pytest.raises(ModelError, match="is a file"):
         load_encoder(wrong)
     with pytest.raises(ModelError, match="encoder model folder not found"):
         load_encoder(tmp_path / "missing" / "folder")
-    with pytest.raises(Exception, match="1 bands but the encoder expects 3"):
+    with pytest.raises(ImageShapeError, match="1 bands but the encoder expects 3"):
         TimmEncoder(ARCH, input_size=64).encode(galaxies[:1])
 
 
 def test_autoencoder_folder_is_an_encoder(tmp_path, galaxies):
     torch.manual_seed(0)
     folder = save_autoencoder(
-        DenoisingAutoencoder(1, 4, 2), tmp_path / "ae", preprocess={"output_size": 48}
+        DenoisingAutoencoder(1, 4, 2),
+        tmp_path / "ae",
+        image_size=48,
+        preprocess={"output_size": 48},
     )
     encoder = load_encoder(folder)
     assert isinstance(encoder, AutoencoderEncoder)
@@ -128,3 +139,22 @@ def test_polar_step_makes_embeddings_of_rotated_copies_more_similar(weights_file
     )
     assert polar["mean"] > cartesian["mean"] + 0.1
     assert set(polar) == {"mean", "angle_45", "angle_90", "angle_160"}
+
+
+def test_supervised_model_folder_encodes_with_its_penultimate_layer(tmp_path, galaxies):
+    from tuningfork.models import RotationInvariantNet
+    from tuningfork.models.folder import ModelConfig, save_model
+
+    torch.manual_seed(0)
+    network = RotationInvariantNet(3, in_channels=1, image_size=48, widths=(8, 16), hidden=24)
+    options = {"widths": [8, 16], "hidden": 24}
+    config = ModelConfig("rotinv", 3, 1, 48, {"output_size": 48}, {"kind": "classes"}, options)
+    folder = save_model(tmp_path / "classifier", network, config)
+    encoder = load_encoder(folder)
+    assert encoder.dim == 24 and encoder.preprocess.output_size == 48
+    features = encoder.encode(galaxies[:3])
+    assert features.shape == (3, 24)
+    with torch.no_grad():
+        logits = network.eval()(torch.from_numpy(galaxies[:3]))
+        from_features = network.head[-1](torch.from_numpy(features))
+    np.testing.assert_allclose(from_features.numpy(), logits.numpy(), rtol=1e-4, atol=1e-5)

@@ -11,7 +11,8 @@ import torch
 from astropy.io import fits
 
 from tuningfork.data import GalaxyCollection
-from tuningfork.errors import ConfigError, MissingFileError, ModelError
+from tuningfork.embeddings.embed import Encoder
+from tuningfork.errors import ConfigError, FeatureError, MissingFileError, ModelError
 from tuningfork.generation import (
     ConditionalUNet,
     ConditionSpace,
@@ -19,15 +20,19 @@ from tuningfork.generation import (
     Generator,
     UNetConfig,
     diffusion_loss,
+    evaluate_generator,
+    frechet_distance,
     generate,
     inverse_stretch,
     load_generator,
+    morphometry_ks,
     noise_schedule,
     real_in_data_units,
     sample_model_space,
     train_generator,
     write_generated,
 )
+from tuningfork.generation.augment import add_generated, to_classifier_input
 from tuningfork.models import ModelConfig
 from tuningfork.preprocessing import PreprocessConfig, Preprocessor, stretch
 from tuningfork.simulation import simulate
@@ -192,4 +197,122 @@ def test_generator_folder_keeps_the_training_preprocessing(class_generator):
     config = json.loads((class_generator / "config.json").read_text())
     assert config["architecture"] == "conditional-diffusion"
     assert PreprocessConfig.from_dict(config["preprocessing"]) == TINY_PREPROCESS
-    assert config["conditions"]["names"] == ["edge_on", "elliptical"]
+    assert config["target"]["conditions"]["names"] == ["edge_on", "elliptical"]
+
+
+class BandStatistics(Encoder):
+    """A tiny tuningfork encoder: per-band mean, spread and peak."""
+
+    name, dim = "band-statistics", 6
+    preprocess = PreprocessConfig(output_size=16, subtract_background=False, normalisation="none")
+
+    def encode(self, images, sed=None):
+        flat = np.asarray(images).reshape(len(images), images.shape[1], -1)
+        return np.concatenate([flat.mean(-1), flat.std(-1), flat.max(-1)], axis=1).astype(np.float32)
+
+
+def test_frechet_distance_of_a_shifted_set_is_the_squared_shift():
+    vectors = np.random.default_rng(0).normal(size=(500, 3))
+    assert frechet_distance(vectors, vectors) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(vectors, vectors + [3.0, 0.0, 4.0]) == pytest.approx(25.0, rel=1e-6)
+    with pytest.raises(FeatureError, match="at least 2 embeddings"):
+        frechet_distance(vectors[:1], vectors)
+    with pytest.raises(FeatureError, match="equal d"):
+        frechet_distance(vectors, vectors[:, :2])
+
+
+def test_evaluation_reports_fidelity_and_conditional_accuracy(class_generator, simulated, tmp_path):
+    always_edge_on = lambda images: ["edge_on"] * len(images)
+    summary, ks = evaluate_generator(class_generator, simulated, encoder=BandStatistics(), classifier=always_edge_on,
+                                     n_per_condition=6, steps=2, morphometry=False, output=tmp_path / "eval.csv")
+    rows = {row["condition"]: row for row in summary}
+    assert set(rows) == {"edge_on", "elliptical"} and ks is None
+    assert rows["edge_on"]["conditional_accuracy"] == 1.0 and rows["elliptical"]["conditional_accuracy"] == 0.0
+    assert rows["edge_on"]["n_generated"] == 6 and np.isfinite(rows["edge_on"]["frechet_distance"])
+    assert rows["edge_on"]["frechet_distance"] >= 0 and (tmp_path / "eval.csv").is_file()
+
+
+def test_real_galaxies_come_back_at_the_generator_resolution(class_generator, simulated):
+    real = real_in_data_units(load_generator(class_generator), simulated)
+    assert real.shape == (16, 2, 16, 16) and real.dtype == np.float32
+
+
+def _sersic_stamps(n: float, count: int, seed: int) -> np.ndarray:
+    import galsim
+
+    rng = np.random.default_rng(seed)
+    stamps = []
+    for _ in range(count):
+        profile = galsim.Sersic(n=n, half_light_radius=3.0, flux=4000.0)
+        image = profile.drawImage(nx=32, ny=32, scale=1.0).array
+        stamps.append((image + rng.normal(0.0, 0.5, image.shape))[None].astype(np.float32))
+    return np.stack(stamps)
+
+
+def test_morphometry_ks_separates_different_profiles():
+    disks, more_disks, spheroids = (_sersic_stamps(n, 5, seed) for n, seed in ((1.0, 0), (1.0, 1), (4.0, 2)))
+    groups = ["same"] * 5 + ["different"] * 5
+    table = morphometry_ks(np.concatenate([disks, disks]), groups, np.concatenate([more_disks, spheroids]), groups,
+                           quantities=("concentration",))
+    statistic = {row["group"]: row["ks_statistic"] for row in table}
+    assert statistic["different"] == 1.0 and statistic["same"] < 0.7
+    assert all(table["ks_valid"])
+
+
+def test_augmentation_adds_exactly_the_requested_number_per_class(class_generator):
+    classifier_preprocess = PreprocessConfig(output_size=20)
+    images = np.zeros((5, 2, 20, 20), dtype=np.float32)
+    labels = np.array([0, 0, 0, 1, 1])
+    original = images.copy()
+    augmented, new_labels = add_generated(images, labels, ["edge_on", "elliptical", "spiral"], class_generator,
+                                          ["edge_on"], 3, classifier_preprocess, steps=2)
+    assert augmented.shape == (8, 2, 20, 20)
+    np.testing.assert_array_equal(np.bincount(new_labels, minlength=3) - np.bincount(labels, minlength=3), [3, 0, 0])
+    np.testing.assert_array_equal(images, original)
+    assert augmented[5:].min() >= 0 and augmented[5:].max() <= 1
+
+
+def test_augmentation_rejects_unknown_classes_and_other_crops(class_generator):
+    generator = load_generator(class_generator)
+    images, labels = np.zeros((2, 2, 16, 16), dtype=np.float32), np.array([0, 1])
+    with pytest.raises(ConfigError, match="rare class.*merger not among the training classes"):
+        add_generated(images, labels, ["edge_on", "elliptical"], generator, ["merger"], 2, PreprocessConfig())
+    with pytest.raises(ConfigError, match="unknown condition 'spiral'"):
+        add_generated(images, labels, ["edge_on", "spiral"], generator, ["spiral"], 2, PreprocessConfig())
+    with pytest.raises(ConfigError, match="train them on the same field of view"):
+        to_classifier_input(images, generator, PreprocessConfig(crop_fraction=0.5))
+
+
+def test_supervised_training_adds_generated_galaxies_of_rare_classes(class_generator, simulated, tmp_path):
+    from tuningfork.training.train import train
+
+    result = train(simulated, tmp_path / "classifier", preprocess=PreprocessConfig(output_size=16), epochs=1,
+                   batch_size=8, accelerator="cpu", progress=False, architecture_options={"widths": (8, 16)},
+                   augment_with=class_generator, rare_classes=["edge_on"], generated_per_class=4)
+    assert result.metrics["n_generated"] == 4
+
+
+def test_demo_tour_trains_and_samples_every_class(tmp_path):
+    from tuningfork.generation.tour import generation_tour
+    from tuningfork.simulation import write_sample
+
+    sample = simulate(8, size=32, bands=("g", "r"), classes=("elliptical", "spiral"), seed=2, workers=1)
+    paths = generation_tour(write_sample(sample, tmp_path / "sim", formats=("fits",)), tmp_path / "tour",
+                            epochs=1, n_per_class=2)
+    assert len(GalaxyCollection.open(paths["catalog"])) == 4
+    assert {"mosaic_elliptical", "mosaic_spiral"} <= set(paths)
+
+
+def test_generator_on_real_gz2_jpegs_returns_sky_subtracted_pixel_values(shared_data, tmp_path):
+    catalog = GalaxyCollection.open(shared_data / "gz2-spirals" / "catalog.csv")
+    collection = catalog.subset(np.arange(12))
+    preprocess = PreprocessConfig(crop_pixels=207, output_size=16, stretch="linear", normalisation="none")
+    generator = load_generator(train_generator(collection, tmp_path / "g", preprocess=preprocess, unet=TINY_UNET,
+                                               max_epochs=1, batch_size=8, accelerator="cpu"))
+    sample = generate(generator, list(generator.conditions.names), n=2, steps=2)
+    assert sample.images.shape == (2 * len(generator.conditions.names), 3, 16, 16)
+    # JPEG composites: 8-bit values minus the sky, so within about [-255, 255].
+    real = real_in_data_units(generator, collection)
+    np.testing.assert_allclose(real, Preprocessor(preprocess).batch(np.stack([g.image for g in collection])),
+                               rtol=1e-4, atol=1e-3)
+    assert -255 <= sample.images.min() and sample.images.max() <= 255

@@ -471,6 +471,231 @@ def morphometry(
     console.print(f"measured {int(sum(table['measured']))} of {len(table)} galaxies; wrote {out}")
 
 
+generate_app = _App(name="generate", help="Conditional diffusion: train, sample and evaluate a galaxy generator.",
+                    no_args_is_help=True)
+app.add_typer(generate_app, name="generate")
+
+
+@generate_app.command("train")
+def generate_train(
+    data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ or folder of training galaxies.")],
+    out: Annotated[Path, typer.Option(help="Generator model folder to write.")] = Path("generator"),
+    label_column: Annotated[Optional[str], typer.Option(help="Class column to condition on.")] = None,
+    feature_columns: Annotated[Optional[str], typer.Option(help="Comma-separated numeric columns to condition "
+                                                                "on instead of the class.")] = None,
+    image_size: Annotated[int, typer.Option(help="Side of the generated stamps in pixels.")] = 32,
+    crop_pixels: Annotated[Optional[int], typer.Option(help="Keep the central square of this many pixels "
+                                                            "before resizing.")] = None,
+    stretch: Annotated[str, typer.Option(help="asinh (FITS), linear (JPEG composites), sqrt or log.")] = "asinh",
+    channels: Annotated[str, typer.Option(help="Comma-separated UNet channels per level.")] = "32,64,64",
+    layers_per_block: Annotated[int, typer.Option(help="Residual blocks per UNet level.")] = 1,
+    attention_levels: Annotated[int, typer.Option(help="Lowest-resolution levels with self-attention.")] = 1,
+    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Galaxies per step.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
+    condition_dropout: Annotated[float, typer.Option(help="Share of steps trained without the condition "
+                                                          "(classifier-free guidance).")] = 0.1,
+    ema_decay: Annotated[float, typer.Option(help="Decay of the saved EMA weights.")] = 0.999,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of weights, noise and augmentation.")] = 0,
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+) -> None:
+    """Train a class- or feature-conditioned diffusion generator (DDPM, EMA weights)."""
+    from .data import GalaxyCollection
+    from .generation import load_generator, train_generator
+    from .preprocessing import PreprocessConfig
+
+    collection = GalaxyCollection.open(data, label_column=label_column, skip_missing=skip_missing)
+    preprocess = PreprocessConfig(output_size=image_size, crop_pixels=crop_pixels, stretch=stretch,
+                                  normalisation="none")
+    unet = {"channels": _integers(channels, "--channels"), "layers_per_block": layers_per_block,
+            "attention_levels": attention_levels}
+    folder = train_generator(collection, out, feature_columns=_split(feature_columns) if feature_columns else None,
+                             preprocess=preprocess, unet=unet, max_epochs=epochs, batch_size=batch_size,
+                             learning_rate=learning_rate, condition_dropout=condition_dropout, ema_decay=ema_decay,
+                             accelerator=accelerator, seed=seed, progress=True)
+    metrics = load_generator(folder).metrics
+    console.print(f"trained on {metrics['n_train']} galaxies; fixed-batch loss "
+                  f"{metrics['fixed_batch_loss_before']:.4f} -> {metrics['fixed_batch_loss_after']:.4f}; wrote {folder}")
+
+
+@generate_app.command("sample")
+def generate_sample(
+    generator: Annotated[Path, typer.Argument(help="Generator model folder.")],
+    condition: Annotated[list[str], typer.Option(help="A class name, comma-separated feature values, or a "
+                                                      "catalog of conditions; repeat for several.")],
+    out: Annotated[Path, typer.Option(help="Folder for images/, catalog.csv and the mosaics.")] = Path("generated"),
+    n: Annotated[int, typer.Option(help="Galaxies per condition.")] = 16,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (0: unconditional).")] = 2.0,
+    steps: Annotated[int, typer.Option(help="Sampler steps.")] = 25,
+    sampler: Annotated[str, typer.Option(help="ddim or dpm-solver.")] = "ddim",
+    seed: Annotated[int, typer.Option(help="Seed of the initial noise; the same seed gives the same galaxies.")] = 0,
+    formats: Annotated[str, typer.Option(help="Comma-separated image formats: fits, png.")] = "fits,png",
+) -> None:
+    """Generate galaxies for given conditions; write FITS/PNG, a conditions catalog and mosaics."""
+    from .generation import generate, load_generator, write_generated
+
+    model = load_generator(generator)
+    conditions = [parsed for text in condition for parsed in model.conditions.parse(text, model.name)]
+    sample = generate(model, conditions, n=n, guidance=guidance, steps=steps, seed=seed, sampler=sampler)
+    catalog = write_generated(sample, out, formats=_split(formats))
+    extrapolated = int(sum(sample.catalog["extrapolated"]))
+    note = f" ({extrapolated} outside the training range)" if extrapolated else ""
+    console.print(f"wrote {len(sample)} galaxies{note} and {catalog}")
+
+
+@generate_app.command("evaluate")
+def generate_evaluate(
+    generator: Annotated[Path, typer.Argument(help="Generator model folder.")],
+    data: Annotated[Path, typer.Argument(help="Real galaxies to compare with (held out from training).")],
+    encoder: Annotated[Optional[Path], typer.Option(help="tuningfork encoder folder (pretrain or denoise) for "
+                                                         "the Frechet distance.")] = None,
+    classifier: Annotated[Optional[Path], typer.Option(help="Classifier folder trained on real data, for "
+                                                            "the conditional accuracy.")] = None,
+    n: Annotated[int, typer.Option(help="Real and generated galaxies per condition.")] = 64,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 2.0,
+    steps: Annotated[int, typer.Option(help="Sampler steps.")] = 25,
+    seed: Annotated[int, typer.Option(help="Seed of the samples and of the real draw.")] = 0,
+    morphometry: Annotated[bool, typer.Option(help="Compare statmorph parameters (KS tests).")] = True,
+    workers: Annotated[int, typer.Option(help="Processes for statmorph.")] = 1,
+    label_column: Annotated[Optional[str], typer.Option(help="Class column of the real data.")] = None,
+    out: Annotated[Path, typer.Option(help="Per-condition table (CSV, Parquet or FITS); the KS table is "
+                                           "written beside it.")] = Path("generator-evaluation.csv"),
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+) -> None:
+    """Frechet distance, conditional accuracy and statmorph KS statistics per condition."""
+    from .data import GalaxyCollection
+    from .generation import evaluate_generator, load_generator
+    from .generation.augment import folder_classifier
+
+    model = load_generator(generator)
+    real = GalaxyCollection.open(data, label_column=label_column, skip_missing=skip_missing)
+    summary, ks = evaluate_generator(
+        model, real, encoder=encoder, classifier=folder_classifier(classifier, model) if classifier else None,
+        n_per_condition=n, guidance=guidance, steps=steps, seed=seed, morphometry=morphometry, n_workers=workers,
+        output=out,
+    )
+    console.print(summary)
+    if ks is not None:
+        console.print(ks["group", "quantity", "n_real", "n_generated", "ks_statistic", "ks_pvalue"])
+    console.print(f"wrote {out}")
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Argument(help="Catalog, Galaxy10-style HDF5, NPY/NPZ stack or folder.")],
+    out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("model"),
+    target: Annotated[str, typer.Option(help="Label column (class targets).")] = "label",
+    tree: Annotated[Optional[str], typer.Option(help="Learn Galaxy Zoo votes over this tree instead: "
+                                                     "gz2 or gz_decals.")] = None,
+    vote_loss: Annotated[Optional[str], typer.Option(help="dirichlet (vote counts) or mse (fractions); "
+                                                          "chosen from the columns by default.")] = None,
+    architecture: Annotated[str, typer.Option(help="rotinv, hybrid, or a timm model name.")] = "rotinv",
+    weights: Annotated[Optional[Path], typer.Option(help="Local pretrained weights (timm backbones).")] = None,
+    image_size: Annotated[int, typer.Option(help="Side of the network input in pixels.")] = 64,
+    crop_pixels: Annotated[Optional[int], typer.Option(help="Keep the central square of this many "
+                                                            "pixels before resizing.")] = None,
+    stretch: Annotated[str, typer.Option(help="linear (JPEG composites) or asinh (FITS).")] = "linear",
+    epochs: Annotated[int, typer.Option(help="Maximum passes over the training split.")] = 30,
+    budget: Annotated[Optional[float], typer.Option(help="CPU-time budget in seconds.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Galaxies per step.")] = 64,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Peak AdamW learning rate.")] = None,
+    label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.1,
+    balance_classes: Annotated[bool, typer.Option(help="Weight classes inversely to frequency.")] = False,
+    mixup: Annotated[float, typer.Option(help="Mixup alpha (0: off).")] = 0.0,
+    cutmix: Annotated[float, typer.Option(help="Cutmix alpha (0: off).")] = 0.0,
+    split_column: Annotated[str, typer.Option(help="Column with train/val/test values.")] = "split",
+    val_fraction: Annotated[float, typer.Option(help="Validation share without a split column.")] = 0.2,
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of split, weights, shuffling and augmentation.")] = 0,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    augment_with: Annotated[Optional[Path], typer.Option(help="Generator folder ('tuningfork generate "
+                                                              "train'): add generated galaxies of --rare-classes.")] = None,
+    rare_classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes to augment.")] = None,
+    generated_per_class: Annotated[int, typer.Option(help="Generated galaxies added per rare class.")] = 100,
+) -> None:
+    """Train a classifier (or Galaxy Zoo vote model) and write a calibrated model folder."""
+    from .data import GalaxyCollection
+    from .preprocessing import PreprocessConfig
+    from .training import train
+
+    collection = GalaxyCollection.open(data, label_column=None if tree else target, skip_missing=skip_missing)
+    preprocess = PreprocessConfig(crop_pixels=crop_pixels, output_size=image_size, stretch=stretch)
+    result = train(
+        collection, out, target, architecture, tree=tree, vote_loss=vote_loss, preprocess=preprocess,
+        epochs=epochs, budget_s=budget, batch_size=batch_size, learning_rate=learning_rate,
+        label_smoothing=label_smoothing, class_weights="balanced" if balance_classes else None, mixup=mixup,
+        cutmix=cutmix, weights=weights, split_column=split_column, val_fraction=val_fraction, patience=patience,
+        seed=seed, accelerator=accelerator, augment_with=augment_with,
+        rare_classes=_split(rare_classes) if rare_classes else (), generated_per_class=generated_per_class,
+    )
+    shown = {key: value for key, value in result.metrics.items() if key.startswith("val_") or key.startswith("train_")}
+    console.print(shown)
+    console.print(f"wrote {result.folder}")
+
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train'.")],
+    data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
+    out: Annotated[Path, typer.Option(help="Output catalog (Parquet, CSV or FITS).")] = Path("predictions.parquet"),
+    target_accuracy: Annotated[Optional[float], typer.Option(help="Triage: confidence threshold that "
+                                                                  "reached this validation accuracy.")] = None,
+    min_confidence: Annotated[Optional[float], typer.Option(help="Triage: this confidence threshold.")] = None,
+    tta: Annotated[bool, typer.Option(help="Average over the 8 rotations and flips.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+) -> None:
+    """Predict classes or vote fractions; split confident predictions from an expert queue."""
+    from .data import GalaxyCollection
+    from .training import predict
+    from .training.predict import expert_queue_path
+
+    collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    table = predict(model, collection, out, target_accuracy=target_accuracy, min_confidence=min_confidence,
+                    tta=tta, batch_size=batch_size, progress=True)
+    console.print(f"wrote {len(table)} predictions to {out}")
+    if "triage" in table.colnames:
+        queued = int((table["triage"] == "expert").sum())
+        console.print(f"confidence threshold {table.meta['confidence_threshold']:.4f}: "
+                      f"{len(table) - queued} confident, {queued} queued for experts in {expert_queue_path(out)}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train'.")],
+    data: Annotated[Path, typer.Argument(help="Labelled catalog, HDF5 or NPZ.")],
+    out: Annotated[Path, typer.Option(help="Folder for metrics.json and the figures.")] = Path("evaluation"),
+    split: Annotated[Optional[str], typer.Option(help="Only rows of this split (e.g. test).")] = None,
+    split_column: Annotated[str, typer.Option(help="Column with train/val/test values.")] = "split",
+    agreement_column: Annotated[Optional[str], typer.Option(help="Volunteer agreement with each label, "
+                                                                 "for the high-agreement accuracy.")] = None,
+    tta: Annotated[bool, typer.Option(help="Average over the 8 rotations and flips.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+) -> None:
+    """Measure a model on labelled galaxies: metrics JSON, confusion matrix, calibration, coverage, mosaic."""
+    from .data import GalaxyCollection
+    from .training import evaluate
+
+    collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    metrics = evaluate(model, collection, out, split=split, split_column=split_column,
+                       agreement_column=agreement_column, tta=tta, batch_size=batch_size, progress=True)
+    headline = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "coverage_at_0.99", "rmse",
+                "high_agreement_accuracy")
+    console.print({key: metrics[key] for key in headline if key in metrics})
+    console.print(f"wrote {out}")
+
+
+def _integers(text: str, option: str) -> list[int]:
+    from .errors import ConfigError
+
+    try:
+        return [int(value) for value in _split(text)]
+    except ValueError:
+        raise ConfigError(f"{option} must be comma-separated integers, got '{text}'") from None
+
 def main() -> None:
     """Entry point of the ``tuningfork`` console script."""
     app()

@@ -278,19 +278,17 @@ def train_autoencoder(
 def _batched(
     model: DenoisingAutoencoder, images: np.ndarray, batch_size: int, method
 ) -> np.ndarray:
-    array = _as_image_batch(images, "images")
-    if array.shape[1] != model.in_channels:
-        raise ImageShapeError(
-            "images", f"{array.shape[1]} bands but the autoencoder expects {model.in_channels}"
-        )
-    device = next(model.parameters()).device
-    outputs = []
+    from .encoders import forward_in_batches
+
     model.eval()
-    with torch.no_grad():
-        for start in range(0, array.shape[0], batch_size):
-            batch = torch.from_numpy(array[start : start + batch_size]).to(device)
-            outputs.append(method(batch).cpu().numpy())
-    return np.concatenate(outputs).astype(np.float32, copy=False)
+    return forward_in_batches(
+        method,
+        _as_image_batch(images, "images"),
+        bands=model.in_channels,
+        batch_size=batch_size,
+        device=next(model.parameters()).device,
+        name="autoencoder input",
+    )
 
 
 def denoise(model: DenoisingAutoencoder, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -499,9 +497,9 @@ def save_autoencoder(
     model: DenoisingAutoencoder,
     folder: str | Path,
     *,
-    image_size: int,
     preprocess: dict | None = None,
     metrics: dict | None = None,
+    image_size: int | None = None,
 ) -> Path:
     """Write a tuningfork model folder (weights.safetensors + config.json).
 
@@ -511,14 +509,14 @@ def save_autoencoder(
         Trained network.
     folder : str or Path
         Output folder (created).
-    image_size : int
-        Side of the training images, in pixels (recorded; the network
-        accepts any size).
     preprocess : dict, optional
         ``PreprocessConfig.to_dict()`` of the training images, applied again
         before denoising new images; default ``PreprocessConfig()``.
     metrics : dict, optional
         Training metrics to record (``mode`` says how it was trained).
+    image_size : int, optional
+        Side of the training images, in pixels (recorded; the network
+        accepts any size); by default the preprocessing's ``output_size``.
 
     Returns
     -------
@@ -528,13 +526,19 @@ def save_autoencoder(
     from ..models.folder import ModelConfig, save_model
     from ..preprocessing import PreprocessConfig
 
+    preprocessing = preprocess if preprocess is not None else PreprocessConfig().to_dict()
+    image_size = image_size or preprocessing.get("output_size")
+    if image_size is None:
+        raise ConfigError(
+            f"{folder}: give image_size; the preprocessing keeps each image's own size"
+        )
     settings = model.config()
     config = ModelConfig(
         architecture=ARCHITECTURE,
         num_outputs=settings.pop("in_channels"),
         in_channels=model.in_channels,
         image_size=int(image_size),
-        preprocessing=preprocess if preprocess is not None else PreprocessConfig().to_dict(),
+        preprocessing=preprocessing,
         target={"kind": "denoising", "mode": (metrics or {}).get("mode")},
         architecture_options=settings,
         metrics=metrics or {},

@@ -1,13 +1,14 @@
 """Encoders: images in, one feature vector per galaxy out.
 
-Every encoder has ``encode(images) -> (n, dim)`` and a ``name``.  Two kinds:
+Every encoder has ``encode(images) -> (n, dim)``, ``dim`` and a ``name``:
 
 * :class:`TimmEncoder`: any timm backbone (ConvNeXt-large in the paper),
   weights read from a local file (never downloaded), pooled pre-logit
   features;
 * :class:`AutoencoderEncoder`: the pooled bottleneck of a tuningfork
   denoising autoencoder folder;
-* the foundation model (an AstroPT folder of :mod:`tuningfork.embeddings`).
+* the penultimate layer of a supervised model folder, and the foundation
+  model (an AstroPT folder), through :mod:`tuningfork.embeddings.embed`.
 
 :func:`load_encoder` picks one from a timm name or a model folder;
 :class:`PolarStep` is the polar-coordinate extension applied before encoding;
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..errors import ConfigError, ImageShapeError, MissingFileError, ModelError
+from ..errors import ImageShapeError, ModelError
 
 #: Architecture name of the self-supervised foundation model's folders
 #: (:mod:`tuningfork.embeddings.astropt`).
@@ -37,42 +38,57 @@ class Encoder(Protocol):
     """What the clustering pipeline needs from an encoder."""
 
     name: str
+    dim: int
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Map (n, bands, H, W) float32 images to (n, dim) features."""
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise MissingFileError(path, "encoder weights file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+def forward_in_batches(
+    function, images: np.ndarray, *, bands: int, batch_size: int, device, name: str
+) -> np.ndarray:
+    """Run a torch function over a (n, bands, H, W) stack, batch by batch, without gradients.
 
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001
-        # torch and safetensors raise many unrelated types for a bad file.
-        raise ModelError(
-            f"{path}: cannot read weights ({type(error).__name__}: {str(error).splitlines()[0]})"
-        ) from None
-    # Training checkpoints nest the weights one level down.
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"{path}: not a state dict of tensors")
-    return state
+    Parameters
+    ----------
+    function : callable
+        Maps a float32 tensor batch on ``device`` to a tensor.
+    images : ndarray
+        (n, bands, H, W) images; not modified.
+    bands : int
+        Bands the function expects.
+    batch_size : int
+        Images per call.
+    device : torch.device
+        Where the batches go.
+    name : str
+        What to call the input in error messages.
 
+    Returns
+    -------
+    ndarray
+        float32, the outputs concatenated along the first axis.
 
-def _as_batch(images: np.ndarray, bands: int, name: str) -> torch.Tensor:
+    Raises
+    ------
+    ImageShapeError
+        For a stack that is not 4-D or has the wrong number of bands.
+    """
     array = np.asarray(images, dtype=np.float32)
     if array.ndim != 4:
         raise ImageShapeError(name, f"expected a (n, bands, H, W) stack, got shape {array.shape}")
     if array.shape[1] != bands:
         raise ImageShapeError(name, f"{array.shape[1]} bands but the encoder expects {bands}")
-    return torch.from_numpy(array.copy())
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, array.shape[0], batch_size):
+            batch = torch.from_numpy(array[start : start + batch_size].copy()).to(device)
+            outputs.append(function(batch).float().cpu().numpy())
+    return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def _default_device(device: str | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 class TimmEncoder:
@@ -84,12 +100,12 @@ class TimmEncoder:
         timm architecture, e.g. ``convnext_large`` (the paper) or
         ``convnext_tiny``.
     weights : str or Path, optional
-        Local ``.safetensors`` or torch checkpoint of the backbone (a
-        classification head in it is ignored).  None leaves the weights
+        Local ``.safetensors`` or torch checkpoint of the backbone, read by
+        :func:`tuningfork.models.backbones.load_pretrained_file` (a
+        classification head in it is dropped).  None leaves the weights
         random, which is only meaningful for tests and ablations.
     in_chans : int
-        Bands of the images.  Weights for 3 bands are adapted to other band
-        counts by timm's ``adapt_input_conv``.
+        Bands of the images; weights for 3 bands are adapted to others.
     input_size : int
         Images are resized to this many pixels (224 for ImageNet weights).
     batch_size : int
@@ -101,8 +117,8 @@ class TimmEncoder:
     ------
     ConfigError
         For an architecture timm does not know.
-    MissingFileError, ModelError
-        For a weights file that is absent or does not fit the architecture.
+    MissingFileError, CorruptFileError
+        For a weights file that is absent, unreadable or for another network.
     """
 
     def __init__(
@@ -115,61 +131,39 @@ class TimmEncoder:
         batch_size: int = 32,
         device: str | None = None,
     ):
-        import timm
+        from ..models.backbones import timm_backbone
 
-        if not timm.is_model(model_name):
-            raise ConfigError(
-                f"encoder: timm has no architecture {model_name!r} "
-                "(see timm.list_models('convnext*'))"
-            )
         self.name = model_name
         self.in_chans = in_chans
         self.input_size = input_size
         self.batch_size = batch_size
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = timm.create_model(
-            model_name, pretrained=False, num_classes=0, in_chans=in_chans
-        )
-        if weights is not None:
-            self._load(Path(weights))
+        self.device = _default_device(device)
+        # A one-logit head is built only so the shared loader can drop the
+        # file's classifier; pooled pre-logit features are what we keep.
+        self.model = timm_backbone(model_name, 1, in_channels=in_chans, weights=weights)
+        self.model.reset_classifier(0)
         self.model.eval().to(self.device)
         config = self.model.pretrained_cfg
-        mean, std = (
-            np.asarray(config.get("mean", (0.5,) * 3)),
-            np.asarray(config.get("std", (0.5,) * 3)),
-        )
+        mean = np.asarray(config.get("mean", (0.5,) * 3))
+        std = np.asarray(config.get("std", (0.5,) * 3))
         if in_chans != mean.size:
             # Bands other than RGB get the average ImageNet statistics.
             mean, std = np.full(in_chans, mean.mean()), np.full(in_chans, std.mean())
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
 
-    def _load(self, path: Path) -> None:
-        from timm.models import adapt_input_conv
-
-        state = _read_state_dict(path)
-        own = self.model.state_dict()
-        for key, tensor in list(state.items()):
-            target = own.get(key)
-            if target is not None and tensor.ndim == 4 and tensor.shape[1] != target.shape[1]:
-                state[key] = adapt_input_conv(self.in_chans, tensor)
-        result = self.model.load_state_dict(state, strict=False)
-        unexpected = [
-            k
-            for k in result.unexpected_keys
-            if not k.startswith("head.fc") and not k.startswith("fc.")
-        ]
-        if result.missing_keys or unexpected:
-            problem = result.missing_keys[:3] or unexpected[:3]
-            raise ModelError(
-                f"{path}: weights do not fit {self.name} ({len(result.missing_keys)} missing, "
-                f"{len(unexpected)} unexpected keys, e.g. {problem})"
-            )
-
     @property
     def dim(self) -> int:
         """Length of the feature vectors."""
         return int(self.model.num_features)
+
+    def _features(self, batch: torch.Tensor) -> torch.Tensor:
+        side = (self.input_size, self.input_size)
+        if batch.shape[-2:] != side:
+            batch = F.interpolate(
+                batch, size=side, mode="bilinear", antialias=True, align_corners=False
+            )
+        return self.model((batch - self._mean) / self._std)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Pooled pre-logit features of (n, bands, H, W) images in [0, 1].
@@ -184,21 +178,14 @@ class TimmEncoder:
         ndarray
             float32 (n, dim).
         """
-        batch = _as_batch(images, self.in_chans, f"{self.name} input")
-        outputs = []
-        with torch.no_grad():
-            for start in range(0, batch.shape[0], self.batch_size):
-                chunk = batch[start : start + self.batch_size].to(self.device)
-                if chunk.shape[-2:] != (self.input_size, self.input_size):
-                    chunk = F.interpolate(
-                        chunk,
-                        size=(self.input_size, self.input_size),
-                        mode="bilinear",
-                        antialias=True,
-                        align_corners=False,
-                    )
-                outputs.append(self.model((chunk - self._mean) / self._std).cpu().numpy())
-        return np.concatenate(outputs).astype(np.float32, copy=False)
+        return forward_in_batches(
+            self._features,
+            images,
+            bands=self.in_chans,
+            batch_size=self.batch_size,
+            device=self.device,
+            name=f"{self.name} input",
+        )
 
 
 class AutoencoderEncoder:
@@ -228,7 +215,7 @@ class AutoencoderEncoder:
     @property
     def preprocess(self) -> dict | None:
         """The PreprocessConfig settings (dict) the autoencoder was trained with."""
-        return self.config.get("preprocessing")
+        return self.config.preprocessing
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Bottleneck features of (n, bands, H, W) images.
@@ -276,27 +263,29 @@ def load_encoder(
 
     Raises
     ------
+    MissingFileError, CorruptFileError
+        For a folder that is not a complete model folder, or a missing or
+        unreadable weights file.
     ModelError
-        For a folder that is not a model folder, or whose architecture
-        cannot encode.
+        For a path that is a file or a folder that does not exist.
     ConfigError
         For an unknown timm name.
     """
-    from .autoencoder import ARCHITECTURE, read_model_config
+    from ..models.folder import read_config
+    from .autoencoder import ARCHITECTURE
 
     path = Path(spec)
     if path.is_dir():
-        config = read_model_config(path)
-        if config["architecture"] == ARCHITECTURE:
+        architecture = read_config(path)[0].architecture
+        if architecture == ARCHITECTURE:
             return AutoencoderEncoder(path, batch_size=batch_size)
-        if config["architecture"] == FOUNDATION_ARCHITECTURE:
-            from ..embeddings.embed import AstroPTEncoder
+        from ..embeddings.embed import AstroPTEncoder, SupervisedEncoder
 
+        if architecture == FOUNDATION_ARCHITECTURE:
             return AstroPTEncoder.from_folder(path)
-        raise ModelError(
-            f"{path}: a {config['architecture']!r} model folder cannot be used as an encoder "
-            f"(usable: {ARCHITECTURE}, {FOUNDATION_ARCHITECTURE})"
-        )
+        from ..models.folder import load_model
+
+        return SupervisedEncoder(load_model(path))
     if path.is_file():
         raise ModelError(
             f"{path}: is a file; pass a model folder, or a timm name with the file as weights"

@@ -53,8 +53,10 @@ class ClusterConfig:
         Components kept, or variance fraction explained.
     encoder : str
         A timm architecture (``convnext_large`` in the paper), a tuningfork
-        model folder, or ``"autoencoder"`` for the bottleneck of the
-        pipeline's own denoiser (requires ``denoise``, excludes ``polar``).
+        model folder (autoencoder, supervised or foundation model), or
+        ``"autoencoder"`` for the bottleneck of the pipeline's own denoiser
+        (requires ``denoise``).  Folders and ``"autoencoder"`` saw
+        Cartesian images in training and so exclude ``polar``.
     encoder_weights : str, optional
         Local weights file of the timm architecture.
     input_size : int
@@ -333,7 +335,7 @@ def labels_where_present(collection, column: str) -> tuple[np.ndarray, np.ndarra
 
 
 def kmeans_groups(features: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
-    """Plain k-means, the baseline every galaxy of which is classified.
+    """Plain k-means: the baseline that puts every galaxy in a group.
 
     Parameters
     ----------
@@ -396,8 +398,8 @@ def run_cluster_pipeline(
         For K larger than the sample and other invalid settings.
     FeatureError
         When the encoder produced NaN features.
-    ModelError
-        For an encoder folder that is not a usable model.
+    MissingFileError, CorruptFileError, ModelError
+        For an encoder folder that is not a usable model folder.
     """
     from ..data import read_catalog
     from ..data.writers import atomic_path, write_table
@@ -419,6 +421,11 @@ def run_cluster_pipeline(
     stages = _StageLog(out, force)
     settings = config.to_dict()
     preprocess_config = _effective_preprocess(config)
+    if config.polar and Path(config.encoder).is_dir():
+        raise ConfigError(
+            f"{config.encoder}: a model-folder encoder was trained on Cartesian images; "
+            "set polar=False"
+        )
     preprocess_settings = preprocess_config.to_dict()
     preprocessor = Preprocessor(preprocess_config)
     data_print = _fingerprint({"source": collection.name, "ids": ids})
@@ -645,11 +652,11 @@ def run_cluster_pipeline(
 
 def _effective_preprocess(config: ClusterConfig):
     """The pipeline's preprocessing: an encoder folder's own, else the config's."""
+    from ..models.folder import read_config
     from ..preprocessing import PreprocessConfig
-    from .autoencoder import read_model_config
 
     folder = Path(config.encoder)
-    stored = read_model_config(folder).get("preprocessing") if folder.is_dir() else None
+    stored = read_config(folder)[0].preprocessing if folder.is_dir() else None
     if stored is None:
         return config.preprocess_config()
     trained_with = PreprocessConfig.from_dict(stored)

@@ -131,19 +131,17 @@ def load_generator(folder: str | Path) -> Generator:
     weights = folder / WEIGHTS_FILE
     if digest is not None and _sha256(weights) != digest:
         raise CorruptFileError(weights, f"does not match {CONFIG_FILE} (changed or half-written)")
-    model = ConditionalUNet(
-        UNetConfig.from_dict(config.architecture_options), ConditionSpace.from_dict(config.target["conditions"])
-    )
+    try:
+        model = ConditionalUNet(
+            UNetConfig.from_dict(config.architecture_options), ConditionSpace.from_dict(config.target["conditions"])
+        )
+        scaling = DiffusionScaling.from_dict(config.target["scaling"], PreprocessConfig.from_dict(config.preprocessing))
+        schedule = dict(config.target["noise_schedule"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CorruptFileError(folder / CONFIG_FILE, f"incomplete generator settings ({type(error).__name__}: {error})") from None
     try:
         load_model(model, str(weights), strict=True)
     except (SafetensorError, RuntimeError, OSError) as error:
         problem = str(error).splitlines()[0][:160]
         raise CorruptFileError(weights, f"cannot load into the generator of {CONFIG_FILE}: {problem}") from None
-    preprocess = PreprocessConfig.from_dict(config.preprocessing)
-    return Generator(
-        model=model.eval(),
-        scaling=DiffusionScaling.from_dict(config.target["scaling"], preprocess),
-        schedule=config.target["noise_schedule"],
-        metrics=config.metrics,
-        name=str(folder),
-    )
+    return Generator(model=model.eval(), scaling=scaling, schedule=schedule, metrics=config.metrics, name=str(folder))

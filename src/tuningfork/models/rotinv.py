@@ -41,17 +41,21 @@ def dihedral_views(images: torch.Tensor, group: str) -> torch.Tensor:
     Returns
     -------
     Tensor
-        (group order, batch, bands, H, W).
+        (group order, batch, bands, H, W); element ``k`` (k < 4) is the image
+        rotated k quarter turns as ``torch.rot90`` does, element ``4 + k`` its
+        mirror image.
     """
-    rotations = [torch.rot90(images, k, dims=(-2, -1)) for k in range(4)]
+    # Transposes and flips rather than torch.rot90, which has no ONNX export.
+    turned = images.transpose(-2, -1)
+    rotations = [images, turned.flip(-2), images.flip((-2, -1)), turned.flip(-1)]
     if group == "d4":
-        rotations += [torch.flip(view, dims=(-1,)) for view in rotations]
+        rotations += [view.flip(-1) for view in rotations]
     return torch.stack(rotations)
 
 
-def _conv_block(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
+def _conv_block(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
@@ -77,6 +81,10 @@ class RotationInvariantNet(nn.Module):
         flips (8 viewpoints, twice the cost).
     widths : tuple of int
         Channels of the convolutional stages; each stage halves the resolution.
+    stem_stride : int
+        Stride of the first (5x5) convolution.  2 replaces the first max-pool:
+        full-resolution feature maps are what make a CPU slow, far more than
+        the arithmetic.
     view_features : int
         Width of the shared dense layer applied to each viewpoint.
     hidden : int
@@ -93,6 +101,7 @@ class RotationInvariantNet(nn.Module):
         crop_fraction: float = 0.65,
         group: str = "d4",
         widths: tuple[int, ...] = (24, 48, 96, 128),
+        stem_stride: int = 1,
         view_features: int = 256,
         hidden: int = 256,
         dropout: float = 0.3,
@@ -105,16 +114,18 @@ class RotationInvariantNet(nn.Module):
         self.group = group
         self.crop_size = int(round(image_size * crop_fraction))
         stages = []
-        channels = in_channels
+        channels, side = in_channels, self.crop_size
         for index, width in enumerate(widths):
             # A wide first kernel sees spiral-arm scales at low cost while
             # the channel count is still small.
-            stages += [_conv_block(channels, width, 5 if index == 0 else 3), nn.MaxPool2d(2)]
+            if index == 0 and stem_stride > 1:
+                stages.append(_conv_block(channels, width, 5, stride=stem_stride))
+                side = (side - 1) // stem_stride + 1
+            else:
+                stages += [_conv_block(channels, width, 5 if index == 0 else 3), nn.MaxPool2d(2)]
+                side //= 2
             channels = width
         self.features = nn.Sequential(*stages)
-        side = self.crop_size
-        for _ in widths:
-            side //= 2
         if side < 1:
             raise ConfigError(f"rotinv: {len(widths)} stages shrink a {self.crop_size}-pixel crop to nothing")
         # The layout of the final feature map is kept (flattened, not

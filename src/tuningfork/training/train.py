@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,20 @@ class TrainResult:
     def metrics(self) -> dict[str, Any]:
         """Training and validation metrics."""
         return self.config.metrics
+
+
+@contextlib.contextmanager
+def _quiet_lightning(quiet: bool):
+    # Lightning announces devices and tips at INFO level; without a progress
+    # bar the caller asked for silence.
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _preprocess_config(preprocess: PreprocessConfig | dict | None, image_size: int) -> PreprocessConfig:
@@ -148,6 +165,9 @@ def train(
     devices: int | str = "auto",
     num_workers: int = 0,
     progress: bool = True,
+    augment_with: str | Path | None = None,
+    rare_classes: Sequence[str] = (),
+    generated_per_class: int = 100,
 ) -> TrainResult:
     """Train a classifier (or Galaxy Zoo vote model) and write a model folder.
 
@@ -209,6 +229,14 @@ def train(
         DataLoader worker processes.
     progress : bool
         Show progress bars.
+    augment_with : str or Path, optional
+        Generator model folder (``tuningfork generate train``): add
+        ``generated_per_class`` generated galaxies of each of ``rare_classes``
+        to the training split (classes only; validation stays real).
+    rare_classes : sequence of str
+        Classes to augment with generated galaxies.
+    generated_per_class : int
+        Generated galaxies added per rare class.
 
     Returns
     -------
@@ -223,17 +251,28 @@ def train(
     prep_config = _preprocess_config(preprocess, image_size)
     spec, targets, stratify = _resolve_target(collection, target, tree, vote_loss)
     splits = split_indices(collection, split_column, val_fraction, seed, stratify)
+    options = dict(architecture_options or {})
+    # Built before the images are read, so a bad architecture fails at once.
+    network = build_network(
+        architecture, spec.num_outputs, in_channels=collection[0].image.shape[0],
+        image_size=prep_config.output_size, weights=weights, **options,
+    )
     preprocessor = Preprocessor(prep_config)
     train_images = load_images(collection.subset(splits["train"]), preprocessor, progress=progress)
     val_images = load_images(collection.subset(splits["val"]), preprocessor, progress=progress)
-    options = dict(architecture_options or {})
-    network = build_network(
-        architecture, spec.num_outputs, in_channels=train_images.shape[1], image_size=prep_config.output_size,
-        weights=weights, **options,
-    )
+    train_targets = targets[splits["train"]]
+    if augment_with is not None:
+        from ..generation.augment import add_generated
+
+        if spec.kind != "classes":
+            raise ConfigError(f"{augment_with}: generated galaxies can augment class labels only, not votes")
+        train_images, train_targets = add_generated(
+            train_images, train_targets, spec.class_names, augment_with, rare_classes, generated_per_class,
+            prep_config, seed=seed,
+        )
     weights_per_class = None
     if class_weights == "balanced":
-        weights_per_class = balanced_class_weights(targets[splits["train"]], len(spec.class_names))
+        weights_per_class = balanced_class_weights(train_targets, len(spec.class_names))
     budget = CpuBudget(budget_s) if budget_s else None
     lr = learning_rate or DEFAULT_LEARNING_RATES.get(architecture, _TIMM_LEARNING_RATE)
     module = GalaxyModule(
@@ -242,12 +281,12 @@ def train(
         budget=budget, seed=seed,
     )
     datamodule = GalaxyDataModule(
-        train_images, targets[splits["train"]], val_images, targets[splits["val"]],
+        train_images, train_targets, val_images, targets[splits["val"]],
         batch_size=batch_size, seed=seed, num_workers=num_workers,
     )
     monitor, mode = ("val_accuracy", "max") if spec.kind == "classes" else ("val_loss", "min")
     started_cpu, started_wall = time.process_time(), time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="tuningfork-checkpoints-") as checkpoint_dir:
+    with _quiet_lightning(not progress), tempfile.TemporaryDirectory(prefix="tuningfork-checkpoints-") as checkpoint_dir:
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(
             dirpath=checkpoint_dir, monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True
         )
@@ -285,6 +324,7 @@ def train(
         "train_cpu_seconds": cpu_seconds,
         "train_wall_seconds": wall_seconds,
         "n_train": int(len(splits["train"])),
+        "n_generated": int(len(train_targets) - len(splits["train"])),
         "n_val": int(len(splits["val"])),
         "seed": seed,
         "learning_rate": lr,

@@ -1,0 +1,111 @@
+"""Temperature scaling, ECE, coverage-accuracy and triage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from tuningfork.errors import ConfigError
+from tuningfork.training.calibration import (
+    calibrated_probabilities,
+    coverage_accuracy_curve,
+    expected_calibration_error,
+    fit_temperature,
+    reliability_curve,
+    threshold_for_accuracy,
+    triage,
+)
+
+
+def _overconfident_model(n=4000, classes=3, sharpening=3.0, seed=0):
+    """Labels drawn from softmax(z); the model reports logits sharpening * z."""
+    rng = np.random.default_rng(seed)
+    true_logits = rng.normal(scale=1.5, size=(n, classes))
+    labels = np.array([rng.choice(classes, p=p) for p in softmax(true_logits, axis=1)])
+    return sharpening * true_logits, labels
+
+
+def test_temperature_scaling_lowers_ece_of_an_overconfident_model():
+    logits, labels = _overconfident_model()
+    temperature = fit_temperature(logits, labels)
+    assert temperature == pytest.approx(3.0, rel=0.15)
+    before = expected_calibration_error(calibrated_probabilities(logits), labels)
+    after = expected_calibration_error(calibrated_probabilities(logits, temperature), labels)
+    assert before > 0.1
+    assert after < 0.03
+
+
+def test_temperature_does_not_change_predictions():
+    logits, _ = _overconfident_model(n=50)
+    np.testing.assert_array_equal(
+        calibrated_probabilities(logits, 2.5).argmax(1), calibrated_probabilities(logits).argmax(1)
+    )
+
+
+def test_ece_by_hand():
+    # Every prediction at confidence 1.0, half of them right: ECE 0.5.
+    probabilities = np.array([[1.0, 0.0]] * 4)
+    assert expected_calibration_error(probabilities, np.array([0, 0, 1, 1])) == pytest.approx(0.5)
+    # Two bins: 0.6 (right, right) and 0.9 (right, wrong): (2*0.4 + 2*0.4) / 4.
+    probabilities = np.array([[0.6, 0.4], [0.6, 0.4], [0.9, 0.1], [0.9, 0.1]])
+    assert expected_calibration_error(probabilities, np.array([0, 0, 0, 1]), n_bins=10) == pytest.approx(0.4)
+
+
+def test_reliability_curve_counts_and_empty_bins():
+    probabilities = np.array([[0.55, 0.45], [0.95, 0.05]])
+    confidence, accuracy, count = reliability_curve(probabilities, np.array([0, 1]), n_bins=10)
+    assert count.sum() == 2 and count[5] == 1 and count[9] == 1
+    assert np.isnan(confidence[0]) and accuracy[9] == 0.0
+
+
+def test_coverage_accuracy_curve_by_hand():
+    confidence = np.array([0.9, 0.6, 0.8, 0.7])
+    correct = np.array([True, False, True, False])
+    coverage, accuracy, threshold = coverage_accuracy_curve(confidence, correct)
+    np.testing.assert_allclose(coverage, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(accuracy, [1.0, 1.0, 2 / 3, 0.5])
+    np.testing.assert_allclose(threshold, [0.9, 0.8, 0.7, 0.6])
+
+
+def test_threshold_for_accuracy_arithmetic():
+    confidence = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6])
+    correct = np.array([True, True, True, False, True, False])
+    assert threshold_for_accuracy(confidence, correct, 1.0) == (0.9, 0.5)
+    # Keeping the top five gives 4/5 = 0.8.
+    assert threshold_for_accuracy(confidence, correct, 0.8) == (0.7, pytest.approx(5 / 6))
+    # Not even the most confident one is right.
+    assert threshold_for_accuracy(np.array([0.9, 0.8]), np.array([False, True]), 0.99) == (float("inf"), 0.0)
+
+
+def test_tied_confidences_are_kept_or_dropped_together():
+    confidence = np.array([0.9, 0.9, 0.5])
+    correct = np.array([True, False, True])
+    # The first 0.9 alone would be 100% right, but a threshold cannot split the tie.
+    assert threshold_for_accuracy(confidence, correct, 1.0) == (float("inf"), 0.0)
+
+
+def test_target_accuracy_must_be_a_probability():
+    with pytest.raises(ConfigError, match="target accuracy"):
+        threshold_for_accuracy(np.array([0.5]), np.array([True]), 1.5)
+
+
+def test_triage_split_and_queue_order():
+    probabilities = np.array([
+        [0.98, 0.01, 0.01],   # confident
+        [0.40, 0.30, 0.30],   # most uncertain: first in the queue
+        [0.70, 0.20, 0.10],
+        [0.50, 0.45, 0.05],
+        [0.95, 0.05, 0.00],   # confident
+    ])
+    result = triage(probabilities, min_confidence=0.9)
+    np.testing.assert_array_equal(result.confident, [True, False, False, False, True])
+    np.testing.assert_array_equal(result.queue, [1, 3, 2])
+    assert np.isnan(result.priority[[0, 4]]).all()
+    assert result.priority[1] == pytest.approx(-(0.4 * np.log(0.4) + 2 * 0.3 * np.log(0.3)))
+    assert result.confident.sum() + len(result.queue) == len(probabilities)
+
+
+def test_mismatched_lengths_are_refused():
+    with pytest.raises(ConfigError, match="3 predictions but 2 labels"):
+        fit_temperature(np.zeros((3, 2)), np.array([0, 1]))

@@ -1,0 +1,226 @@
+"""Training, prediction and evaluation end to end on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from astropy.table import Table
+
+from tuningfork.data import GalaxyCollection
+from tuningfork.errors import ConfigError, MissingColumnError, ModelError
+from tuningfork.models import load_model
+from tuningfork.preprocessing import PreprocessConfig
+from tuningfork.training.calibration import threshold_for_accuracy
+from tuningfork.training.datamodule import split_indices
+from tuningfork.training.evaluate import evaluate
+from tuningfork.training.module import Augmentation, GalaxyModule, shift_batch
+from tuningfork.training.predict import expert_queue_path, predict
+from tuningfork.training.train import train
+from tuningfork.training.trees import GZ_DECALS
+
+torch.set_num_threads(1)
+
+TINY = {"widths": (8, 16), "view_features": 16, "hidden": 16}
+SIZE = 24
+
+
+def synthetic_galaxies(n: int, seed: int = 0, classes=("smooth", "spiral")) -> tuple[np.ndarray, np.ndarray]:
+    """Round blobs ("smooth") and blobs with two arms ("spiral"), random orientation and noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2
+    radius, angle = np.hypot(x, y), np.arctan2(y, x)
+    labels = np.array([classes[i % len(classes)] for i in range(n)])
+    images = np.empty((n, 3, SIZE, SIZE), dtype=np.float32)
+    for index, label in enumerate(labels):
+        galaxy = np.exp(-radius / rng.uniform(2.0, 3.0))
+        if label == "spiral":
+            phase = rng.uniform(0, 2 * np.pi)
+            galaxy = galaxy + 0.6 * np.exp(-radius / 6) * (1 + np.cos(2 * angle - 1.2 * radius + phase))
+        images[index] = galaxy * np.array([0.6, 0.8, 1.0])[:, None, None] + rng.normal(0, 0.03, (3, SIZE, SIZE))
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    images, labels = synthetic_galaxies(64)
+    split = np.where(np.arange(64) < 48, "train", "val")
+    return GalaxyCollection.from_arrays(images, Table({"id": [f"g{i}" for i in range(64)], "label": labels, "split": split}))
+
+
+def _train(data, folder, **options):
+    settings = dict(image_size=SIZE, epochs=3, batch_size=16, progress=False, architecture_options=TINY,
+                    learning_rate=3e-3)
+    return train(data, folder, **(settings | options))
+
+
+@pytest.fixture(scope="module")
+def model_folder(dataset, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model") / "spirals"
+    _train(dataset, folder)
+    return folder
+
+
+def test_train_writes_a_calibrated_model_folder(model_folder):
+    config = json.loads((model_folder / "config.json").read_text())
+    assert (model_folder / "weights.safetensors").is_file()
+    assert config["target"] == {"kind": "classes", "column": "label", "class_names": ["smooth", "spiral"]}
+    assert config["preprocessing"]["output_size"] == SIZE
+    assert config["temperature"] > 0
+    assert len(config["validation"]["confidence"]) == 16
+    metrics = config["metrics"]
+    assert metrics["n_train"] == 48 and metrics["n_val"] == 16 and metrics["epochs_run"] == 3
+    assert 0.0 <= metrics["val_ece"] <= 1.0 and metrics["train_cpu_seconds"] > 0
+
+
+def test_training_is_reproducible(dataset, tmp_path):
+    first = _train(dataset, tmp_path / "a", epochs=1)
+    second = _train(dataset, tmp_path / "b", epochs=1)
+    digest = [json.loads((folder / "config.json").read_text())["weights_sha256"] for folder in (first.folder, second.folder)]
+    assert digest[0] == digest[1]
+    assert first.metrics["val_accuracy"] == second.metrics["val_accuracy"]
+
+
+def test_a_cpu_budget_stops_training_early(dataset, tmp_path):
+    result = _train(dataset, tmp_path / "m", epochs=50, budget_s=0.05)
+    assert result.metrics["epochs_run"] < 5
+
+
+def test_learns_the_synthetic_classes(dataset, tmp_path):
+    result = _train(dataset, tmp_path / "m", epochs=12, learning_rate=1e-2)
+    assert result.metrics["val_accuracy"] >= 0.8
+
+
+def test_predict_writes_probabilities_and_triage(model_folder, dataset, tmp_path):
+    output = tmp_path / "predictions.parquet"
+    table = predict(model_folder, dataset, output, min_confidence=0.6)
+    assert output.is_file() and len(Table.read(output)) == 64
+    np.testing.assert_allclose(table["prob_smooth"] + table["prob_spiral"], 1.0, rtol=1e-6)
+    assert set(table["predicted_class"]) <= {"smooth", "spiral"}
+    expert = table["triage"] == "expert"
+    np.testing.assert_array_equal(expert, table["confidence"] < 0.6)
+    assert np.isnan(table["expert_rank"][~expert]).all()
+    queue = Table.read(expert_queue_path(output))
+    assert len(queue) == expert.sum()
+    assert list(queue["expert_rank"]) == list(range(1, len(queue) + 1))
+    assert np.all(np.diff(queue["expert_priority"]) <= 1e-12)
+
+
+def test_predict_target_accuracy_uses_the_validation_split(model_folder, dataset):
+    validation = load_model(model_folder).config.validation
+    threshold, _ = threshold_for_accuracy(np.array(validation["confidence"]), np.array(validation["correct"]), 0.6)
+    table = predict(model_folder, dataset, target_accuracy=0.6)
+    assert table.meta["confidence_threshold"] == threshold
+    np.testing.assert_array_equal(table["triage"] == "confident", table["confidence"] >= threshold)
+    with pytest.raises(ConfigError, match="not both"):
+        predict(model_folder, dataset, target_accuracy=0.9, min_confidence=0.9)
+
+
+def test_predict_with_tta_matches_rotinv_without(model_folder, dataset):
+    plain = predict(model_folder, dataset.subset(range(8)))
+    averaged = predict(model_folder, dataset.subset(range(8)), tta=True)
+    # rotinv is already invariant to D4, so averaging over it changes nothing.
+    np.testing.assert_allclose(plain["prob_spiral"], averaged["prob_spiral"], atol=1e-5)
+
+
+def test_predict_refuses_classes_the_model_lacks(model_folder):
+    images, _ = synthetic_galaxies(4)
+    data = GalaxyCollection.from_arrays(images, Table({"id": list("abcd"), "label": ["smooth", "bar", "bar", "ring"]}))
+    with pytest.raises(ModelError, match="classes bar, ring of column 'label' are not among the model's classes"):
+        predict(model_folder, data)
+
+
+def test_predict_refuses_images_of_another_band_count(model_folder):
+    images, _ = synthetic_galaxies(2)
+    with pytest.raises(ModelError, match="expects"):
+        predict(model_folder, GalaxyCollection.from_arrays(images[:, :1]))
+
+
+def test_evaluate_writes_metrics_and_figures(model_folder, dataset, tmp_path):
+    metrics = evaluate(model_folder, dataset, tmp_path / "eval", split="val")
+    assert metrics["n"] == 16
+    assert set(metrics["per_class"]) == {"smooth", "spiral"}
+    assert np.sum(metrics["confusion_matrix"]) == 16
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    for figure in ("confusion_matrix", "calibration", "coverage_accuracy", "confidence_mosaic"):
+        assert (tmp_path / "eval" / f"{figure}.png").stat().st_size > 1000
+
+
+def test_missing_label_column_names_the_data(dataset, tmp_path):
+    with pytest.raises(MissingColumnError, match="no column 'morphology'"):
+        _train(dataset, tmp_path / "m", target="morphology")
+
+
+def test_unknown_architecture_is_refused_before_training(dataset, tmp_path):
+    with pytest.raises(ConfigError, match="unknown architecture 'resnet9000'"):
+        _train(dataset, tmp_path / "m", architecture="resnet9000", architecture_options={})
+    assert not (tmp_path / "m").exists()
+
+
+def test_vote_model_on_gz_decals_counts(tmp_path):
+    images, _ = synthetic_galaxies(40, seed=3)
+    rng = np.random.default_rng(0)
+    columns = {"id": [f"v{i}" for i in range(40)]}
+    for name in GZ_DECALS.count_columns:
+        columns[name] = rng.integers(0, 6, 40)
+    data = GalaxyCollection.from_arrays(images, Table(columns))
+    result = _train(data, tmp_path / "votes", target="label", tree="gz_decals", epochs=1)
+    assert result.config.target == {"kind": "votes", "tree": "gz_decals", "loss": "dirichlet"}
+    table = predict(tmp_path / "votes", data, min_confidence=0.5)
+    first = [f"{name}_fraction" for name in GZ_DECALS.count_columns[:3]]
+    np.testing.assert_allclose(sum(table[name] for name in first), 1.0, rtol=1e-6)
+    assert all(leaf.split("/")[0] in ("smooth", "featured-or-disk", "artifact") for leaf in table["predicted_class"])
+    metrics = evaluate(tmp_path / "votes", data, tmp_path / "eval")
+    assert 0.0 < metrics["rmse"] < 1.0
+    assert set(metrics["agreement"]) == {question.name for question in GZ_DECALS.questions}
+
+
+def test_vote_model_needs_the_tree_columns(dataset, tmp_path):
+    with pytest.raises(MissingColumnError, match="smooth-or-featured_smooth"):
+        _train(dataset, tmp_path / "m", tree="gz_decals")
+
+
+def test_split_column_or_stratified_random_split(dataset):
+    splits = split_indices(dataset)
+    assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (48, 16, 0)
+    labels = np.array([0, 1] * 10)
+    random = split_indices(dataset.subset(range(20)), split_column=None, val_fraction=0.2, stratify=labels)
+    assert len(random["val"]) == 4 and labels[random["val"]].sum() == 2
+
+
+def test_shift_batch_moves_each_image_by_its_own_shift():
+    images = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).reshape(2, 1, 5, 5)
+    shifted = shift_batch(images, torch.tensor([[1, 0], [0, -2]]))
+    torch.testing.assert_close(shifted[0, 0, 1:], images[0, 0, :-1])
+    torch.testing.assert_close(shifted[1, 0, :, :3], images[1, 0, :, 2:])
+    torch.testing.assert_close(shifted[1, 0, :, 3:], images[1, 0, :, 4:].expand(5, 2))  # edge replicated
+
+
+def test_augmentation_leaves_the_batch_untouched():
+    from tuningfork.models import build_network
+    from tuningfork.training.datamodule import Target
+
+    module = GalaxyModule(build_network("rotinv", 2, image_size=SIZE, **TINY), Target("classes", "label", ["a", "b"]),
+                          augmentation=Augmentation(shift_pixels=2, flux_scale=0.1, pixel_noise=0.1))
+    images = torch.rand(4, 3, SIZE, SIZE)
+    before = images.clone()
+    augmented = module.augment(images)
+    assert torch.equal(images, before)
+    assert augmented.shape == images.shape and not torch.equal(augmented, images)
+
+
+def test_real_galaxy_zoo_images_end_to_end(shared_data, tmp_path):
+    catalog = shared_data / "gz2-spirals" / "catalog.csv"
+    collection = GalaxyCollection.open(catalog)
+    rows = np.concatenate([np.flatnonzero(collection.catalog["split"] == name)[:count]
+                           for name, count in (("train", 32), ("val", 16))])
+    data = collection.subset(rows)
+    preprocess = PreprocessConfig(crop_pixels=207, output_size=32)
+    train(data, tmp_path / "gz2", epochs=1, batch_size=16, preprocess=preprocess, progress=False,
+          architecture_options=TINY)
+    model = load_model(tmp_path / "gz2")
+    assert model.config.preprocessing["crop_pixels"] == 207 and model.config.in_channels == 3
+    table = predict(tmp_path / "gz2", data.subset(range(8)))
+    np.testing.assert_allclose(table["prob_non_spiral"] + table["prob_spiral"], 1.0, rtol=1e-6)
