@@ -68,7 +68,7 @@ class Sizes:
     gz2_max_train: int | None = None
     image_size: int = 32
     unet_channels: tuple[int, ...] = (32, 64, 64)
-    generator_steps: int = 400
+    generator_steps: int = 500
     encoder_epochs: int = 10
     classifier_epochs: int = 12
     classifier_budget_s: float = 90.0

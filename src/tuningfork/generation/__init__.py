@@ -17,7 +17,9 @@ be added to a supervised training set for rare classes.
 
 Modules: :mod:`~.scaling` (preprocessing to model space and back),
 :mod:`~.conditions`, :mod:`~.model` (the network), :mod:`~.folder` (model
-folders), :mod:`~.train`, :mod:`~.sample`, :mod:`~.evaluate`, :mod:`~.augment`.
+folders), :mod:`~.train`, :mod:`~.sample`, :mod:`~.evaluate`, :mod:`~.augment`
+(rare-class augmentation; ``tuningfork train --augment-with``) and
+:mod:`~.tour` (the ``tuningfork demo`` stop).
 
 Sizes
 -----
@@ -29,12 +31,13 @@ sampling with DDIM in 25 steps.
 GPU-sized configuration (one modern GPU, hours), closer to the paper:
 64 px stamps (``PreprocessConfig(output_size=64, ...)``),
 ``UNetConfig(channels=(128, 256, 256, 512), layers_per_block=2,
-attention_levels=2, norm_groups=32)`` (about 60 M parameters), batch 128,
+attention_levels=2, norm_groups=32)`` (74 M parameters), batch 128,
 learning rate 1e-4, ``ema_decay=0.9999``, 200-500 epochs over the full
 Galaxy Zoo 2 sample (~240 000 galaxies), 1000 training steps, and sampling
 with DDIM or DPM-Solver in 50-100 steps at guidance 1.5-3.
 """
 
+from .augment import add_generated, folder_classifier, to_classifier_input
 from .conditions import ConditionSpace
 from .evaluate import evaluate_generator, frechet_distance, morphometry_ks, real_in_data_units
 from .folder import Generator, load_generator, save_generator
@@ -51,8 +54,10 @@ __all__ = [
     "GeneratedSample",
     "Generator",
     "UNetConfig",
+    "add_generated",
     "diffusion_loss",
     "evaluate_generator",
+    "folder_classifier",
     "frechet_distance",
     "generate",
     "inverse_stretch",
@@ -62,6 +67,7 @@ __all__ = [
     "real_in_data_units",
     "sample_model_space",
     "save_generator",
+    "to_classifier_input",
     "train_generator",
     "write_generated",
 ]
