@@ -130,7 +130,8 @@ def main() -> None:
     file_count = 200 if args.quick else 2000
     memory_counts = [1000, 3000] if args.quick else [1_000, 10_000, 100_000]
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                           "processor": platform.processor()},
+                           "processor": platform.processor(),
+                           "load_average_at_start": os.getloadavg()[0]},
                "throughput": [], "memory": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -155,7 +156,9 @@ def main() -> None:
     name = "io_quick" if args.quick else "io"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
     lines = ["# Read-and-preprocess throughput", "",
-             f"{results['machine']['cpus']} CPUs, Python {results['machine']['python']}; "
+             f"{results['machine']['cpus']} CPUs (1-min load average {results['machine']['load_average_at_start']:.1f} "
+             "at start: other jobs shared the machine), "
+             f"Python {results['machine']['python']}; "
              f"{file_count} files per format; default PreprocessConfig (sigma-clipped background, linear stretch, per-band percentile minmax), stacks preprocessed a batch at a time.", "",
              "| format | size (px) | processes | images/s |", "|---|---|---|---|"]
     lines += [f"| {r['format']} | {r['size_px']} | {r['workers']} | {r['images_per_s']} |"

@@ -249,14 +249,32 @@ def _sersic_stamps(n: float, count: int, seed: int) -> np.ndarray:
     return np.stack(stamps)
 
 
-def test_morphometry_ks_separates_different_profiles():
-    disks, more_disks, spheroids = (_sersic_stamps(n, 5, seed) for n, seed in ((1.0, 0), (1.0, 1), (4.0, 2)))
-    groups = ["same"] * 5 + ["different"] * 5
-    table = morphometry_ks(np.concatenate([disks, disks]), groups, np.concatenate([more_disks, spheroids]), groups,
-                           quantities=("concentration",))
-    statistic = {row["group"]: row["ks_statistic"] for row in table}
-    assert statistic["different"] == 1.0 and statistic["same"] < 0.7
-    assert all(table["ks_valid"])
+def test_morphometry_ks_separates_disks_from_spheroids_with_statmorph():
+    disks, spheroids = _sersic_stamps(1.0, 3, seed=0), _sersic_stamps(4.0, 3, seed=1)
+    table = morphometry_ks(disks, ["disk"] * 3, spheroids, ["disk"] * 3, quantities=("concentration",), min_values=3)
+    assert table["ks_statistic"][0] == 1.0 and table["ks_valid"][0]
+    assert table["real_median"][0] < table["generated_median"][0]
+
+
+def test_morphometry_ks_groups_and_too_few_measurements(monkeypatch):
+    from astropy.table import Table
+
+    def peak_brightness(images, quantities, n_workers):
+        # Stands in for statmorph: one 'quantity' per image, NaN for a blank one.
+        peaks = [float(image.max()) if image.max() > 0 else np.nan for image in images]
+        return Table({"concentration": peaks})
+
+    monkeypatch.setattr("tuningfork.morphometry.morphometry_catalog", peak_brightness)
+    rng = np.random.default_rng(0)
+    real = rng.uniform(1, 2, (12, 1, 4, 4)).astype(np.float32)
+    generated = np.concatenate([rng.uniform(1, 2, (6, 1, 4, 4)), rng.uniform(5, 6, (6, 1, 4, 4))]).astype(np.float32)
+    generated[-5:] = 0.0
+    groups = ["same"] * 6 + ["shifted"] * 6
+    table = morphometry_ks(real, groups, generated, groups, quantities=("concentration",), min_values=5)
+    rows = {row["group"]: row for row in table}
+    assert rows["same"]["ks_valid"] and rows["same"]["ks_statistic"] < 0.7
+    assert not rows["shifted"]["ks_valid"] and np.isnan(rows["shifted"]["ks_statistic"])
+    assert rows["shifted"]["n_generated"] == 1
 
 
 def test_augmentation_adds_exactly_the_requested_number_per_class(class_generator):

@@ -33,7 +33,7 @@ from .sample import generate
 
 #: statmorph quantities compared between real and generated galaxies.
 KS_QUANTITIES = ("sersic_n", "concentration", "gini", "m20", "asymmetry")
-#: Fewest finite measurements per set for a KS statistic.
+#: Fewest finite measurements per set for a KS statistic, by default.
 MIN_KS_VALUES = 5
 
 Classifier = Callable[[np.ndarray], Sequence[str]]
@@ -110,6 +110,7 @@ def morphometry_ks(
     generated_groups: Sequence[str],
     quantities: Sequence[str] = KS_QUANTITIES,
     n_workers: int = 1,
+    min_values: int = MIN_KS_VALUES,
 ) -> Table:
     """Two-sample KS statistics of statmorph quantities, real vs generated, per group.
 
@@ -123,6 +124,8 @@ def morphometry_ks(
         statmorph outputs to compare.
     n_workers : int
         Processes measuring the galaxies.
+    min_values : int
+        Fewest finite measurements in each set for a KS statistic.
 
     Returns
     -------
@@ -130,7 +133,7 @@ def morphometry_ks(
         One row per group and quantity: ``group``, ``quantity``,
         ``n_real``/``n_generated`` (finite measurements), ``real_median``,
         ``generated_median``, ``ks_statistic``, ``ks_pvalue`` (NaN and
-        ``ks_valid = False`` with fewer than :data:`MIN_KS_VALUES` values).
+        ``ks_valid = False`` with fewer than ``min_values`` values).
     """
     from scipy.stats import ks_2samp
 
@@ -148,7 +151,7 @@ def morphometry_ks(
             for kind, table in measured.items():
                 column = np.asarray(table[quantity], dtype=np.float64)[groups[kind] == group]
                 values[kind] = column[np.isfinite(column)]
-            valid = min(len(v) for v in values.values()) >= MIN_KS_VALUES
+            valid = min(len(v) for v in values.values()) >= min_values
             statistic, pvalue = ks_2samp(values["real"], values["generated"]) if valid else (np.nan, np.nan)
             rows.append({
                 "group": group,
