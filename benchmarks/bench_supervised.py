@@ -211,7 +211,7 @@ def verdict(models: dict) -> str:
     best, second = ranked[0], ranked[1]
     text = (f"{best} wins with {models[best]['test_accuracy']:.1%} test accuracy, "
             f"{100 * (models[best]['test_accuracy'] - models[second]['test_accuracy']):.1f} points above {second}")
-    if best != "convnext_atto" and "convnext_atto" in models:
+    if "convnext_atto" in models and "convnext_atto" not in (best, second):
         gap = models[best]["test_accuracy"] - models["convnext_atto"]["test_accuracy"]
         text += f" and {100 * gap:.1f} points above the convnext_atto baseline"
     return text + "."
@@ -223,9 +223,9 @@ def markdown(report: dict) -> str:
     lines = [
         "# Supervised classifiers",
         "",
-        f"Budget: {settings['budget_s']:.0f} CPU seconds of training per model (`time.process_time`), "
-        f"{settings['threads']} threads; machine: {report['machine']['cpus']} CPUs, load average "
-        f"{report['machine']['load_average']} at start. Inference at {IMAGE_SIZE} px, batch 256, wall clock.",
+        (f"Budget: {settings['budget_s']:.0f} CPU seconds of training per model (`time.process_time`), "
+         f"{settings['threads']} threads; machine: {report['machine']['cpus']} CPUs, load average "
+         f"{report['machine']['load_average']} at start. Inference at {IMAGE_SIZE} px, batch 256, wall clock."),
         "",
     ]
     columns = ("test_accuracy", "test_balanced_accuracy", "test_ece", "test_coverage_at_0.99", "train_cpu_s",

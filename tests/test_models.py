@@ -11,7 +11,14 @@ import torch
 from safetensors.torch import save_file
 
 from tuningfork.errors import ConfigError, CorruptFileError, MissingFileError
-from tuningfork.models import ModelConfig, RotationInvariantNet, build_network, load_model, save_model
+from tuningfork.models import (
+    ModelConfig,
+    RotationInvariantNet,
+    build_network,
+    load_model,
+    save_model,
+)
+from tuningfork.models.rotinv import dihedral_views
 from tuningfork.preprocessing import d4_apply_torch, d4_element
 
 torch.set_num_threads(1)
@@ -44,6 +51,14 @@ def test_rotinv_c4_is_not_invariant_to_flips():
     with torch.no_grad():
         difference = (net(images) - net(d4_apply_torch(images, d4_element(0, True)))).abs().max()
     assert difference > 1e-4
+
+
+def test_viewpoints_are_the_d4_images_in_element_order():
+    images = _images(2, 8)
+    views = dihedral_views(images, "d4")
+    for rotations in range(4):
+        assert torch.equal(views[rotations], d4_apply_torch(images, d4_element(rotations, False)))
+        assert torch.equal(views[4 + rotations].flip(-1), views[rotations])
 
 
 def test_rotinv_rejects_bad_options():
@@ -166,3 +181,19 @@ def test_corrupt_config_names_the_file(tmp_path):
 def test_missing_model_folder(tmp_path):
     with pytest.raises(MissingFileError, match="model folder"):
         load_model(tmp_path / "absent")
+
+
+def test_onnx_export_gives_the_same_logits(tmp_path):
+    import onnxruntime
+
+    from tuningfork.models.export import export_onnx
+
+    torch.manual_seed(0)
+    net = build_network("rotinv", 3, image_size=32, **SMALL_ROTINV).eval()
+    save_model(tmp_path / "model", net, _config(options=SMALL_ROTINV))
+    path = export_onnx(tmp_path / "model", tmp_path / "model.onnx")
+    images = _images(5, 32)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {"images": images.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(exported, net(images).numpy(), atol=1e-5)

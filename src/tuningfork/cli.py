@@ -596,6 +596,8 @@ def train_command(
     crop_pixels: Annotated[Optional[int], typer.Option(help="Keep the central square of this many "
                                                             "pixels before resizing.")] = None,
     stretch: Annotated[str, typer.Option(help="linear (JPEG composites) or asinh (FITS).")] = "linear",
+    normalisation: Annotated[str, typer.Option(help="Per-band minmax or zscore, or none (keeps the "
+                                                    "colours of JPEG composites).")] = "minmax",
     epochs: Annotated[int, typer.Option(help="Maximum passes over the training split.")] = 30,
     budget: Annotated[Optional[float], typer.Option(help="CPU-time budget in seconds.")] = None,
     batch_size: Annotated[int, typer.Option(help="Galaxies per step.")] = 64,
@@ -621,7 +623,8 @@ def train_command(
     from .training import train
 
     collection = GalaxyCollection.open(data, label_column=None if tree else target, skip_missing=skip_missing)
-    preprocess = PreprocessConfig(crop_pixels=crop_pixels, output_size=image_size, stretch=stretch)
+    preprocess = PreprocessConfig(crop_pixels=crop_pixels, output_size=image_size, stretch=stretch,
+                                  normalisation=normalisation)
     result = train(
         collection, out, target, architecture, tree=tree, vote_loss=vote_loss, preprocess=preprocess,
         epochs=epochs, budget_s=budget, batch_size=batch_size, learning_rate=learning_rate,

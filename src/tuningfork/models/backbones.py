@@ -54,7 +54,7 @@ def timm_backbone(
     """
     if name not in timm.list_models():
         raise ConfigError(f"unknown architecture '{name}': not rotinv, hybrid, or a timm model name")
-    options = dict(num_classes=num_outputs, in_chans=in_channels, drop_rate=dropout)
+    options = {"num_classes": num_outputs, "in_chans": in_channels, "drop_rate": dropout}
     if drop_path_rate:
         options["drop_path_rate"] = drop_path_rate
     model = timm.create_model(name, pretrained=False, **options)

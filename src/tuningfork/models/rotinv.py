@@ -78,7 +78,10 @@ class RotationInvariantNet(nn.Module):
         (Dieleman et al. used 45/69 = 0.65).
     group : {"c4", "d4"}
         Symmetries pooled over: 4 rotations (4 viewpoints) or rotations and
-        flips (8 viewpoints, twice the cost).
+        flips (8 viewpoints, twice the cost).  The default pools over
+        rotations only, which keeps 64-pixel inference above 500 images/s on
+        two CPU cores; flips are then learnt from augmentation, and averaged
+        over by test-time augmentation.
     widths : tuple of int
         Channels of the convolutional stages; each stage halves the resolution.
     stem_stride : int
@@ -99,12 +102,12 @@ class RotationInvariantNet(nn.Module):
         in_channels: int = 3,
         image_size: int = 64,
         crop_fraction: float = 0.65,
-        group: str = "d4",
-        widths: tuple[int, ...] = (24, 48, 96, 128),
-        stem_stride: int = 1,
+        group: str = "c4",
+        widths: tuple[int, ...] = (32, 64, 96, 128),
+        stem_stride: int = 2,
         view_features: int = 256,
         hidden: int = 256,
-        dropout: float = 0.3,
+        dropout: float = 0.1,
     ):
         super().__init__()
         if group not in SYMMETRY_GROUPS:
@@ -112,7 +115,7 @@ class RotationInvariantNet(nn.Module):
         if not 0.5 <= crop_fraction <= 1.0:
             raise ConfigError(f"rotinv: crop_fraction {crop_fraction} must lie in [0.5, 1]")
         self.group = group
-        self.crop_size = int(round(image_size * crop_fraction))
+        self.crop_size = round(image_size * crop_fraction)
         stages = []
         channels, side = in_channels, self.crop_size
         for index, width in enumerate(widths):

@@ -11,9 +11,18 @@ import numpy as np
 from ..data import GalaxyCollection, atomic_path
 from ..errors import CatalogError, ConfigError, MissingColumnError
 from ..models import load_model
-from .calibration import calibrated_probabilities, expected_calibration_error, threshold_for_accuracy
+from .calibration import (
+    calibrated_probabilities,
+    expected_calibration_error,
+    threshold_for_accuracy,
+)
 from .datamodule import SPLIT_NAMES, open_collection, vote_table
-from .plots import confidence_mosaic, plot_calibration, plot_confusion_matrix, plot_coverage_accuracy
+from .plots import (
+    confidence_mosaic,
+    plot_calibration,
+    plot_confusion_matrix,
+    plot_coverage_accuracy,
+)
 from .predict import check_labels, interpret, model_images, network_logits
 from .trees import get_tree
 
@@ -70,7 +79,7 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_
         labels, predicted, labels=classes, target_names=class_names, output_dict=True, zero_division=0
     )
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "accuracy": float(correct.mean()),
         "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
         "macro_f1": float(report["macro avg"]["f1-score"]),
@@ -79,6 +88,27 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_
         "ece": expected_calibration_error(probabilities, labels),
         **coverage_metrics(probabilities.max(axis=1), correct),
     }
+
+
+def first_question_majority(tree, votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The volunteers' most voted answer to the first question of a tree.
+
+    Parameters
+    ----------
+    tree : DecisionTree
+    votes : ndarray
+        (n, answers) counts or fractions.
+
+    Returns
+    -------
+    answered : ndarray of bool
+        (n,) galaxies with at least one vote on the first question.
+    majority : ndarray of int
+        Index of the most voted answer, for the answered galaxies only.
+    """
+    root = tree.normalise(votes)[:, tree.question_slices()[0]]
+    answered = ~np.isnan(root).any(axis=1)
+    return answered, root[answered].argmax(axis=1)
 
 
 def vote_metrics(fractions: np.ndarray, votes: np.ndarray, tree_name: str) -> dict[str, Any]:
@@ -119,7 +149,7 @@ def vote_metrics(fractions: np.ndarray, votes: np.ndarray, tree_name: str) -> di
     confident_volunteers = ~np.isnan(root).any(axis=1) & (np.nan_to_num(root).max(axis=1) >= HIGH_AGREEMENT)
     high = (fractions[confident_volunteers, first].argmax(1) == root[confident_volunteers].argmax(1))
     return {
-        "n": int(len(votes)),
+        "n": len(votes),
         "rmse": float(np.sqrt(squared.mean())),
         "rmse_per_question": per_question_rmse,
         "agreement": agreement,
@@ -193,11 +223,8 @@ def evaluate(
         tree = get_tree(model.config.target["tree"])
         metrics |= vote_metrics(outputs.probabilities, votes, tree.name)
         # Figures for the first question, against the volunteers' majority answer.
-        first = tree.question_slices()[0]
-        root = tree.normalise(votes)[:, first]
-        answered = ~np.isnan(root).any(axis=1)
-        labels = root[answered].argmax(axis=1)
-        probabilities = outputs.probabilities[answered, first]
+        answered, labels = first_question_majority(tree, votes)
+        probabilities = outputs.triage_probabilities[answered]
         answer_names = [answer.name for answer in tree.questions[0].answers]
         metrics["first_question"] = classification_metrics(probabilities, labels, answer_names)
         plot_confusion_matrix(np.array(metrics["first_question"]["confusion_matrix"]), answer_names,

@@ -71,7 +71,7 @@ class CpuBudget(Callback):
         self.seconds = float(seconds)
         self._start: float | None = None
 
-    def on_fit_start(self, trainer, pl_module) -> None:  # noqa: D102 - Lightning hook
+    def on_fit_start(self, trainer, pl_module) -> None:
         self._start = time.process_time()
 
     def used(self) -> float:
@@ -82,7 +82,7 @@ class CpuBudget(Callback):
         """Share of the budget used so far."""
         return self.used() / self.seconds
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.fraction_used() >= 1.0:
             trainer.should_stop = True
 
@@ -210,7 +210,7 @@ class GalaxyModule(L.LightningModule):
             return vote_loss(logits, targets, self.tree, self.target.loss)
         return classification_loss(logits, targets, smoothing, self.class_weights)
 
-    def training_step(self, batch, batch_idx):  # noqa: D102 - Lightning hook
+    def training_step(self, batch, batch_idx):
         images, targets = batch
         images = self.augment(images)
         smoothing = self.label_smoothing
@@ -222,16 +222,16 @@ class GalaxyModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(images))
         return loss
 
-    def validation_step(self, batch, batch_idx):  # noqa: D102 - Lightning hook
+    def validation_step(self, batch, batch_idx):
         images, targets = batch
         logits = self(images)
         loss = self.loss(logits, targets, 0.0)
-        self.log("val_loss", loss, prog_bar=True, batch_size=len(images))
+        self.log("val_loss", loss, prog_bar=True, batch_size=len(images), sync_dist=True)
         if self.tree is None:
             accuracy = (logits.argmax(dim=1) == targets).float().mean()
-            self.log("val_accuracy", accuracy, prog_bar=True, batch_size=len(images))
+            self.log("val_accuracy", accuracy, prog_bar=True, batch_size=len(images), sync_dist=True)
 
-    def configure_optimizers(self):  # noqa: D102 - Lightning hook
+    def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
 

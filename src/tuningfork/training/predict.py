@@ -108,6 +108,12 @@ def interpret(logits: np.ndarray, model: LoadedModel) -> Outputs:
     return Outputs(probabilities, names[probabilities.argmax(axis=1)].tolist(), probabilities.max(axis=1), probabilities)
 
 
+def _check_input_shape(model: LoadedModel, shape: tuple, source: str) -> None:
+    expected = (model.config.in_channels, model.config.image_size, model.config.image_size)
+    if tuple(shape) != expected:
+        raise ModelError(f"{source}: images preprocess to {tuple(shape)} but model {model.folder} expects {expected}")
+
+
 def model_images(model: LoadedModel, collection: GalaxyCollection, batch_size: int = 256, progress: bool = False) -> np.ndarray:
     """Read a collection preprocessed exactly as the model's training data was.
 
@@ -127,12 +133,44 @@ def model_images(model: LoadedModel, collection: GalaxyCollection, batch_size: i
     """
     preprocessor = Preprocessor(PreprocessConfig.from_dict(model.config.preprocessing))
     images = load_images(collection, preprocessor, batch_size, progress)
-    expected = (model.config.in_channels, model.config.image_size, model.config.image_size)
-    if images.shape[1:] != expected:
-        raise ModelError(
-            f"{collection.name}: images preprocess to {images.shape[1:]} but model {model.folder} expects {expected}"
-        )
+    _check_input_shape(model, images.shape[1:], collection.name)
     return images
+
+
+def collection_logits(
+    model: LoadedModel, collection: GalaxyCollection, batch_size: int = 256, tta: bool = False, progress: bool = False
+) -> np.ndarray:
+    """Network outputs for every galaxy, reading one batch of images at a time.
+
+    Unlike :func:`model_images` followed by :func:`network_logits`, memory
+    stays flat however large the collection.
+
+    Parameters
+    ----------
+    model : LoadedModel
+    collection : GalaxyCollection
+    batch_size : int
+        Images read and passed through the network at a time.
+    tta : bool
+        Average over the 8 rotations and flips.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ndarray
+        float32 (n, outputs).
+    """
+    preprocessor = Preprocessor(PreprocessConfig.from_dict(model.config.preprocessing))
+    outputs = []
+    for batch in collection.iter_batches(batch_size, preprocess=preprocessor, progress=progress):
+        if isinstance(batch.images, list):
+            shapes = sorted({image.shape for image in batch.images})
+            raise ModelError(f"{collection.name}: images preprocess to several shapes ({shapes[0]}, {shapes[-1]}); "
+                             f"model {model.folder} expects one")
+        _check_input_shape(model, batch.images.shape[1:], collection.name)
+        outputs.append(network_logits(model.network, batch.images, batch_size, tta))
+    return np.concatenate(outputs)
 
 
 def check_labels(collection: GalaxyCollection, model: LoadedModel) -> np.ndarray | None:
@@ -263,8 +301,7 @@ def predict(
     threshold = confidence_threshold(model, target_accuracy, min_confidence)
     collection = open_collection(data)
     check_labels(collection, model)
-    images = model_images(model, collection, batch_size, progress)
-    outputs = interpret(network_logits(model.network, images, batch_size, tta), model)
+    outputs = interpret(collection_logits(model, collection, batch_size, tta, progress), model)
     table = prediction_table(collection.ids, outputs, model, threshold)
     if output is not None:
         output = Path(output)

@@ -26,7 +26,16 @@ from .calibration import (
     fit_temperature,
     threshold_for_accuracy,
 )
-from .datamodule import GalaxyDataModule, Target, class_codes, load_images, open_collection, split_indices, vote_table
+from .datamodule import (
+    GalaxyDataModule,
+    Target,
+    class_codes,
+    load_images,
+    open_collection,
+    split_indices,
+    vote_table,
+)
+from .evaluate import first_question_majority, vote_metrics
 from .losses import balanced_class_weights
 from .module import Augmentation, CpuBudget, GalaxyModule
 from .predict import interpret, network_logits
@@ -120,13 +129,11 @@ def validation_summary(logits: np.ndarray, targets: np.ndarray, target: Target, 
         temperature = 1.0
         tree = get_tree(target.tree)
         outputs = interpret(logits, model)
-        reference = tree.normalise(targets)
-        answered = ~np.isnan(reference[:, tree.question_slices()[0]]).any(axis=1)
+        answered, majority = first_question_majority(tree, targets)
         correct = np.zeros(len(targets), dtype=bool)
-        first = tree.question_slices()[0]
-        correct[answered] = outputs.probabilities[answered, first].argmax(1) == reference[answered, first].argmax(1)
-        squared = (tree.cumulative(outputs.probabilities) - tree.cumulative(np.nan_to_num(reference))) ** 2
-        metrics.update(val_rmse=float(np.sqrt(squared.mean())), val_first_question_agreement=float(correct[answered].mean()))
+        correct[answered] = outputs.triage_probabilities[answered].argmax(axis=1) == majority
+        scores = vote_metrics(outputs.probabilities, targets, tree.name)
+        metrics.update(val_rmse=scores["rmse"], val_first_question_agreement=scores["agreement"][tree.questions[0].name])
     for accuracy in _REPORTED_ACCURACIES:
         threshold, coverage = threshold_for_accuracy(outputs.confidence, correct, accuracy)
         metrics[f"val_coverage_at_{accuracy:g}"] = coverage
@@ -323,12 +330,14 @@ def train(
         "epochs_run": int(trainer.current_epoch),
         "train_cpu_seconds": cpu_seconds,
         "train_wall_seconds": wall_seconds,
-        "n_train": int(len(splits["train"])),
+        "n_train": len(splits["train"]),
         "n_generated": int(len(train_targets) - len(splits["train"])),
-        "n_val": int(len(splits["val"])),
+        "n_val": len(splits["val"]),
         "seed": seed,
         "learning_rate": lr,
         "batch_size": batch_size,
     }
-    folder = save_model(output, network, config)
-    return TrainResult(folder=folder, config=config)
+    # With several devices every process runs this function; one writes.
+    if trainer.is_global_zero:
+        save_model(output, network, config)
+    return TrainResult(folder=Path(output), config=config)
