@@ -117,6 +117,28 @@ def preprocess_sample(catalog: Path, name: str, out: Path, console: Console) -> 
     return stack_path
 
 
+def cluster_sample(catalog: Path, out: Path, seed: int, console: Console) -> Path:
+    """Group the simulated sample without labels; the labels only score the groups.
+
+    Returns
+    -------
+    Path
+        The folder of the clustering outputs (groups catalog, plots).
+    """
+    from .clustering import ClusterConfig, run_cluster_pipeline
+
+    folder = out / "clusters"
+    config = ClusterConfig(n_clusters=8, n_bootstrap=4, encoder="autoencoder", denoise=True, polar=False,
+                           denoise_epochs=3, label_column="label", seed=seed,
+                           preprocess={"output_size": 64, "stretch": "asinh"})
+    result = run_cluster_pipeline(catalog, folder, config, log=lambda message: console.print(f"    {message}"))
+    classified = float(np.mean(~np.asarray(result.groups["group"].mask))) if hasattr(
+        result.groups["group"], "mask") else 1.0
+    console.print(f"  clustering: {classified:.0%} of galaxies classified; groups, mosaics and "
+                  f"morphology planes in {folder}")
+    return folder
+
+
 def run_demo(out: str | Path = "tuningfork-demo", n_simulated: int = 400, seed: int = 0,
              console: Console | None = None) -> Path:
     """Run every stage of the tour and write its outputs under ``out``.
@@ -151,5 +173,15 @@ def run_demo(out: str | Path = "tuningfork-demo", n_simulated: int = 400, seed: 
     console.print("[bold]3. Preprocess[/]")
     preprocess_sample(hdf_catalog, "hdf", out, console)
     preprocess_sample(sim_catalog, "simulated", out, console)
+    console.print("[bold]5. Unsupervised groups[/] (denoise, encode, PCA, voting clustering)")
+    cluster_sample(sim_catalog, out, seed, console)
+    console.print("[bold]6. Foundation embeddings[/] (self-supervised patch transformer)")
+    from .embeddings.tour import embeddings_tour
+
+    embeddings_tour(sim_catalog, out / "embeddings", console=console, seed=seed)
+    console.print("[bold]7. Conditional diffusion[/] (class-conditioned generator)")
+    from .generation.tour import generation_tour
+
+    generation_tour(sim_catalog, out / "generation", console=console, seed=seed)
     console.print(f"[bold green]done[/]: outputs in {out}/")
     return out

@@ -5,7 +5,9 @@ morphology: voting clustering based on coding from ConvNeXt large model":
 denoise with an autoencoder, turn rotations into translations with a polar
 step, encode with a ConvNeXt (or any model folder), reduce with PCA, and let
 many bootstrap clusterings vote; galaxies without a consensus stay
-unclassified.  :func:`run_cluster_pipeline` chains it all, resumably.
+unclassified.  Without ImageNet weights, the default encoder is a set of
+rotation-invariant morphology descriptors (:mod:`.descriptors`).
+:func:`run_cluster_pipeline` chains it all, resumably.
 """
 
 from .autoencoder import (
@@ -18,6 +20,13 @@ from .autoencoder import (
     save_autoencoder,
     train_autoencoder,
     train_denoiser,
+)
+from .descriptors import (
+    MORPHOLOGY_ENCODER,
+    MorphologyDescriptors,
+    MorphologyEncoder,
+    describe_morphology,
+    normalise_descriptors,
 )
 from .encoders import AutoencoderEncoder, PolarStep, TimmEncoder, load_encoder, rotation_consistency
 from .features import check_features, load_features, save_features
@@ -43,10 +52,13 @@ from .voting import (
 
 __all__ = [
     "CLUSTERING_MODELS",
+    "MORPHOLOGY_ENCODER",
     "AutoencoderEncoder",
     "ClusterConfig",
     "ClusterResult",
     "DenoisingAutoencoder",
+    "MorphologyDescriptors",
+    "MorphologyEncoder",
     "PCAProjection",
     "PolarStep",
     "TimmEncoder",
@@ -57,12 +69,14 @@ __all__ = [
     "consensus_vote",
     "denoise",
     "denoising_gain",
+    "describe_morphology",
     "embed",
     "fit_pca",
     "kmeans_groups",
     "load_autoencoder",
     "load_encoder",
     "load_features",
+    "normalise_descriptors",
     "raw_pixel_features",
     "read_groups",
     "rotation_consistency",

@@ -10,9 +10,12 @@ cutout first.  Two ways to train without clean images:
 * ``targets=`` a second, independent noisy realisation of the same galaxies
   (Noise2Noise), or the noiseless truth of simulations.
 
-The network has no skip connections, so its bottleneck has to summarise the
-galaxy: the pooled bottleneck (:func:`embed`) can serve as an encoder for
-the clustering.
+Without skip connections the bottleneck has to summarise the galaxy, so
+the pooled bottleneck (:func:`embed`) can serve as an encoder for the
+clustering; but such a network can only return a blurred blob for galaxies
+a few pixels across.  With ``skips=True`` (a residual U-Net) the fine
+structure travels around the bottleneck and the network only learns what to
+remove: the better denoiser, whose bottleneck no longer summarises anything.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ ARCHITECTURE = "denoising_autoencoder"
 
 
 class DenoisingAutoencoder(nn.Module):
-    """Convolutional encoder-decoder without skip connections.
+    """Convolutional encoder-decoder, optionally with skip connections.
 
     Parameters
     ----------
@@ -43,9 +46,21 @@ class DenoisingAutoencoder(nn.Module):
     depth : int
         Number of stride-2 downsamplings; images are padded internally to a
         multiple of ``2**depth`` pixels.
+    skips : bool
+        Residual U-Net: every decoder level also sees the encoder output of
+        the same resolution, and the network predicts a correction added to
+        its input.  Better denoising; the bottleneck is then no embedding.
     """
 
-    def __init__(self, in_channels: int = 1, base_channels: int = 16, depth: int = 3):
+    # Layers of the stem (conv + activation) before the first downsampling;
+    # each encoder level then has 4 (strided conv, activation, conv,
+    # activation) and each decoder level 3 (upsample, conv, activation).
+    _STEM_LAYERS = 2
+    _ENCODER_LEVEL_LAYERS = 4
+
+    def __init__(
+        self, in_channels: int = 1, base_channels: int = 16, depth: int = 3, skips: bool = False
+    ):
         super().__init__()
         if in_channels < 1 or base_channels < 1 or depth < 1:
             raise ConfigError(
@@ -55,6 +70,7 @@ class DenoisingAutoencoder(nn.Module):
         self.in_channels = in_channels
         self.base_channels = base_channels
         self.depth = depth
+        self.skips = bool(skips)
         widths = [base_channels * 2**level for level in range(depth + 1)]
         encoder: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1), nn.GELU()]
         for narrow, wide in itertools.pairwise(widths):
@@ -68,7 +84,7 @@ class DenoisingAutoencoder(nn.Module):
         for wide, narrow in zip(widths[:0:-1], widths[-2::-1]):
             decoder += [
                 nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                nn.Conv2d(wide, narrow, 3, padding=1),
+                nn.Conv2d(wide + narrow if self.skips else wide, narrow, 3, padding=1),
                 nn.GELU(),
             ]
         decoder.append(nn.Conv2d(widths[0], in_channels, 3, padding=1))
@@ -86,6 +102,7 @@ class DenoisingAutoencoder(nn.Module):
             "in_channels": self.in_channels,
             "base_channels": self.base_channels,
             "depth": self.depth,
+            "skips": self.skips,
         }
 
     def _padded(self, images: torch.Tensor) -> torch.Tensor:
@@ -101,8 +118,27 @@ class DenoisingAutoencoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Denoise a (batch, bands, H, W) tensor; returns the same shape."""
         height, width = images.shape[-2:]
-        restored = self.decoder(self.encoder(self._padded(images)))
+        padded = self._padded(images)
+        restored = padded + self._unet(padded) if self.skips else self.decoder(self.encoder(padded))
         return restored[..., :height, :width]
+
+    def _unet(self, images: torch.Tensor) -> torch.Tensor:
+        """The correction predicted by the skip-connected network."""
+        features, levels = images, []
+        for index, layer in enumerate(self.encoder, start=1):
+            features = layer(features)
+            # The end of the stem and of every level: one output per resolution.
+            if (
+                index >= self._STEM_LAYERS
+                and (index - self._STEM_LAYERS) % self._ENCODER_LEVEL_LAYERS == 0
+            ):
+                levels.append(features)
+        decoder = list(self.decoder)
+        for level in range(self.depth):
+            upsample, conv, activation = decoder[3 * level : 3 * level + 3]
+            skip = levels[self.depth - 1 - level]
+            features = activation(conv(torch.cat([skip, upsample(features)], dim=1)))
+        return decoder[-1](features)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Return the spatially averaged bottleneck, (batch, latent_dim)."""
@@ -182,6 +218,7 @@ def train_autoencoder(
     noise_sigma: float | None = None,
     base_channels: int = 16,
     depth: int = 3,
+    skips: bool = False,
     epochs: int = 20,
     batch_size: int = 32,
     learning_rate: float = 2e-3,
@@ -204,6 +241,9 @@ def train_autoencoder(
         default each image's own noise (:func:`estimate_noise_sigma`).
     base_channels, depth : int
         Network size (see :class:`DenoisingAutoencoder`).
+    skips : bool
+        Residual U-Net (the better denoiser) instead of a plain autoencoder
+        (whose bottleneck can serve as an embedding).
     epochs : int
         Passes over the images.
     batch_size : int
@@ -246,7 +286,7 @@ def train_autoencoder(
         raise ConfigError(f"train_autoencoder: noise_sigma must be positive, got {noise_sigma}")
 
     torch.manual_seed(seed)
-    model = DenoisingAutoencoder(inputs.shape[1], base_channels, depth)
+    model = DenoisingAutoencoder(inputs.shape[1], base_channels, depth, skips)
     dataset = TensorDataset(
         torch.from_numpy(inputs.copy()),
         torch.from_numpy(target_array.copy()),

@@ -1,7 +1,10 @@
 """Encoders: images in, one feature vector per galaxy out.
 
-Every encoder has ``encode(images) -> (n, dim)``, ``dim`` and a ``name``:
+Every encoder has ``encode(images) -> (n, dim)`` and a ``name``:
 
+* :class:`~tuningfork.clustering.descriptors.MorphologyEncoder` (the
+  default, ``"morphology"``): rotation-invariant morphology descriptors,
+  no weights needed;
 * :class:`TimmEncoder`: any timm backbone (ConvNeXt-large in the paper),
   weights read from a local file (never downloaded), pooled pre-logit
   features;
@@ -38,7 +41,6 @@ class Encoder(Protocol):
     """What the clustering pipeline needs from an encoder."""
 
     name: str
-    dim: int
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Map (n, bands, H, W) float32 images to (n, dim) features."""
@@ -248,8 +250,9 @@ def load_encoder(
     Parameters
     ----------
     spec : str or Path
-        A folder (a tuningfork model folder) or a timm architecture name,
-        optionally written ``timm:<name>``.
+        ``"morphology"`` (the morphology descriptors), a folder (a tuningfork
+        model folder) or a timm architecture name, optionally written
+        ``timm:<name>``.
     weights : str or Path, optional
         Local weights of the timm architecture (ignored for folders).
     in_chans, input_size, batch_size : int
@@ -273,7 +276,10 @@ def load_encoder(
     """
     from ..models.folder import read_config
     from .autoencoder import ARCHITECTURE
+    from .descriptors import MORPHOLOGY_ENCODER, MorphologyEncoder
 
+    if str(spec) == MORPHOLOGY_ENCODER:
+        return MorphologyEncoder()
     path = Path(spec)
     if path.is_dir():
         architecture = read_config(path)[0].architecture
@@ -342,6 +348,7 @@ def rotation_consistency(
     *,
     polar: PolarStep | None = None,
     angles_deg: tuple[float, ...] = (45.0, 90.0, 135.0, 180.0, 270.0),
+    standardise: bool = False,
 ) -> dict[str, float]:
     """Mean cosine similarity between embeddings of galaxies and of rotated copies.
 
@@ -360,6 +367,10 @@ def rotation_consistency(
         Apply the polar step to originals and rotated copies before encoding.
     angles_deg : tuple of float
         Rotation angles, in degrees counter-clockwise.
+    standardise : bool
+        Also divide every feature by its spread among the unrotated
+        galaxies, so that features with large units (a descriptor in
+        pixels next to ratios) do not dominate the similarity.
 
     Returns
     -------
@@ -376,12 +387,14 @@ def rotation_consistency(
     prepare = polar if polar is not None else (lambda batch: batch)
     reference = encoder.encode(prepare(array))
     centre = reference.mean(axis=0)
+    spread = reference.std(axis=0) if standardise else np.ones_like(centre)
+    spread = np.where(spread > 0, spread, 1.0)
     scores = {}
     for angle in angles_deg:
         # The galaxy sits at the stamp centre, where rotate() turns about.
         rotated = rotate(array, angle, axes=(-1, -2), reshape=False, order=1, mode="nearest")
         similarity = cosine_similarity_rows(
-            reference - centre, encoder.encode(prepare(rotated)) - centre
+            (reference - centre) / spread, (encoder.encode(prepare(rotated)) - centre) / spread
         )
         scores[f"angle_{angle:g}"] = float(similarity.mean())
     scores["mean"] = float(np.mean([scores[f"angle_{a:g}"] for a in angles_deg]))

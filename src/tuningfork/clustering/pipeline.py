@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from .descriptors import MORPHOLOGY_ENCODER
 from .voting import CLUSTERING_MODELS, check_n_clusters
 
 #: ``encoder`` value that uses the latent space of the pipeline's own denoiser.
@@ -52,27 +53,42 @@ class ClusterConfig:
     pca_components : int or float
         Components kept, or variance fraction explained.
     encoder : str
-        A timm architecture (``convnext_large`` in the paper), a tuningfork
-        model folder (autoencoder, supervised or foundation model), or
-        ``"autoencoder"`` for the bottleneck of the pipeline's own denoiser
-        (requires ``denoise``).  Folders and ``"autoencoder"`` saw
-        Cartesian images in training and so exclude ``polar``.
+        ``"morphology"`` (default): rotation-invariant morphology descriptors
+        (:mod:`~tuningfork.clustering.descriptors`), which need no weights
+        and, unlike a ConvNeXt without its pretrained weights, group by
+        shape; a timm architecture (``convnext_large`` in the paper) with
+        ``encoder_weights``; a tuningfork model folder (autoencoder,
+        supervised or foundation model); or ``"autoencoder"`` for the
+        bottleneck of the pipeline's own denoiser (requires ``denoise``).
+        Folders and ``"autoencoder"`` saw Cartesian images in training and
+        so exclude ``polar``.
     encoder_weights : str, optional
         Local weights file of the timm architecture.
     input_size : int
         Side, in pixels, of the timm encoder's input.
+    snr_trend_degree : int
+        ``"morphology"`` only: degree of the polynomial in log S/N removed
+        from every descriptor over the data set, so that groups do not
+        follow brightness (0: only standardise).
     denoise : bool
-        Train a denoising autoencoder on the images and denoise before encoding.
+        Train a denoising autoencoder on the images and denoise before
+        encoding.  Off by default: on simulated galaxies of S/N 20-200 it
+        did not make the morphology descriptors' groups purer (see
+        ``benchmarks/results/clustering.md``); the paper denoised before its
+        ConvNeXt.
     denoise_epochs, denoise_channels, denoise_depth : int
         Autoencoder training length and size.
     denoise_max_train : int
         Galaxies drawn at random to train the autoencoder.
     polar : bool
-        Apply the polar step (polar resampling, extended angle axis).
+        The polar step.  Timm encoders see the image resampled on a polar
+        grid with an extended angle axis; the ``"morphology"`` encoder adds
+        the amplitudes of angular Fourier modes measured on a polar grid.
     polar_radii, polar_angles : int
         Polar grid.
     polar_extension : float
-        Fraction of the turn repeated after 2 pi.
+        Fraction of the turn repeated after 2 pi (timm encoders; a Fourier
+        transform along the angle needs none).
     preprocess : dict, optional
         :class:`~tuningfork.preprocessing.PreprocessConfig` settings; by
         default those stored in an encoder model folder, else 64 x 64
@@ -100,10 +116,11 @@ class ClusterConfig:
     threshold: float = 0.5
     max_fit_samples: int | None = 5000
     pca_components: float | int = 0.9
-    encoder: str = "convnext_tiny"
+    encoder: str = MORPHOLOGY_ENCODER
     encoder_weights: str | None = None
     input_size: int = 224
-    denoise: bool = True
+    snr_trend_degree: int = 2
+    denoise: bool = False
     denoise_epochs: int = 20
     denoise_channels: int = 16
     denoise_depth: int = 3
@@ -146,11 +163,17 @@ class ClusterConfig:
             "batch_size",
             "workers",
             "input_size",
+            "polar_radii",
+            "polar_angles",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(
                     f"ClusterConfig: {name} must be at least 1, got {getattr(self, name)}"
                 )
+        if self.snr_trend_degree < 0:
+            raise ConfigError(
+                f"ClusterConfig: snr_trend_degree must be 0 or more, got {self.snr_trend_degree}"
+            )
 
     def preprocess_config(self):
         """The :class:`~tuningfork.preprocessing.PreprocessConfig` of the images."""
@@ -421,7 +444,7 @@ def run_cluster_pipeline(
     stages = _StageLog(out, force)
     settings = config.to_dict()
     preprocess_config = _effective_preprocess(config)
-    if config.polar and Path(config.encoder).is_dir():
+    if config.polar and _is_model_folder(config.encoder):
         raise ConfigError(
             f"{config.encoder}: a model-folder encoder was trained on Cartesian images; "
             "set polar=False"
@@ -454,6 +477,7 @@ def run_cluster_pipeline(
             {
                 "data": data_print,
                 "preprocess": preprocess_settings,
+                "skips": _denoiser_skips(config),
                 **pick(
                     "denoise_epochs",
                     "denoise_channels",
@@ -474,6 +498,7 @@ def run_cluster_pipeline(
                 epochs=config.denoise_epochs,
                 base_channels=config.denoise_channels,
                 depth=config.denoise_depth,
+                skips=_denoiser_skips(config),
             )
             stages.record("denoise", denoise_print)
         report("denoise", reused)
@@ -487,6 +512,9 @@ def run_cluster_pipeline(
             "weights": _weights_identity(config.encoder_weights),
             **pick(
                 "encoder", "input_size", "polar", "polar_radii", "polar_angles", "polar_extension"
+            ),
+            "snr_trend_degree": (
+                config.snr_trend_degree if config.encoder == MORPHOLOGY_ENCODER else None
             ),
         }
     )
@@ -650,13 +678,22 @@ def run_cluster_pipeline(
     return ClusterResult(out, groups, scores, stages.ran, stages.skipped, files, stages.seconds)
 
 
+def _is_model_folder(encoder: str) -> bool:
+    return encoder not in (MORPHOLOGY_ENCODER, OWN_AUTOENCODER) and Path(encoder).is_dir()
+
+
+def _denoiser_skips(config: ClusterConfig) -> bool:
+    """Skip connections make the better denoiser, but leave no bottleneck to encode with."""
+    return config.encoder != OWN_AUTOENCODER
+
+
 def _effective_preprocess(config: ClusterConfig):
     """The pipeline's preprocessing: an encoder folder's own, else the config's."""
     from ..models.folder import read_config
     from ..preprocessing import PreprocessConfig
 
     folder = Path(config.encoder)
-    stored = read_config(folder)[0].preprocessing if folder.is_dir() else None
+    stored = read_config(folder)[0].preprocessing if _is_model_folder(config.encoder) else None
     if stored is None:
         return config.preprocess_config()
     trained_with = PreprocessConfig.from_dict(stored)
@@ -674,6 +711,9 @@ def _encode(
     from .autoencoder import denoise, load_autoencoder
     from .encoders import AutoencoderEncoder, PolarStep, load_encoder
 
+    denoiser = load_autoencoder(denoiser_folder)[0] if denoiser_folder is not None else None
+    if config.encoder == MORPHOLOGY_ENCODER:
+        return _describe(collection, preprocessor, config, denoiser)
     if config.encoder == OWN_AUTOENCODER:
         encoder = AutoencoderEncoder(denoiser_folder, batch_size=config.batch_size)
         denoiser = None  # its encoder was trained on the noisy images themselves
@@ -686,7 +726,6 @@ def _encode(
             input_size=config.input_size,
             batch_size=config.batch_size,
         )
-        denoiser = load_autoencoder(denoiser_folder)[0] if denoiser_folder is not None else None
     polar = (
         PolarStep(config.polar_radii, config.polar_angles, config.polar_extension)
         if config.polar
@@ -701,6 +740,30 @@ def _encode(
             images = polar(images)
         features.append(encoder.encode(images))
     return np.concatenate(features)
+
+
+def _describe(collection, preprocessor, config: ClusterConfig, denoiser) -> np.ndarray:
+    """Morphology descriptors of every galaxy, freed of their trend with S/N."""
+    from .autoencoder import denoise
+    from .descriptors import MorphologyEncoder, normalise_descriptors
+
+    encoder = MorphologyEncoder(
+        angular=config.polar, n_radii=config.polar_radii, n_angles=config.polar_angles
+    )
+    values, log_snr = [], []
+    for batch in collection.iter_batches(config.batch_size, preprocess=preprocessor):
+        images = np.stack(batch.images)
+        if denoiser is not None:
+            images = denoise(denoiser, images, config.batch_size)
+        described = encoder.describe(images)
+        values.append(described.values)
+        log_snr.append(described.log_snr)
+    return normalise_descriptors(
+        np.concatenate(values),
+        np.concatenate(log_snr),
+        config.snr_trend_degree,
+        name=collection.name,
+    )
 
 
 def _plot_all(
