@@ -25,7 +25,7 @@ ImageNet checkpoint.
 Writes ``clustering.json`` and ``clustering.md`` to ``benchmarks/results/``
 (``clustering_quick.*`` with ``--quick``).
 
-Full run (about 12 minutes on 2 quiet CPU cores)::
+Full run (about 15 minutes on 2 quiet CPU cores, 25 on a shared one)::
 
     nice -n 5 python benchmarks/bench_clustering.py
 
@@ -82,14 +82,14 @@ FULL = {
     "gz2_limit": None,
     "k_sim": 8,
     "k_gz2": 20,
-    "n_bootstrap": 10,
+    "n_bootstrap": 8,
     "max_fit_samples": 2000,
-    "denoise_epochs": 4,
+    "denoise_epochs": 3,
     "denoise_channels": 8,
-    "denoise_depth": 3,
-    "denoise_max_train": 1000,
-    "denoise_eval": 1000,
-    "rotation_galaxies": 64,
+    "denoise_depth": 2,
+    "denoise_max_train": 600,
+    "denoise_eval": 500,
+    "rotation_galaxies": 32,
     "conv_encoder": "convnext_tiny",
 }
 QUICK = {

@@ -71,6 +71,26 @@ def test_training_on_noise_pairs_also_denoises(simulated):
     assert denoising_gain(noisy[56:], denoise(model, noisy[56:]), truth[56:])["psnr_gain"] > 3.0
 
 
+def test_skip_connected_denoiser_reduces_noise_and_round_trips(simulated, tmp_path):
+    noisy, truth = simulated
+    unet, _ = train_autoencoder(
+        noisy[:56],
+        epochs=6,
+        base_channels=8,
+        depth=2,
+        skips=True,
+        batch_size=16,
+        accelerator="cpu",
+    )
+    held_out = noisy[56:]
+    gain = denoising_gain(held_out, denoise(unet, held_out), truth[56:])
+    assert gain["psnr_gain"] > 2.0 and gain["ssim_gain"] > 0.02
+    folder = save_autoencoder(unet, tmp_path / "unet", image_size=32)
+    loaded, config = load_autoencoder(folder)
+    assert loaded.skips and config.architecture_options["skips"] is True
+    np.testing.assert_allclose(denoise(loaded, held_out), denoise(unet, held_out), atol=1e-6)
+
+
 def test_noise_estimate_ignores_the_galaxy(simulated):
     noisy, truth = simulated
     true_sigma = (noisy - truth).std(axis=(1, 2, 3))
@@ -82,6 +102,7 @@ def test_network_keeps_odd_image_sizes_and_embeds_to_latent_dim():
     images = np.random.default_rng(0).normal(size=(2, 3, 21, 27)).astype(np.float32)
     before = images.copy()
     assert denoise(model, images).shape == images.shape
+    assert denoise(DenoisingAutoencoder(3, 4, 3, skips=True), images).shape == images.shape
     assert embed(model, images).shape == (2, model.latent_dim) == (2, 32)
     np.testing.assert_array_equal(images, before)
 

@@ -36,6 +36,7 @@ def fast_config():
         n_bootstrap=2,
         models=("kmeans", "gmm"),
         encoder="autoencoder",
+        denoise=True,
         polar=False,
         denoise_epochs=1,
         denoise_channels=4,
@@ -112,6 +113,7 @@ def test_convnext_with_denoising_and_polar_step(collection, tmp_path):
         encoder="convnext_atto",
         encoder_weights=str(weights),
         input_size=32,
+        denoise=True,
         denoise_epochs=1,
         denoise_channels=4,
         denoise_depth=2,
@@ -125,6 +127,40 @@ def test_convnext_with_denoising_and_polar_step(collection, tmp_path):
     assert result.ran == ["denoise", "encode", "pca", "vote", "plots"]
     assert result.scores is None
     assert np.isin(np.asarray(result.groups["group"].filled(-1)), [-1, 0, 1]).all()
+
+
+def test_default_morphology_encoder_groups_by_shape(tmp_path):
+    from tuningfork.clustering.features import load_features
+
+    sample = simulate(
+        48,
+        size=48,
+        snr=(60.0, 300.0),
+        seed=11,
+        workers=1,
+        classes=("elliptical", "edge_on", "merger"),
+    )
+    three_classes = GalaxyCollection.from_arrays(sample.images, sample.catalog)
+    config = ClusterConfig(
+        n_clusters=3,
+        n_bootstrap=2,
+        preprocess={"output_size": 48},
+        label_column="label",
+        embedding_map="pca",
+    )
+    assert config.encoder == "morphology" and config.polar and not config.denoise
+    result = run_cluster_pipeline(three_classes, tmp_path, config)
+    assert result.ran == ["encode", "pca", "vote", "evaluate", "plots"]
+    raw_purity = result.scores["kmeans_raw_pixels"]["purity"]
+    for method in ("voting", "kmeans_features"):
+        assert result.scores[method]["purity"] > max(0.8, raw_purity + 0.2), method
+    _, features = load_features(result.files["features"])
+    np.testing.assert_allclose(features.std(axis=0), 1.0, atol=1e-3)
+    without_polar = run_cluster_pipeline(
+        three_classes, tmp_path, dataclasses.replace(config, polar=False)
+    )
+    assert without_polar.ran[0] == "encode"
+    assert load_features(result.files["features"])[1].shape[1] < features.shape[1]
 
 
 def test_k_larger_than_the_sample_is_a_clear_error(collection, fast_config, tmp_path):
@@ -159,7 +195,9 @@ def test_inconsistent_settings_are_rejected():
     with pytest.raises(ConfigError, match="needs denoise=True"):
         ClusterConfig(encoder="autoencoder", denoise=False, polar=False)
     with pytest.raises(ConfigError, match="set polar=False"):
-        ClusterConfig(encoder="autoencoder")
+        ClusterConfig(encoder="autoencoder", denoise=True)
+    with pytest.raises(ConfigError, match="snr_trend_degree must be 0 or more"):
+        ClusterConfig(snr_trend_degree=-1)
     with pytest.raises(ConfigError, match="unknown setting"):
         ClusterConfig.from_dict({"n_groups": 3})
     config = ClusterConfig(n_clusters=5, sweep_k=(3, 4))

@@ -120,7 +120,7 @@ def test_predict_target_accuracy_uses_the_validation_split(model_folder, dataset
 
 def test_tta_averages_the_eight_d4_images():
     from tuningfork.models import build_network
-    from tuningfork.training.predict import network_logits
+    from tuningfork.training.predict import network_logits, tta_elements
 
     torch.manual_seed(0)
     network = build_network("rotinv", 2, image_size=SIZE, group="c4", **TINY).eval()
@@ -132,6 +132,8 @@ def test_tta_averages_the_eight_d4_images():
         expected = ((network(tensor) + network(tensor.flip(-1))) / 2).numpy()
     np.testing.assert_allclose(averaged, expected, atol=1e-5)
     assert not np.allclose(averaged, network_logits(network, images), atol=1e-5)
+    assert tta_elements(build_network("rotinv", 2, image_size=SIZE, group="d4", **TINY)) == (0,)
+    assert len(tta_elements(build_network("resnet10t", 2))) == 8
 
 
 def test_predict_refuses_classes_the_model_lacks(model_folder):

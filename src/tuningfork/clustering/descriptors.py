@@ -316,6 +316,11 @@ def describe_morphology(
     n, bands, height, width = pixels.shape
     bands_sky = np.median(_border(pixels), axis=-1)
     pixels = pixels - bands_sky[..., None, None]
+    # Each band on a common scale before they are summed, so that the
+    # descriptors do not change when one band alone is rescaled (as per-band
+    # min-max normalisation or a colour composite's stretch does).
+    band_scale = pixels.std(axis=(2, 3))
+    pixels = pixels / np.where(band_scale > 0, band_scale, 1.0)[..., None, None]
     light = pixels.mean(axis=1)
     sigma = estimate_noise_sigma(light[:, None]).astype(np.float64)
     centre_y, centre_x = _centres(light)

@@ -16,12 +16,24 @@ import torch
 
 from ..data import GalaxyCollection, write_table
 from ..errors import ConfigError, ModelError
-from ..models import LoadedModel, load_model
-from ..preprocessing import D4_ELEMENTS, PreprocessConfig, Preprocessor, d4_apply_torch
+from ..models import LoadedModel, RotationInvariantNet, load_model
+from ..preprocessing import D4_ELEMENTS, PreprocessConfig, Preprocessor, d4_apply_torch, d4_element
 from .calibration import calibrated_probabilities, threshold_for_accuracy, triage
 from .datamodule import class_codes, load_images, open_collection
 from .losses import vote_fractions
 from .trees import get_tree
+
+
+def tta_elements(network: torch.nn.Module) -> tuple[int, ...]:
+    """The D4 elements worth averaging over for a network.
+
+    A rotation-invariant network already averages over its own group, so
+    only one element per coset is needed: the mirror image for a ``c4``
+    network, nothing more for a ``d4`` one.  Other networks get all eight.
+    """
+    if isinstance(network, RotationInvariantNet):
+        return (0,) if network.group == "d4" else (0, d4_element(0, True))
+    return D4_ELEMENTS
 
 
 def network_logits(
@@ -38,8 +50,9 @@ def network_logits(
     batch_size : int
         Images per forward pass.
     tta : bool
-        Average the logits over the 8 elements of D4 (test-time
-        augmentation; 8 times slower).
+        Average the logits over D4 (test-time augmentation), using only the
+        elements :func:`tta_elements` says the network does not already
+        pool over.
 
     Returns
     -------
@@ -48,7 +61,7 @@ def network_logits(
     """
     network.eval()
     device = next(network.parameters()).device
-    elements = D4_ELEMENTS if tta else (0,)
+    elements = tta_elements(network) if tta else (0,)
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
