@@ -175,3 +175,9 @@ def test_demo_runs_end_to_end(tmp_path):
     assert info["count"] > 50
     stack = np.load(out / "simulated-preprocessed.npy")
     assert stack.shape == (24, 3, 64, 64) and np.isfinite(stack).all()
+
+
+def test_outputs_are_readable_by_others(simulated):
+    # Atomic writes go through mkstemp, which would leave owner-only files.
+    mode = (simulated / "catalog.csv").stat().st_mode & 0o777
+    assert mode & 0o044 == 0o044
