@@ -277,6 +277,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "tuningfork")
     parser.add_argument("--work", type=Path, help="folder for the models and evaluations (temporary by default)")
+    parser.add_argument("--stem", help="result file name without suffix (default: supervised, or "
+                                       "supervised_quick with --quick)")
     args = parser.parse_args()
 
     settings = dict(QUICK if args.quick else FULL)
@@ -310,7 +312,7 @@ def main() -> None:
             report["datasets"][dataset] = {"description": f"{description} {len(train_set)} training, "
                                                           f"{len(test_set)} test galaxies.",
                                            "models": models, "verdict": verdict(models)}
-    stem = "supervised_quick" if args.quick else "supervised"
+    stem = args.stem or ("supervised_quick" if args.quick else "supervised")
     RESULTS.mkdir(parents=True, exist_ok=True)
     with atomic_path(RESULTS / f"{stem}.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2))

@@ -16,10 +16,10 @@ from tuningfork.preprocessing import PreprocessConfig
 from tuningfork.training.calibration import threshold_for_accuracy
 from tuningfork.training.datamodule import split_indices
 from tuningfork.training.evaluate import evaluate
-from tuningfork.training.module import Augmentation, GalaxyModule, shift_batch
+from tuningfork.training.module import Augmentation, GalaxyModule, affine_batch, shift_batch
 from tuningfork.training.predict import expert_queue_path, predict
 from tuningfork.training.train import train
-from tuningfork.training.trees import GZ_DECALS
+from tuningfork.training.trees import GZ2, GZ_DECALS
 
 torch.set_num_threads(1)
 
@@ -188,6 +188,22 @@ def test_vote_model_on_gz_decals_counts(tmp_path):
     assert set(metrics["agreement"]) == {question.name for question in GZ_DECALS.questions}
 
 
+def test_vote_model_on_kaggle_gz2_fractions(tmp_path):
+    images, _ = synthetic_galaxies(24, seed=4)
+    fractions = GZ2.normalise(np.random.default_rng(1).random((24, GZ2.num_answers)))
+    columns = {"id": [f"k{i}" for i in range(24)]}
+    # The Kaggle solutions file holds cumulative fractions.
+    for name, values in zip(GZ2.count_columns, GZ2.cumulative(fractions).T):
+        columns[name] = values
+    data = GalaxyCollection.from_arrays(images, Table(columns))
+    result = _train(data, tmp_path / "gz2", tree="gz2", epochs=1)
+    assert result.config.target["loss"] == "mse"
+    assert 0.0 < result.metrics["val_rmse"] < 1.0
+    assert "Class1.1_fraction" in predict(tmp_path / "gz2", data).colnames
+    with pytest.raises(ConfigError, match="hold vote fractions, not counts"):
+        _train(data, tmp_path / "bad", tree="gz2", vote_loss="dirichlet")
+
+
 def test_vote_model_needs_the_tree_columns(dataset, tmp_path):
     with pytest.raises(MissingColumnError, match="smooth-or-featured_smooth"):
         _train(dataset, tmp_path / "m", tree="gz_decals")
@@ -207,6 +223,20 @@ def test_shift_batch_moves_each_image_by_its_own_shift():
     torch.testing.assert_close(shifted[0, 0, 1:], images[0, 0, :-1])
     torch.testing.assert_close(shifted[1, 0, :, :3], images[1, 0, :, 2:])
     torch.testing.assert_close(shifted[1, 0, :, 3:], images[1, 0, :, 4:].expand(5, 2))  # edge replicated
+
+
+def test_affine_batch_rotates_shifts_and_zooms_about_the_centre():
+    images = torch.rand(2, 3, 16, 16)
+    quarter = affine_batch(images, torch.full((2,), np.pi / 2), torch.ones(2), torch.zeros(2, 2))
+    torch.testing.assert_close(quarter, torch.rot90(images, 1, (-2, -1)), atol=1e-5, rtol=0)
+    shifts = torch.tensor([[1, 0], [0, -2]])
+    moved = affine_batch(images, torch.zeros(2), torch.ones(2), shifts.float())
+    torch.testing.assert_close(moved, shift_batch(images, shifts), atol=1e-5, rtol=0)
+    # Zooming in by 2 on a radial ramp doubles the ramp's slope near the centre.
+    y, x = np.mgrid[:16, :16] - 7.5
+    ramp = torch.from_numpy(np.hypot(x, y)).float().expand(1, 1, 16, 16)
+    zoomed = affine_batch(ramp, torch.zeros(1), torch.full((1,), 2.0), torch.zeros(1, 2))
+    assert zoomed[0, 0, 7, 4].item() == pytest.approx(ramp[0, 0, 7, 4].item() / 2, rel=0.1)
 
 
 def test_augmentation_leaves_the_batch_untouched():

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..data import GalaxyCollection
 from ..errors import CatalogError, ConfigError, ImageShapeError, MissingColumnError, ModelError
 from ..preprocessing import Preprocessor
+from .losses import VOTE_LOSSES
 from .trees import get_tree
 
 #: Values of a split column, by the role they name.
@@ -149,16 +150,17 @@ def vote_table(collection: GalaxyCollection, tree_name: str, loss: str | None = 
         The loss these votes are for.
     """
     tree = get_tree(tree_name)
-    columns = collection.catalog.colnames
-    has_counts = bool(tree.fraction_suffix) and all(name in columns for name in tree.count_columns)
+    if loss not in (None, *VOTE_LOSSES):
+        raise ConfigError(f"unknown vote loss '{loss}' (choose from {', '.join(VOTE_LOSSES)})")
+    if loss == "dirichlet" and not tree.fraction_suffix:
+        raise ConfigError(f"tree {tree.name}: its columns hold vote fractions, not counts; use the mse loss")
+    columns = set(collection.catalog.colnames)
+    has_counts = bool(tree.fraction_suffix) and set(tree.count_columns) <= columns
     if loss is None:
         loss = "dirichlet" if has_counts else "mse"
-    if loss == "dirichlet" and not has_counts:
-        missing = next((name for name in tree.count_columns if name not in columns), tree.count_columns[0])
-        raise MissingColumnError(collection.name, missing, None)
-    wanted = tree.count_columns if loss == "dirichlet" else tree.fraction_columns
-    if loss == "mse" and not all(name in columns for name in wanted) and has_counts:
-        wanted = tree.count_columns  # fractions follow from counts
+    # Fractions follow from counts, so the MSE loss can read either.
+    use_fractions = loss == "mse" and (set(tree.fraction_columns) <= columns or not has_counts)
+    wanted = tree.fraction_columns if use_fractions else tree.count_columns
     absent = [name for name in wanted if name not in columns]
     if absent:
         raise MissingColumnError(collection.name, absent[0], None)

@@ -38,6 +38,13 @@ class Augmentation:
     ----------
     d4 : bool
         Apply a random rotation by a multiple of 90 degrees and flip.
+    any_angle : bool
+        Also rotate by a random angle (bilinear resampling), as Dieleman et
+        al. (2015) did: a galaxy has no preferred orientation, not only none
+        among the four grid directions.
+    zoom : float
+        Rescale by a factor drawn log-uniformly in [1/zoom, zoom] (1: off);
+        Dieleman et al. used 1.3.
     shift_pixels : int
         Largest random shift, in pixels, along each axis (edges are
         replicated).
@@ -48,6 +55,8 @@ class Augmentation:
     """
 
     d4: bool = True
+    any_angle: bool = True
+    zoom: float = 1.3
     shift_pixels: int = 2
     flux_scale: float = 0.1
     pixel_noise: float = 0.01
@@ -113,6 +122,36 @@ def shift_batch(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     index = torch.arange(batch, device=images.device)[:, None, None, None]
     channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
     return padded[index, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def affine_batch(images: torch.Tensor, angles: torch.Tensor, scales: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Rotate, rescale and shift every image of a batch about its centre (bilinear).
+
+    Parameters
+    ----------
+    images : Tensor
+        (batch, bands, H, W).
+    angles : Tensor
+        (batch,) rotation angles in radians (pi / 2 equals ``torch.rot90`` with k = 1).
+    scales : Tensor
+        (batch,) magnifications (> 1 zooms in).
+    shifts : Tensor
+        (batch, 2) shifts in pixels along rows and columns.
+
+    Returns
+    -------
+    Tensor
+        New tensor of the same shape; pixels from outside copy the edge.
+    """
+    height, width = images.shape[-2:]
+    cos, sin = torch.cos(angles) / scales, torch.sin(angles) / scales
+    # affine_grid maps output to input coordinates in [-1, 1] (x = columns).
+    theta = torch.stack([
+        torch.stack([cos, -sin, -2.0 * shifts[:, 1] / width], dim=1),
+        torch.stack([sin, cos, -2.0 * shifts[:, 0] / height], dim=1),
+    ], dim=1).to(images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class GalaxyModule(L.LightningModule):
@@ -193,9 +232,15 @@ class GalaxyModule(L.LightningModule):
         settings = self.augmentation
         if settings.d4:
             images = d4_apply_each(images, random_d4(self.rng, len(images)))
-        if settings.shift_pixels:
-            shifts = self.rng.integers(-settings.shift_pixels, settings.shift_pixels + 1, size=(len(images), 2))
-            images = shift_batch(images, torch.as_tensor(shifts, device=images.device))
+        shifts = self.rng.integers(-settings.shift_pixels, settings.shift_pixels + 1, size=(len(images), 2))
+        shifts = torch.as_tensor(shifts, device=images.device)
+        if settings.any_angle or settings.zoom != 1.0:
+            angles = self.rng.uniform(0.0, 2 * math.pi if settings.any_angle else 0.0, len(images))
+            scales = np.exp(self.rng.uniform(-math.log(settings.zoom), math.log(settings.zoom), len(images)))
+            images = affine_batch(images, torch.as_tensor(angles, device=images.device),
+                                  torch.as_tensor(scales, device=images.device), shifts.to(images.dtype))
+        elif settings.shift_pixels:
+            images = shift_batch(images, shifts)
         if settings.flux_scale or settings.pixel_noise:
             scale = 1.0 + settings.flux_scale * torch.as_tensor(
                 self.rng.standard_normal((len(images), 1, 1, 1)), dtype=images.dtype, device=images.device
