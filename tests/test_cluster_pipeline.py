@@ -54,6 +54,7 @@ def test_run_writes_every_stage_and_a_rerun_skips_them(
     first = run_cluster_pipeline(collection, tmp_path, fast_config)
     assert first.ran == ALL_STAGES and first.skipped == []
     assert set(first.seconds) == set(ALL_STAGES) and all(t >= 0 for t in first.seconds.values())
+    assert set(first.cpu_seconds) == set(ALL_STAGES) and first.cpu_seconds["denoise"] > 0
     assert len(first.groups) == 36 and set(first.groups.colnames) >= {
         "id",
         "group",

@@ -229,6 +229,10 @@ class ClusterResult:
         Stage outputs by name.
     seconds : dict
         Wall time of each stage computed in this call, in seconds.
+    cpu_seconds : dict
+        CPU time of this process (all its threads) in each stage, in
+        seconds: the work done, which unlike wall time does not grow when
+        other jobs share the machine.
     """
 
     out_dir: Path
@@ -238,6 +242,7 @@ class ClusterResult:
     skipped: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _fingerprint(settings: dict) -> str:
@@ -255,19 +260,23 @@ class _StageLog:
         self.ran: list[str] = []
         self.skipped: list[str] = []
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
         self._started = 0.0
+        self._cpu_started = 0.0
 
     def fresh(self, stage: str, fingerprint: str, outputs: list[Path]) -> bool:
         reusable = self.done.get(stage) == fingerprint and all(p.exists() for p in outputs)
         if reusable:
             self.skipped.append(stage)
         self._started = time.perf_counter()
+        self._cpu_started = time.process_time()
         return reusable
 
     def record(self, stage: str, fingerprint: str) -> None:
         from ..data.writers import atomic_path
 
         self.seconds[stage] = time.perf_counter() - self._started
+        self.cpu_seconds[stage] = time.process_time() - self._cpu_started
         self.done[stage] = fingerprint
         self.ran.append(stage)
         with atomic_path(self.path) as tmp:
@@ -684,7 +693,9 @@ def run_cluster_pipeline(
         stages.record("plots", plots_print)
     report("plots", reused)
 
-    return ClusterResult(out, groups, scores, stages.ran, stages.skipped, files, stages.seconds)
+    return ClusterResult(
+        out, groups, scores, stages.ran, stages.skipped, files, stages.seconds, stages.cpu_seconds
+    )
 
 
 def _is_model_folder(encoder: str) -> bool:
