@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -59,7 +59,7 @@ app = _App(
 @app.command()
 def info(
     path: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
-    label_column: Annotated[Optional[str], typer.Option(help="Column holding class labels.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding class labels.")] = None,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
 ) -> None:
     """Describe a data set: counts, shapes, bands, dtypes, NaN fraction, label balance."""
@@ -82,8 +82,8 @@ def preview(
     out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("preview.png"),
     n: Annotated[int, typer.Option(help="Galaxies to show (per group with --group-by).")] = 36,
     stretch: Annotated[str, typer.Option(help="asinh, linear, sqrt or log.")] = "asinh",
-    size: Annotated[Optional[int], typer.Option(help="Resize every cutout to this many pixels.")] = None,
-    group_by: Annotated[Optional[str], typer.Option(help="Catalog column to group rows by.")] = None,
+    size: Annotated[int | None, typer.Option(help="Resize every cutout to this many pixels.")] = None,
+    group_by: Annotated[str | None, typer.Option(help="Catalog column to group rows by.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for picking galaxies.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
 ) -> None:
@@ -101,11 +101,11 @@ def preview(
 def cutout(
     image: Annotated[Path, typer.Argument(help="Survey field: FITS (with WCS for ra/dec), PNG/JPEG or NPY.")],
     out: Annotated[Path, typer.Option(help="Folder for the stamps and catalog.csv.")],
-    catalog: Annotated[Optional[Path], typer.Option(help="Positions (ra/dec or x/y) to cut at; "
+    catalog: Annotated[Path | None, typer.Option(help="Positions (ra/dec or x/y) to cut at; "
                                                          "without it, sources are detected.")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Stamp side in pixels (default: 64 at catalog "
+    size: Annotated[int | None, typer.Option(help="Stamp side in pixels (default: 64 at catalog "
                                                      "positions, scaled to each detected source).")] = None,
-    hdu: Annotated[Optional[str], typer.Option(help="FITS extension, by name or number.")] = None,
+    hdu: Annotated[str | None, typer.Option(help="FITS extension, by name or number.")] = None,
     nsigma: Annotated[float, typer.Option(help="Detection threshold above the background rms.")] = 3.0,
     npixels: Annotated[int, typer.Option(help="Minimum connected pixels of a source.")] = 20,
     psf_fwhm: Annotated[float, typer.Option(help="PSF FWHM in pixels; extended sources are wider.")] = 3.0,
@@ -138,13 +138,14 @@ def simulate(
     psf: Annotated[str, typer.Option(help="moffat or kolmogorov.")] = "moffat",
     psf_fwhm: Annotated[float, typer.Option(help="PSF FWHM in arcsec.")] = 0.7,
     noise: Annotated[str, typer.Option(help="gaussian, poisson, cosmos or none.")] = "gaussian",
-    classes: Annotated[Optional[str], typer.Option(help="Comma-separated subset of classes.")] = None,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated subset of classes.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same galaxies.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes to render with.")] = 2,
     formats: Annotated[str, typer.Option(help="Comma-separated image formats: fits, png.")] = "fits,png",
 ) -> None:
     """Render labelled galaxies with GalSim (8 classes) and write images plus a catalog."""
-    from .simulation import simulate as render, write_sample
+    from .simulation import simulate as render
+    from .simulation import write_sample
 
     sample = render(n, size=size, bands=_split(bands), pixel_scale=pixel_scale, psf=psf,
                     psf_fwhm=psf_fwhm, noise=noise, classes=_split(classes) if classes else None,
@@ -171,11 +172,11 @@ def pretrain(
     out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("astropt-model"),
     size: Annotated[str, typer.Option(help="Model size: tiny, small, base or large.")] = "tiny",
     image_size: Annotated[int, typer.Option(help="Side of the model's input in pixels.")] = 64,
-    crop_pixels: Annotated[Optional[int], typer.Option(help="Keep the central square of this "
+    crop_pixels: Annotated[int | None, typer.Option(help="Keep the central square of this "
                                                             "many pixels before resizing.")] = None,
     stretch: Annotated[str, typer.Option(help="linear (JPEG composites) or asinh (FITS).")] = "linear",
     patch_size: Annotated[int, typer.Option(help="Patch side in pixels; divides --image-size.")] = 8,
-    sed_columns: Annotated[Optional[str], typer.Option(help="Comma-separated catalog columns "
+    sed_columns: Annotated[str | None, typer.Option(help="Comma-separated catalog columns "
                                                             "(one per band) read as SED tokens.")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Galaxies per step.")] = 64,
@@ -204,7 +205,7 @@ def embed(
     encoder: Annotated[str, typer.Option(help="Model folder, or timm:<architecture> with --weights.")],
     out: Annotated[Path, typer.Option(help="Output Parquet (a .npy is written beside it).")] = Path(
         "embeddings.parquet"),
-    weights: Annotated[Optional[Path], typer.Option(help="Local weights file of a timm backbone.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local weights file of a timm backbone.")] = None,
     bands: Annotated[int, typer.Option(help="Image bands (timm backbones).")] = 3,
     batch_size: Annotated[int, typer.Option(help="Galaxies per batch.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -223,15 +224,15 @@ def embed(
 @app.command()
 def similar(
     embeddings: Annotated[Path, typer.Argument(help="Embeddings Parquet from 'tuningfork embed'.")],
-    id: Annotated[Optional[str], typer.Option("--id", help="Query galaxy id.")] = None,
-    image: Annotated[Optional[Path], typer.Option(help="Query image file (needs --encoder).")] = None,
-    encoder: Annotated[Optional[str], typer.Option(help="Encoder of the embeddings, for --image.")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Local weights of a timm encoder.")] = None,
+    id: Annotated[str | None, typer.Option("--id", help="Query galaxy id.")] = None,
+    image: Annotated[Path | None, typer.Option(help="Query image file (needs --encoder).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder of the embeddings, for --image.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local weights of a timm encoder.")] = None,
     k: Annotated[int, typer.Option(help="Neighbours to return.")] = 10,
     kind: Annotated[str, typer.Option(help="Index: auto, flat (exact), ivf or hnsw.")] = "auto",
     metric: Annotated[str, typer.Option(help="cosine or l2.")] = "cosine",
     rebuild: Annotated[bool, typer.Option(help="Rebuild the index saved beside the embeddings.")] = False,
-    data: Annotated[Optional[Path], typer.Option(help="Data set for the mosaic (default: the "
+    data: Annotated[Path | None, typer.Option(help="Data set for the mosaic (default: the "
                                                       "one that was embedded).")] = None,
     out: Annotated[Path, typer.Option(help="Neighbours table (CSV, Parquet or FITS).")] = Path("similar.csv"),
     mosaic: Annotated[Path, typer.Option(help="Mosaic PNG of the neighbours.")] = Path("similar.png"),
@@ -271,7 +272,7 @@ def outliers(
     detectors: Annotated[str, typer.Option(help="Comma-separated: isolation_forest, knn, lof.")] = (
         "isolation_forest,knn,lof"),
     neighbors: Annotated[int, typer.Option(help="Neighbourhood size of knn and lof.")] = 20,
-    data: Annotated[Optional[Path], typer.Option(help="Data set for the mosaic (default: the "
+    data: Annotated[Path | None, typer.Option(help="Data set for the mosaic (default: the "
                                                       "one that was embedded).")] = None,
     mosaic: Annotated[Path, typer.Option(help="Mosaic PNG of the top outliers.")] = Path("outliers.png"),
     top: Annotated[int, typer.Option(help="Outliers in the mosaic.")] = 25,
@@ -363,16 +364,16 @@ def cluster(
         "kmeans,ward,gmm,birch"),
     encoder: Annotated[str, typer.Option(help="timm architecture (with --weights), model folder, or "
                                               "'autoencoder' (the denoiser's latent).")] = "convnext_tiny",
-    weights: Annotated[Optional[Path], typer.Option(help="Local weights file of the timm encoder.")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local weights file of the timm encoder.")] = None,
     input_size: Annotated[int, typer.Option(help="Encoder input side in pixels.")] = 224,
     pca: Annotated[float, typer.Option(help="Variance fraction (< 1) or number of PCA components.")] = 0.9,
     denoise: Annotated[bool, typer.Option(help="Train and apply the denoising autoencoder first.")] = True,
     denoise_epochs: Annotated[int, typer.Option(help="Autoencoder training epochs.")] = 20,
     polar: Annotated[bool, typer.Option(help="Polar step with extended angle axis before encoding.")] = True,
-    size: Annotated[Optional[int], typer.Option(help="Resize cutouts to this many pixels (default 64).")] = None,
-    stretch: Annotated[Optional[str], typer.Option(help="linear, asinh, sqrt or log.")] = None,
-    label_column: Annotated[Optional[str], typer.Option(help="Known classes, to score the groups.")] = None,
-    sweep: Annotated[Optional[str], typer.Option(help="Comma-separated K values to compare.")] = None,
+    size: Annotated[int | None, typer.Option(help="Resize cutouts to this many pixels (default 64).")] = None,
+    stretch: Annotated[str | None, typer.Option(help="linear, asinh, sqrt or log.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Known classes, to score the groups.")] = None,
+    sweep: Annotated[str | None, typer.Option(help="Comma-separated K values to compare.")] = None,
     morphometry: Annotated[bool, typer.Option(help="Also measure statmorph parameters (slow).")] = False,
     workers: Annotated[int, typer.Option(help="Processes for the morphometry.")] = 1,
     embedding_map: Annotated[str, typer.Option(help="umap or pca.")] = "umap",
@@ -417,7 +418,7 @@ def denoise_train(
     channels: Annotated[int, typer.Option(help="Channels of the first level (doubled per level).")] = 16,
     depth: Annotated[int, typer.Option(help="Downsampling levels.")] = 3,
     max_images: Annotated[int, typer.Option(help="Galaxies drawn at random for training.")] = 5000,
-    noise_sigma: Annotated[Optional[float], typer.Option(help="Injected noise (default: each image's).")] = None,
+    noise_sigma: Annotated[float | None, typer.Option(help="Injected noise (default: each image's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
 ) -> None:
@@ -454,8 +455,8 @@ def denoise_apply(
 def morphometry(
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
     out: Annotated[Path, typer.Option(help="Output table (CSV, Parquet or FITS).")] = Path("morphometry.csv"),
-    band: Annotated[Optional[int], typer.Option(help="Band to measure (default: mean of the bands).")] = None,
-    gain: Annotated[Optional[float], typer.Option(help="Electrons per image unit (default: sky-rms "
+    band: Annotated[int | None, typer.Option(help="Band to measure (default: mean of the bands).")] = None,
+    gain: Annotated[float | None, typer.Option(help="Electrons per image unit (default: sky-rms "
                                                        "weight map).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     all_quantities: Annotated[bool, typer.Option(help="Every statmorph output, not only the main ones.")] = False,
@@ -480,11 +481,11 @@ app.add_typer(generate_app, name="generate")
 def generate_train(
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ or folder of training galaxies.")],
     out: Annotated[Path, typer.Option(help="Generator model folder to write.")] = Path("generator"),
-    label_column: Annotated[Optional[str], typer.Option(help="Class column to condition on.")] = None,
-    feature_columns: Annotated[Optional[str], typer.Option(help="Comma-separated numeric columns to condition "
+    label_column: Annotated[str | None, typer.Option(help="Class column to condition on.")] = None,
+    feature_columns: Annotated[str | None, typer.Option(help="Comma-separated numeric columns to condition "
                                                                 "on instead of the class.")] = None,
     image_size: Annotated[int, typer.Option(help="Side of the generated stamps in pixels.")] = 32,
-    crop_pixels: Annotated[Optional[int], typer.Option(help="Keep the central square of this many pixels "
+    crop_pixels: Annotated[int | None, typer.Option(help="Keep the central square of this many pixels "
                                                             "before resizing.")] = None,
     stretch: Annotated[str, typer.Option(help="asinh (FITS), linear (JPEG composites), sqrt or log.")] = "asinh",
     channels: Annotated[str, typer.Option(help="Comma-separated UNet channels per level.")] = "32,64,64",
@@ -548,9 +549,9 @@ def generate_sample(
 def generate_evaluate(
     generator: Annotated[Path, typer.Argument(help="Generator model folder.")],
     data: Annotated[Path, typer.Argument(help="Real galaxies to compare with (held out from training).")],
-    encoder: Annotated[Optional[Path], typer.Option(help="tuningfork encoder folder (pretrain or denoise) for "
+    encoder: Annotated[Path | None, typer.Option(help="tuningfork encoder folder (pretrain or denoise) for "
                                                          "the Frechet distance.")] = None,
-    classifier: Annotated[Optional[Path], typer.Option(help="Classifier folder trained on real data, for "
+    classifier: Annotated[Path | None, typer.Option(help="Classifier folder trained on real data, for "
                                                             "the conditional accuracy.")] = None,
     n: Annotated[int, typer.Option(help="Real and generated galaxies per condition.")] = 64,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 2.0,
@@ -558,7 +559,7 @@ def generate_evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the samples and of the real draw.")] = 0,
     morphometry: Annotated[bool, typer.Option(help="Compare statmorph parameters (KS tests).")] = True,
     workers: Annotated[int, typer.Option(help="Processes for statmorph.")] = 1,
-    label_column: Annotated[Optional[str], typer.Option(help="Class column of the real data.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Class column of the real data.")] = None,
     out: Annotated[Path, typer.Option(help="Per-condition table (CSV, Parquet or FITS); the KS table is "
                                            "written beside it.")] = Path("generator-evaluation.csv"),
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
@@ -586,35 +587,35 @@ def train_command(
     data: Annotated[Path, typer.Argument(help="Catalog, Galaxy10-style HDF5, NPY/NPZ stack or folder.")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("model"),
     target: Annotated[str, typer.Option(help="Label column (class targets).")] = "label",
-    tree: Annotated[Optional[str], typer.Option(help="Learn Galaxy Zoo votes over this tree instead: "
+    tree: Annotated[str | None, typer.Option(help="Learn Galaxy Zoo votes over this tree instead: "
                                                      "gz2 or gz_decals.")] = None,
-    vote_loss: Annotated[Optional[str], typer.Option(help="dirichlet (vote counts) or mse (fractions); "
+    vote_loss: Annotated[str | None, typer.Option(help="dirichlet (vote counts) or mse (fractions); "
                                                           "chosen from the columns by default.")] = None,
     architecture: Annotated[str, typer.Option(help="rotinv, hybrid, or a timm model name.")] = "rotinv",
-    weights: Annotated[Optional[Path], typer.Option(help="Local pretrained weights (timm backbones).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local pretrained weights (timm backbones).")] = None,
     image_size: Annotated[int, typer.Option(help="Side of the network input in pixels.")] = 64,
-    crop_pixels: Annotated[Optional[int], typer.Option(help="Keep the central square of this many "
+    crop_pixels: Annotated[int | None, typer.Option(help="Keep the central square of this many "
                                                             "pixels before resizing.")] = None,
     stretch: Annotated[str, typer.Option(help="linear (JPEG composites) or asinh (FITS).")] = "linear",
     normalisation: Annotated[str, typer.Option(help="Per-band minmax or zscore, or none (keeps the "
                                                     "colours of JPEG composites).")] = "minmax",
     epochs: Annotated[int, typer.Option(help="Maximum passes over the training split.")] = 30,
-    budget: Annotated[Optional[float], typer.Option(help="CPU-time budget in seconds.")] = None,
+    budget: Annotated[float | None, typer.Option(help="CPU-time budget in seconds.")] = None,
     batch_size: Annotated[int, typer.Option(help="Galaxies per step.")] = 64,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Peak AdamW learning rate.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak AdamW learning rate.")] = None,
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.1,
     balance_classes: Annotated[bool, typer.Option(help="Weight classes inversely to frequency.")] = False,
     mixup: Annotated[float, typer.Option(help="Mixup alpha (0: off).")] = 0.0,
     cutmix: Annotated[float, typer.Option(help="Cutmix alpha (0: off).")] = 0.0,
     split_column: Annotated[str, typer.Option(help="Column with train/val/test values.")] = "split",
     val_fraction: Annotated[float, typer.Option(help="Validation share without a split column.")] = 0.2,
-    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of split, weights, shuffling and augmentation.")] = 0,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
-    augment_with: Annotated[Optional[Path], typer.Option(help="Generator folder ('tuningfork generate "
+    augment_with: Annotated[Path | None, typer.Option(help="Generator folder ('tuningfork generate "
                                                               "train'): add generated galaxies of --rare-classes.")] = None,
-    rare_classes: Annotated[Optional[str], typer.Option(help="Comma-separated classes to augment.")] = None,
+    rare_classes: Annotated[str | None, typer.Option(help="Comma-separated classes to augment.")] = None,
     generated_per_class: Annotated[int, typer.Option(help="Generated galaxies added per rare class.")] = 100,
 ) -> None:
     """Train a classifier (or Galaxy Zoo vote model) and write a calibrated model folder."""
@@ -643,9 +644,9 @@ def predict_command(
     model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train'.")],
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
     out: Annotated[Path, typer.Option(help="Output catalog (Parquet, CSV or FITS).")] = Path("predictions.parquet"),
-    target_accuracy: Annotated[Optional[float], typer.Option(help="Triage: confidence threshold that "
+    target_accuracy: Annotated[float | None, typer.Option(help="Triage: confidence threshold that "
                                                                   "reached this validation accuracy.")] = None,
-    min_confidence: Annotated[Optional[float], typer.Option(help="Triage: this confidence threshold.")] = None,
+    min_confidence: Annotated[float | None, typer.Option(help="Triage: this confidence threshold.")] = None,
     tta: Annotated[bool, typer.Option(help="Average over the 8 rotations and flips.")] = False,
     batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
@@ -670,9 +671,9 @@ def evaluate_command(
     model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train'.")],
     data: Annotated[Path, typer.Argument(help="Labelled catalog, HDF5 or NPZ.")],
     out: Annotated[Path, typer.Option(help="Folder for metrics.json and the figures.")] = Path("evaluation"),
-    split: Annotated[Optional[str], typer.Option(help="Only rows of this split (e.g. test).")] = None,
+    split: Annotated[str | None, typer.Option(help="Only rows of this split (e.g. test).")] = None,
     split_column: Annotated[str, typer.Option(help="Column with train/val/test values.")] = "split",
-    agreement_column: Annotated[Optional[str], typer.Option(help="Volunteer agreement with each label, "
+    agreement_column: Annotated[str | None, typer.Option(help="Volunteer agreement with each label, "
                                                                  "for the high-agreement accuracy.")] = None,
     tta: Annotated[bool, typer.Option(help="Average over the 8 rotations and flips.")] = False,
     batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
