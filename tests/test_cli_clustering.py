@@ -43,6 +43,7 @@ def test_cluster_resumes_and_scores_against_labels(catalog, tmp_path):
         "kmeans,gmm",
         "--encoder",
         "autoencoder",
+        "--denoise",
         "--no-polar",
         "--denoise-epochs",
         1,
@@ -75,6 +76,7 @@ def test_cluster_errors_are_one_line(catalog, tmp_path):
         99,
         "--encoder",
         "autoencoder",
+        "--denoise",
         "--no-polar",
     )
     assert result.exit_code == 2

@@ -362,12 +362,13 @@ def cluster(
     threshold: Annotated[float, typer.Option(help="Fraction of votes needed to classify a galaxy.")] = 0.5,
     models: Annotated[str, typer.Option(help="Comma-separated: kmeans, ward, gmm, birch.")] = (
         "kmeans,ward,gmm,birch"),
-    encoder: Annotated[str, typer.Option(help="timm architecture (with --weights), model folder, or "
-                                              "'autoencoder' (the denoiser's latent).")] = "convnext_tiny",
+    encoder: Annotated[str, typer.Option(help="'morphology' (rotation-invariant descriptors), a timm "
+                                              "architecture (with --weights), a model folder, or "
+                                              "'autoencoder' (the denoiser's latent).")] = "morphology",
     weights: Annotated[Path | None, typer.Option(help="Local weights file of the timm encoder.")] = None,
     input_size: Annotated[int, typer.Option(help="Encoder input side in pixels.")] = 224,
     pca: Annotated[float, typer.Option(help="Variance fraction (< 1) or number of PCA components.")] = 0.9,
-    denoise: Annotated[bool, typer.Option(help="Train and apply the denoising autoencoder first.")] = True,
+    denoise: Annotated[bool, typer.Option(help="Train and apply the denoising autoencoder first.")] = False,
     denoise_epochs: Annotated[int, typer.Option(help="Autoencoder training epochs.")] = 20,
     polar: Annotated[bool, typer.Option(help="Polar step with extended angle axis before encoding.")] = True,
     size: Annotated[int | None, typer.Option(help="Resize cutouts to this many pixels (default 64).")] = None,

@@ -157,8 +157,9 @@ def cluster_sample(catalog: Path, out: Path, seed: int, console: Console) -> Pat
     from .clustering import ClusterConfig, run_cluster_pipeline
 
     folder = out / "clusters"
-    config = ClusterConfig(n_clusters=8, n_bootstrap=4, encoder="autoencoder", denoise=True, polar=False,
-                           denoise_epochs=3, label_column="label", seed=seed,
+    # The default encoder: rotation-invariant morphology descriptors with the
+    # polar step, which group galaxies by shape rather than by S/N.
+    config = ClusterConfig(n_clusters=8, n_bootstrap=4, label_column="label", seed=seed,
                            preprocess={"output_size": 64, "stretch": "asinh"})
     result = run_cluster_pipeline(catalog, folder, config, log=lambda message: console.print(f"    {message}"))
     classified = float(np.mean(~np.asarray(result.groups["group"].mask))) if hasattr(
@@ -204,7 +205,7 @@ def run_demo(out: str | Path = "tuningfork-demo", n_simulated: int = 400, seed: 
     preprocess_sample(sim_catalog, "simulated", out, console)
     console.print("[bold]4. Supervised classification[/] (rotation-invariant CNN, calibrated triage)")
     classify_sample(sim_catalog, out, seed, console)
-    console.print("[bold]5. Unsupervised groups[/] (denoise, encode, PCA, voting clustering)")
+    console.print("[bold]5. Unsupervised groups[/] (morphology encoding, PCA, voting clustering)")
     cluster_sample(sim_catalog, out, seed, console)
     console.print("[bold]6. Foundation embeddings[/] (self-supervised patch transformer)")
     from .embeddings.tour import embeddings_tour
