@@ -33,7 +33,8 @@ def test_loss_decreases_on_a_fixed_batch():
 
 def test_prediction_is_causal():
     torch.manual_seed(0)
-    model = AstroPT(tiny()).eval()
+    # Without per-image scaling: the scale of an image depends on all its pixels.
+    model = AstroPT(tiny(input_scaling="none")).eval()
     images = torch.randn(2, 2, 16, 16)
     changed = images.clone()
     changed[:, :, :4, :4] += 5.0  # a corner patch: read late in the spiral
@@ -55,9 +56,42 @@ def test_sed_tokens_change_the_embedding_and_missing_bands_are_allowed():
         shifted = model.embed(images, sed + 1.0)
         missing = model.embed(images, torch.tensor([[float("nan"), 0.0]] * 3))
         loss = model.loss(images, torch.tensor([[float("nan"), 0.0]] * 3))
-    assert base.shape == (3, 32)
+    assert base.shape == (3, model.config.embedding_dim)
     assert (base - shifted).abs().max() > 1e-4
     assert torch.isfinite(missing).all() and torch.isfinite(loss)
+
+
+def test_galaxy_scaling_ignores_brightness_and_keeps_colours():
+    model = AstroPT(tiny())
+    images = torch.rand(2, 2, 16, 16)
+    images[:, 1] *= 3.0  # a redder band
+    original = images.clone()
+    scaled = model.scale_images(images)
+    brighter = model.scale_images(10.0 * images + 4.0)
+    assert torch.allclose(scaled, brighter, atol=1e-5)
+    ratio = (scaled[:, 1] - scaled[:, 1].median()).abs().mean() / (
+        scaled[:, 0] - scaled[:, 0].median()
+    ).abs().mean()
+    assert ratio > 2.0  # one scale for all bands: the red band stays brighter
+    assert torch.equal(images, original)
+    blank = model.scale_images(torch.zeros(1, 2, 16, 16))
+    assert torch.isfinite(blank).all()
+
+
+def test_patch_targets_are_standardised_and_pixel_targets_are_not():
+    patches = torch.rand(2, 5, 12) * 7.0 + 3.0
+    standardised = AstroPT(tiny())._targets(patches)
+    assert torch.allclose(standardised.mean(-1), torch.zeros(2, 5), atol=1e-5)
+    assert torch.allclose(standardised.std(-1), torch.ones(2, 5), atol=1e-2)
+    assert torch.equal(AstroPT(tiny(target="pixels"))._targets(patches), patches)
+
+
+@pytest.mark.parametrize("pooling, dim", [("layers", 2 * 32), ("final", 32)])
+def test_embedding_length_follows_the_pooling(pooling, dim):
+    model = AstroPT(tiny(pooling=pooling)).eval()
+    assert model.config.embedding_dim == dim
+    with torch.no_grad():
+        assert model.embed(torch.randn(3, 2, 16, 16)).shape == (3, dim)
 
 
 def test_sed_model_without_sed_is_a_clear_error():
@@ -77,6 +111,9 @@ def test_wrong_image_size_is_a_clear_error():
         ({"patch_size": 5}, "does not divide image size"),
         ({"heads": 3}, "heads do not divide"),
         ({"order": "zigzag"}, "patch order 'zigzag'"),
+        ({"input_scaling": "band"}, "input_scaling 'band' is unknown"),
+        ({"target": "flux"}, "target 'flux' is unknown"),
+        ({"pooling": "max"}, "pooling 'max' is unknown"),
     ],
 )
 def test_inconsistent_config_is_a_clear_error(overrides, message):

@@ -53,7 +53,8 @@ def test_extraction_in_batches_matches_one_pass(tmp_path):
     )
     embeddings = extract_embeddings(collection, encoder, tmp_path / "emb.parquet", batch_size=3)
     assert embeddings.ids == [f"b{i}" for i in range(10)]
-    assert embeddings.vectors.shape == (10, 32) and embeddings.vectors.dtype == np.float32
+    assert embeddings.vectors.shape == (10, encoder.dim) and embeddings.vectors.dtype == np.float32
+    assert encoder.dim == 2 * 32  # tiny: 2 blocks of width 32, concatenated
     np.testing.assert_allclose(
         embeddings.vectors, embed_arrays(encoder, blobs(10)), rtol=1e-4, atol=1e-5
     )

@@ -3,9 +3,19 @@
 The model reads an image as a sequence of patches (spiral from the centre, see
 :mod:`tuningfork.embeddings.patches`), optionally followed by one token per
 photometric band (the SED), and learns to predict every token from the ones
-before it with a causal transformer.  No labels are needed; the mean of the
-last hidden states is the embedding used downstream (AstroPT, Smith et al.
-2024; Euclid Q1 multi-modal model, Siudek et al. 2025).
+before it with a causal transformer.  No labels are needed (AstroPT, Smith
+et al. 2024; Euclid Q1 multi-modal model, Siudek et al. 2025).
+
+Three choices make the embeddings useful after a few CPU minutes on a few
+thousand galaxies rather than millions:
+
+* each image is scaled by its own brightness (one scale for all bands, so
+  colours survive), so faint and bright galaxies weigh alike in the loss;
+* the target of every prediction is the next patch standardised on its own
+  (the normalised-pixel loss of masked autoencoders), so the model is
+  rewarded for predicting structure rather than the overall brightness;
+* the embedding concatenates the token means of every block, as AstroPT found
+  intermediate layers better than the last one for downstream tasks.
 """
 
 from __future__ import annotations
@@ -20,6 +30,20 @@ from torch import nn
 from ..errors import ConfigError, ModelError
 from ..preprocessing import PreprocessConfig
 from .patches import PATCH_ORDERS, image_to_patches
+
+#: ``galaxy``: each image minus its median, divided by its 99th percentile
+#: (over all bands at once); ``none``: pixels as preprocessed.
+INPUT_SCALINGS = ("galaxy", "none")
+#: ``patch``: each target patch standardised on its own; ``pixels``: raw values.
+TARGETS = ("patch", "pixels")
+#: ``layers``: token means of every block, concatenated; ``final``: token mean
+#: of the final hidden states (the original AstroPT embedding).
+POOLINGS = ("layers", "final")
+# Percentile of an image's pixels that its scaling maps to 1.
+_SCALE_PERCENTILE = 0.99
+# Added to a patch's standard deviation before dividing by it, in units of the
+# scaled image, so that flat sky patches do not divide by zero.
+_PATCH_STD_FLOOR = 1e-2
 
 #: Named sizes, from a model that trains in seconds on a laptop CPU to one that
 #: needs a GPU (the latter is close to AstroPT's smallest published model).
@@ -55,6 +79,17 @@ class AstroPTConfig:
         Dropout probability inside the blocks.
     order : {"spiral", "raster"}
         Patch reading order.
+    input_scaling : {"galaxy", "none"}
+        ``galaxy`` subtracts each image's median and divides by its 99th
+        percentile, both over all bands, so colours are kept; ``none`` uses
+        the preprocessed pixels as they are.
+    target : {"patch", "pixels"}
+        What the next-patch loss compares: each target patch standardised on
+        its own (``patch``), or its raw values (``pixels``).
+    pooling : {"layers", "final"}
+        Embedding: the token means of every block, concatenated
+        (``layers``, ``depth * embed_dim`` values), or the token mean of the
+        final hidden states (``final``, ``embed_dim`` values).
     sed_columns : list of str
         Catalog columns (one per band, e.g. magnitudes) read as SED tokens
         after the image; empty for an image-only model.
@@ -72,6 +107,9 @@ class AstroPTConfig:
     mlp_ratio: float = 4.0
     dropout: float = 0.0
     order: str = "spiral"
+    input_scaling: str = "galaxy"
+    target: str = "patch"
+    pooling: str = "layers"
     sed_columns: list[str] = field(default_factory=list)
     sed_center: list[float] = field(default_factory=list)
     sed_scale: list[float] = field(default_factory=list)
@@ -88,6 +126,16 @@ class AstroPTConfig:
             )
         if self.order not in PATCH_ORDERS:
             raise ConfigError(f"AstroPT config: patch order '{self.order}' is unknown")
+        for name, allowed in (
+            ("input_scaling", INPUT_SCALINGS),
+            ("target", TARGETS),
+            ("pooling", POOLINGS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"AstroPT config: {name} '{getattr(self, name)}' is unknown "
+                    f"(choose one of {', '.join(allowed)})"
+                )
         if self.sed_center and len(self.sed_center) != len(self.sed_columns):
             raise ConfigError("AstroPT config: sed_center needs one value per SED column")
         if self.sed_scale and len(self.sed_scale) != len(self.sed_columns):
@@ -111,6 +159,11 @@ class AstroPTConfig:
     def patch_dim(self) -> int:
         """Values in one flattened patch."""
         return self.bands * self.patch_size**2
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of an embedding (see ``pooling``)."""
+        return self.embed_dim * (self.depth if self.pooling == "layers" else 1)
 
     def to_dict(self) -> dict:
         """Plain-JSON form of the config."""
@@ -182,15 +235,42 @@ class AstroPT(nn.Module):
                 f"got {tuple(sed.shape)}"
             )
 
-    def tokens(
-        self, images: torch.Tensor, sed: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Patch (and SED) targets of a batch, in reading order.
+    def scale_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Apply the config's ``input_scaling`` to a batch (a new tensor).
 
         Parameters
         ----------
         images : Tensor
-            (batch, bands, image_size, image_size) preprocessed images.
+            (batch, bands, height, width) preprocessed images.
+
+        Returns
+        -------
+        Tensor
+            Same shape; with ``galaxy`` scaling each image minus its median,
+            divided by its 99th percentile (both over all bands, so band
+            ratios are kept); an image whose percentile is not above its
+            median is only shifted.
+        """
+        if self.config.input_scaling == "none":
+            return images.clone()
+        flat = images.reshape(len(images), -1)
+        shifted = flat - flat.median(dim=1, keepdim=True).values
+        # kthvalue rather than torch.quantile, which refuses large batches.
+        rank = max(1, round(_SCALE_PERCENTILE * flat.shape[1]))
+        top = shifted.kthvalue(rank, dim=1, keepdim=True).values
+        scale = torch.where(top > 0, top, torch.ones_like(top))
+        return (shifted / scale).reshape(images.shape)
+
+    def tokens(
+        self, images: torch.Tensor, sed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch (and SED) tokens of a batch, in reading order.
+
+        Parameters
+        ----------
+        images : Tensor
+            (batch, bands, image_size, image_size) preprocessed images;
+            ``input_scaling`` is applied here.
         sed : Tensor, optional
             (batch, n_sed) standardised SED values; NaN marks a missing band.
 
@@ -202,7 +282,10 @@ class AstroPT(nn.Module):
             The SED values, unchanged.
         """
         self._check_inputs(images, sed)
-        return image_to_patches(images, self.config.patch_size, self.config.order), sed
+        patches = image_to_patches(
+            self.scale_images(images), self.config.patch_size, self.config.order
+        )
+        return patches, sed
 
     def hidden_states(self, images: torch.Tensor, sed: torch.Tensor | None = None) -> torch.Tensor:
         """Final (normalised) hidden state of every token.
@@ -219,9 +302,9 @@ class AstroPT(nn.Module):
         Tensor
             (batch, n_patches + n_sed, embed_dim).
         """
-        return self._encode(*self.tokens(images, sed))
+        return self.norm(self._block_outputs(*self.tokens(images, sed))[-1])
 
-    def _encode(self, patches: torch.Tensor, sed: torch.Tensor | None) -> torch.Tensor:
+    def _block_outputs(self, patches: torch.Tensor, sed: torch.Tensor | None) -> list[torch.Tensor]:
         image_tokens = self.patch_embed(patches) + self.modality.weight[0]
         parts = [image_tokens]
         if len(self.config.sed_columns):
@@ -231,12 +314,23 @@ class AstroPT(nn.Module):
                 present.unsqueeze(-1), self.sed_embed(values), self.sed_missing
             )
             parts.append(sed_tokens + self.modality.weight[1])
-        sequence = torch.cat(parts, dim=1) + self.position
-        length = sequence.shape[1]
+        hidden = torch.cat(parts, dim=1) + self.position
+        length = hidden.shape[1]
         causal = nn.Transformer.generate_square_subsequent_mask(
-            length, device=sequence.device, dtype=sequence.dtype
+            length, device=hidden.device, dtype=hidden.dtype
         )
-        return self.norm(self.blocks(sequence, mask=causal, is_causal=True))
+        outputs = []
+        for block in self.blocks.layers:
+            hidden = block(hidden, src_mask=causal, is_causal=True)
+            outputs.append(hidden)
+        return outputs
+
+    def _targets(self, patches: torch.Tensor) -> torch.Tensor:
+        if self.config.target == "pixels":
+            return patches
+        mean = patches.mean(dim=-1, keepdim=True)
+        spread = patches.std(dim=-1, keepdim=True)
+        return (patches - mean) / (spread + _PATCH_STD_FLOOR)
 
     def loss(
         self, images: torch.Tensor, sed: torch.Tensor | None = None, huber_delta: float = 1.0
@@ -244,8 +338,8 @@ class AstroPT(nn.Module):
         """Next-token prediction loss (Huber) of a batch.
 
         Every token but the first is predicted from the tokens before it:
-        patches by a linear head to pixel values, SED values by a scalar head.
-        Missing SED values are left out of the loss.
+        patches by a linear head (to the target of ``config.target``), SED
+        values by a scalar head.  Missing SED values are left out of the loss.
 
         Parameters
         ----------
@@ -255,7 +349,7 @@ class AstroPT(nn.Module):
             (batch, n_sed) standardised SED values.
         huber_delta : float
             Transition of the Huber loss from quadratic to linear, in the units
-            of the preprocessed pixels.
+            of the targets.
 
         Returns
         -------
@@ -263,10 +357,12 @@ class AstroPT(nn.Module):
             Scalar loss.
         """
         patches, sed = self.tokens(images, sed)
-        hidden = self._encode(patches, sed)
+        hidden = self.norm(self._block_outputs(patches, sed)[-1])
         n_patches = self.config.n_patches
         predicted_patches = self.patch_head(hidden[:, : n_patches - 1])
-        loss = nn.functional.huber_loss(predicted_patches, patches[:, 1:], delta=huber_delta)
+        loss = nn.functional.huber_loss(
+            predicted_patches, self._targets(patches[:, 1:]), delta=huber_delta
+        )
         if len(self.config.sed_columns):
             # The last image token predicts the first band, and so on.
             predicted_sed = self.sed_head(hidden[:, n_patches - 1 : -1]).squeeze(-1)
@@ -279,7 +375,7 @@ class AstroPT(nn.Module):
         return loss
 
     def embed(self, images: torch.Tensor, sed: torch.Tensor | None = None) -> torch.Tensor:
-        """Embedding of each galaxy: the mean of its final hidden states.
+        """Embedding of each galaxy, pooled over its tokens as ``config.pooling`` says.
 
         Parameters
         ----------
@@ -291,9 +387,17 @@ class AstroPT(nn.Module):
         Returns
         -------
         Tensor
-            (batch, embed_dim).
+            (batch, config.embedding_dim).
         """
-        return self.hidden_states(images, sed).mean(dim=1)
+        outputs = self._block_outputs(*self.tokens(images, sed))
+        if self.config.pooling == "final":
+            return self.norm(outputs[-1]).mean(dim=1)
+        # Each block's states are normalised (without learnt scales) so that no
+        # block dominates distances between embeddings.
+        width = (self.config.embed_dim,)
+        return torch.cat(
+            [nn.functional.layer_norm(output, width).mean(dim=1) for output in outputs], dim=1
+        )
 
     def standardise_sed(self, values: torch.Tensor) -> torch.Tensor:
         """Apply the SED scaling stored in the config to raw catalog values.

@@ -105,7 +105,7 @@ class Encoder(ABC):
 
 
 class AstroPTEncoder(Encoder):
-    """Embeddings of a (pre)trained :class:`AstroPT`: mean of its final hidden states.
+    """Embeddings of a (pre)trained :class:`AstroPT` (pooled as its config says).
 
     Parameters
     ----------
@@ -131,7 +131,7 @@ class AstroPTEncoder(Encoder):
                 f"{name}: preprocessing output_size {preprocess.output_size} px differs from the "
                 f"model's image size {model.config.image_size} px"
             )
-        self.name, self.dim, self.preprocess = name, model.config.embed_dim, preprocess
+        self.name, self.dim, self.preprocess = name, model.config.embedding_dim, preprocess
         self.sed_columns = list(model.config.sed_columns)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()

@@ -24,6 +24,10 @@ from .astropt import AstroPT, AstroPTConfig, save_astropt
 #: Preprocessed images of a data set are kept in memory between epochs when
 #: they take less than this; larger sets are re-read each epoch.
 CACHE_BYTES = 2 * 1024**3
+#: Share of the optimiser steps spent warming the learning rate up.
+WARMUP_FRACTION = 0.1
+#: Gradients are clipped to this global norm, as in GPT-style training.
+GRADIENT_CLIP = 1.0
 
 
 def sed_values(collection: GalaxyCollection, columns: Sequence[str]) -> np.ndarray:
@@ -97,7 +101,7 @@ def _lightning_module():
     import lightning as L
 
     class AstroPTModule(L.LightningModule):
-        """Lightning wrapper: next-token loss, AdamW, cosine learning-rate decay.
+        """Lightning wrapper: next-token loss, AdamW, warm-up then cosine decay.
 
         Parameters
         ----------
@@ -145,7 +149,14 @@ def _lightning_module():
                 weight_decay=self.hparams.weight_decay,
             )
             steps = max(1, int(self.trainer.estimated_stepping_batches))
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+            # A short warm-up keeps the first steps of a randomly initialised
+            # transformer from diverging at the peak rate; a cosine decay follows.
+            schedule = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer,
+                max_lr=self.hparams.learning_rate,
+                total_steps=steps,
+                pct_start=WARMUP_FRACTION,
+            )
             return {
                 "optimizer": optimizer,
                 "lr_scheduler": {"scheduler": schedule, "interval": "step"},
@@ -194,7 +205,7 @@ def pretrain(
     sed_columns: Sequence[str] = (),
     max_epochs: int = 10,
     batch_size: int = 64,
-    learning_rate: float = 3e-4,
+    learning_rate: float = 1e-3,
     weight_decay: float = 0.05,
     validation_fraction: float = 0.1,
     augment: bool = True,
@@ -217,7 +228,10 @@ def pretrain(
         A named size of :data:`~tuningfork.embeddings.astropt.MODEL_SIZES`.
     preprocess : PreprocessConfig, optional
         Image preprocessing; its ``output_size`` (pixels) is the model's
-        image size.  Default: 64 px, min-max normalised.
+        image size.  Default: 64 px and no normalisation, because the model
+        scales each galaxy itself with one scale for all bands (see
+        ``input_scaling`` of :class:`AstroPTConfig`), which keeps colours that
+        a per-band normalisation would erase.
     patch_size : int
         Patch side in pixels; must divide the image size.
     sed_columns : sequence of str
@@ -227,7 +241,8 @@ def pretrain(
     batch_size : int
         Galaxies per step.
     learning_rate, weight_decay : float
-        AdamW settings; the learning rate decays to zero on a cosine.
+        AdamW settings; the learning rate warms up over the first 10 % of
+        the steps, then decays on a cosine.
     validation_fraction : float
         Fraction of galaxies held out to pick the best epoch (0 for none).
     augment : bool
@@ -250,7 +265,7 @@ def pretrain(
     """
     import lightning as L
 
-    preprocess = preprocess or PreprocessConfig(output_size=64)
+    preprocess = preprocess or PreprocessConfig(output_size=64, normalisation="none")
     if preprocess.output_size is None or preprocess.polar:
         raise ConfigError(
             "pretraining needs square images: set the preprocessing output_size "
@@ -330,6 +345,7 @@ def pretrain(
         logger=False,
         enable_checkpointing=False,
         callbacks=[best],
+        gradient_clip_val=GRADIENT_CLIP,
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,

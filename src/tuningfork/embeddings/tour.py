@@ -43,7 +43,7 @@ def embeddings_tour(
     """
     out = Path(out)
     collection = GalaxyCollection.open(catalog)
-    preprocess = PreprocessConfig(output_size=32, stretch="asinh")
+    preprocess = PreprocessConfig(output_size=32, stretch="asinh", normalisation="none")
     model = pretrain(
         collection,
         out / "astropt-tiny",
