@@ -21,9 +21,9 @@ bands); the supervised CNN gets its usual per-band min-max normalisation.
 Writes ``embeddings.json`` and ``embeddings.md`` to ``benchmarks/results/``
 (``embeddings_quick.*`` with ``--quick``).
 
-Full run (about 12 minutes on 2 idle CPU cores, far less on a GPU)::
+Full run (about 15 minutes on 2 CPU cores, far less on a GPU)::
 
-    python benchmarks/bench_embeddings.py
+    python benchmarks/bench_embeddings.py --threads 1
 
 Smoke run (a minute or two; numbers meaningless)::
 
@@ -75,15 +75,15 @@ FULL = {
     # whole; the simulated galaxies cover ~10 px of 32 and need 4 px patches.
     "gz2_patch_size": 8,
     "sim_patch_size": 4,
-    "gz2_epochs": 20,
-    "sim_epochs": 10,
+    "gz2_epochs": 30,
+    "sim_epochs": 20,
     "sim_count": 2000,
     "sim_snr": (20.0, 200.0),
     "anomaly_fraction": 0.03,
     "gz2_limit": None,
     "repeats": 3,
     "supervised_epochs": 30,
-    "supervised_budget_s": 150.0,
+    "supervised_budget_s": 120.0,
     "search_count": 100_000,
     "search_queries": 2000,
 }
@@ -567,7 +567,15 @@ def main() -> None:
     parser.add_argument(
         "--note", default="", help="words on the machine (e.g. shared with other jobs)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice); 1 is faster on a busy machine",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     settings = {**(QUICK if args.quick else FULL), "quick": args.quick, "seed": args.seed}
 
     start = time.perf_counter()

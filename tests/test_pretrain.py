@@ -8,9 +8,10 @@ import torch
 
 from tuningfork.data import GalaxyCollection
 from tuningfork.embeddings.astropt import load_astropt
+from tuningfork.embeddings.patches import image_to_patches
 from tuningfork.embeddings.pretrain import pretrain, sed_values
 from tuningfork.errors import ConfigError, MissingColumnError
-from tuningfork.preprocessing import PreprocessConfig
+from tuningfork.preprocessing import PreprocessConfig, Preprocessor
 from tuningfork.simulation import simulate
 
 torch.set_num_threads(1)
@@ -45,6 +46,31 @@ def test_pretrain_learns_and_saves_a_model_folder(galaxies, tmp_path):
     assert np.isfinite(model.config.sed_center).all() and np.all(
         np.array(model.config.sed_scale) > 0
     )
+
+
+def test_loss_falls_well_below_the_trivial_predictor(tmp_path):
+    # Bright galaxies filling the stamp: the loss is not swamped by sky noise.
+    sample = simulate(40, size=32, bands=("g", "r"), snr=(300.0, 1000.0), seed=5, workers=1)
+    galaxies = GalaxyCollection.from_arrays(sample.images)
+    folder = pretrain(
+        galaxies,
+        tmp_path / "astropt",
+        preprocess=PreprocessConfig(crop_pixels=16, output_size=16, normalisation="none"),
+        patch_size=4,
+        max_epochs=12,
+        batch_size=8,
+        learning_rate=3e-3,
+        validation_fraction=0.0,
+        accelerator="cpu",
+    )
+    model, preprocess, record = load_astropt(folder)
+    images = torch.from_numpy(
+        np.stack([Preprocessor(preprocess)(galaxy.image) for galaxy in galaxies])
+    )
+    targets = model._targets(image_to_patches(model.scale_images(images), 4)[:, 1:])
+    # Always predicting a flat patch (zero after standardisation).
+    trivial = torch.nn.functional.huber_loss(torch.zeros_like(targets), targets).item()
+    assert record.metrics["train_loss"][-1] < 0.6 * trivial
 
 
 def test_sed_values_turn_masked_entries_into_nan():

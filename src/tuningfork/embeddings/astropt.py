@@ -105,7 +105,7 @@ class AstroPTConfig:
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 4.0
-    dropout: float = 0.0
+    dropout: float = 0.1
     order: str = "spiral"
     input_scaling: str = "galaxy"
     target: str = "patch"
