@@ -329,14 +329,36 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def write_results(sizes: Sizes, environment: dict, datasets: dict, quick: bool) -> str:
+    """Write the JSON and markdown results (after every data set, so a crash keeps the finished ones)."""
+    results = {"sizes": {**sizes.__dict__, "unet_channels": list(sizes.unet_channels), "seeds": list(sizes.seeds)},
+               "environment": environment, "datasets": datasets}
+    suffix = "_quick" if quick else ""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with atomic_path(RESULTS / f"generation{suffix}.json") as tmp_json:
+        tmp_json.write_text(json.dumps(results, indent=2))
+    text = markdown(results)
+    with atomic_path(RESULTS / f"generation{suffix}.md") as tmp_md:
+        tmp_md.write_text(text)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script works")
+    parser.add_argument("--generator-steps", type=int, help="optimiser steps of each generator")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
+    if args.generator_steps:
+        sizes.generator_steps = args.generator_steps
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     environment = {"cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
-                   "python": platform.python_version()}
+                   "python": platform.python_version(), "threads": args.threads}
     datasets: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-generation-") as tmp:
         work = Path(tmp)
@@ -346,6 +368,7 @@ def main() -> None:
             PreprocessConfig(output_size=size, stretch="asinh", normalisation="none"),
             PreprocessConfig(output_size=size, stretch="asinh"), sizes, work,
         )
+        write_results(sizes, environment, datasets, args.quick)
         if (SHARED_DATA / "gz2-spirals").is_dir():
             # The galaxy fills the central ~200 of 424 pixels.
             datasets["gz2-spirals"] = run_dataset(
@@ -356,15 +379,7 @@ def main() -> None:
         else:
             datasets["gz2-spirals"] = {"skipped": f"{SHARED_DATA / 'gz2-spirals'} not present"}
     sizes.notes.append(f"total wall time {time.perf_counter() - started:.0f} s")
-    results = {"sizes": {**sizes.__dict__, "unet_channels": list(sizes.unet_channels), "seeds": list(sizes.seeds)},
-               "environment": environment, "datasets": datasets}
-    suffix = "_quick" if args.quick else ""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / f"generation{suffix}.json") as tmp_json:
-        tmp_json.write_text(json.dumps(results, indent=2))
-    with atomic_path(RESULTS / f"generation{suffix}.md") as tmp_md:
-        tmp_md.write_text(markdown(results))
-    print(markdown(results))
+    print(write_results(sizes, environment, datasets, args.quick))
 
 
 if __name__ == "__main__":

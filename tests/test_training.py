@@ -93,6 +93,27 @@ def test_learns_the_synthetic_classes(dataset, tmp_path):
     assert result.metrics["val_accuracy"] >= 0.8
 
 
+def test_an_ensemble_averages_independently_trained_members(dataset, tmp_path):
+    result = _train(dataset, tmp_path / "ensemble", ensemble=2, epochs=1)
+    model = load_model(result.folder)
+    first, second = model.network.members
+    assert result.config.architecture_options["ensemble"] == 2
+    assert result.config.metrics["ensemble_members"] == 2
+    # Different seeds: the members are different networks.
+    assert not torch.equal(first.head[-1].weight, second.head[-1].weight)
+    images = torch.from_numpy(synthetic_galaxies(6, seed=3)[0])
+    with torch.inference_mode():
+        expected = (first(images) + second(images)) / 2
+        torch.testing.assert_close(model.network(images), expected)
+        # Still exactly invariant to the quarter turns each member pools over.
+        torch.testing.assert_close(model.network(torch.rot90(images, 1, (2, 3))), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_ensemble_size_must_be_positive(dataset, tmp_path):
+    with pytest.raises(ConfigError, match="ensemble"):
+        _train(dataset, tmp_path / "bad", ensemble=0)
+
+
 def test_predict_writes_probabilities_and_triage(model_folder, dataset, tmp_path):
     output = tmp_path / "predictions.parquet"
     table = predict(model_folder, dataset, output, min_confidence=0.6)

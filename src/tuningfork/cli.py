@@ -601,7 +601,9 @@ def train_command(
     normalisation: Annotated[str, typer.Option(help="Per-band minmax or zscore, or none (keeps the "
                                                     "colours of JPEG composites).")] = "minmax",
     epochs: Annotated[int, typer.Option(help="Maximum passes over the training split.")] = 30,
-    budget: Annotated[float | None, typer.Option(help="CPU-time budget in seconds.")] = None,
+    budget: Annotated[float | None, typer.Option(help="CPU-time budget in seconds (per ensemble member).")] = None,
+    ensemble: Annotated[int, typer.Option(help="Train this many networks from different seeds and "
+                                               "average them (costs that many times the time).")] = 1,
     batch_size: Annotated[int, typer.Option(help="Galaxies per step.")] = 64,
     learning_rate: Annotated[float | None, typer.Option(help="Peak AdamW learning rate.")] = None,
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.1,
@@ -631,11 +633,11 @@ def train_command(
         collection, out, target, architecture, tree=tree, vote_loss=vote_loss, preprocess=preprocess,
         epochs=epochs, budget_s=budget, batch_size=batch_size, learning_rate=learning_rate,
         label_smoothing=label_smoothing, class_weights="balanced" if balance_classes else None, mixup=mixup,
-        cutmix=cutmix, weights=weights, split_column=split_column, val_fraction=val_fraction, patience=patience,
+        cutmix=cutmix, ensemble=ensemble, weights=weights, split_column=split_column, val_fraction=val_fraction, patience=patience,
         seed=seed, accelerator=accelerator, augment_with=augment_with,
         rare_classes=_split(rare_classes) if rare_classes else (), generated_per_class=generated_per_class,
     )
-    shown = {key: value for key, value in result.metrics.items() if key.startswith("val_") or key.startswith("train_")}
+    shown = {key: value for key, value in result.metrics.items() if key.startswith(("val_", "train_"))}
     console.print(shown)
     console.print(f"wrote {result.folder}")
 

@@ -175,9 +175,7 @@ def preview_collection(
         The written PNG.
     """
     from .errors import MissingColumnError
-    from .preprocessing import PreprocessConfig, Preprocessor
-
-    from .preprocessing import typical_noise
+    from .preprocessing import PreprocessConfig, Preprocessor, typical_noise
 
     if len(collection) == 0:
         from .errors import EmptyCatalogError

@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from .backbones import timm_backbone
+from .ensemble import EnsembleNetwork
 from .folder import LoadedModel, ModelConfig, load_model, save_model
 from .hybrid import hybrid_net
 from .rotinv import RotationInvariantNet
@@ -46,7 +47,8 @@ def build_network(
         Local pretrained-weights file; timm backbones only.
     **options
         Architecture-specific keyword arguments (e.g. ``group="c4"`` for
-        rotinv, ``drop_path_rate`` for hybrid and timm models).
+        rotinv, ``drop_path_rate`` for hybrid and timm models), and
+        ``ensemble=K`` for an :class:`EnsembleNetwork` of K such networks.
 
     Returns
     -------
@@ -54,6 +56,14 @@ def build_network(
     """
     from ..errors import ConfigError
 
+    members = options.pop("ensemble", 1)
+    if not isinstance(members, int) or members < 1:
+        raise ConfigError(f"ensemble must be a positive number of networks, got {members!r}")
+    if members > 1:
+        return EnsembleNetwork([
+            build_network(architecture, num_outputs, in_channels, image_size, weights, **options)
+            for _ in range(members)
+        ])
     if architecture in ("rotinv", "hybrid") and weights is not None:
         raise ConfigError(f"--weights applies to timm backbones only, not to '{architecture}'")
     try:
@@ -78,6 +88,7 @@ def build_network(
 
 __all__ = [
     "DEFAULT_ARCHITECTURE",
+    "EnsembleNetwork",
     "LoadedModel",
     "ModelConfig",
     "RotationInvariantNet",

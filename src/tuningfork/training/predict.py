@@ -16,7 +16,7 @@ import torch
 
 from ..data import GalaxyCollection, write_table
 from ..errors import ConfigError, ModelError
-from ..models import LoadedModel, RotationInvariantNet, load_model
+from ..models import EnsembleNetwork, LoadedModel, RotationInvariantNet, load_model
 from ..preprocessing import D4_ELEMENTS, PreprocessConfig, Preprocessor, d4_apply_torch, d4_element
 from .calibration import calibrated_probabilities, threshold_for_accuracy, triage
 from .datamodule import class_codes, load_images, open_collection
@@ -30,10 +30,28 @@ def tta_elements(network: torch.nn.Module) -> tuple[int, ...]:
     A rotation-invariant network already averages over its own group, so
     only one element per coset is needed: the mirror image for a ``c4``
     network, nothing more for a ``d4`` one.  Other networks get all eight.
+    An ensemble is judged by its members.
     """
+    if isinstance(network, EnsembleNetwork):
+        return tta_elements(network.members[0])
     if isinstance(network, RotationInvariantNet):
         return (0,) if network.group == "d4" else (0, d4_element(0, True))
     return D4_ELEMENTS
+
+
+def to_inference_layout(network: torch.nn.Module) -> torch.nn.Module:
+    """Put a network in evaluation mode with channels-last weights, in place.
+
+    oneDNN's CPU convolutions and pooling run about 30% faster on
+    channels-last tensors (431 -> 553 images/s for the default ``rotinv`` at
+    64 px on 2 cores); the results are the same up to float summation order.
+
+    Returns
+    -------
+    torch.nn.Module
+        The same network.
+    """
+    return network.eval().to(memory_format=torch.channels_last)
 
 
 def network_logits(
@@ -59,13 +77,14 @@ def network_logits(
     ndarray
         float32 (n, outputs).
     """
-    network.eval()
+    to_inference_layout(network)
     device = next(network.parameters()).device
     elements = tta_elements(network) if tta else (0,)
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
+            batch = batch.contiguous(memory_format=torch.channels_last)
             logits = sum(network(d4_apply_torch(batch, element)) for element in elements) / len(elements)
             outputs.append(logits.float().cpu().numpy())
     return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)

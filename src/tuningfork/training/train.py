@@ -18,7 +18,14 @@ import torch
 
 from ..data import GalaxyCollection
 from ..errors import ConfigError
-from ..models import DEFAULT_ARCHITECTURE, LoadedModel, ModelConfig, build_network, save_model
+from ..models import (
+    DEFAULT_ARCHITECTURE,
+    EnsembleNetwork,
+    LoadedModel,
+    ModelConfig,
+    build_network,
+    save_model,
+)
 from ..preprocessing import PreprocessConfig, Preprocessor
 from .calibration import (
     calibrated_probabilities,
@@ -163,6 +170,7 @@ def train(
     cutmix: float = 0.0,
     augmentation: Augmentation | None = None,
     architecture_options: dict | None = None,
+    ensemble: int = 1,
     weights: str | Path | None = None,
     split_column: str | None = "split",
     val_fraction: float = 0.2,
@@ -219,6 +227,11 @@ def train(
         D4, shift and flux-noise settings.
     architecture_options : dict, optional
         Extra keyword arguments of the network (e.g. ``{"group": "c4"}``).
+    ensemble : int
+        Train this many networks independently (seeds ``seed``,
+        ``seed + 1``, ...; each with the whole ``budget_s``) and average
+        their logits, as Dieleman et al. averaged 17 networks.  Costs K
+        times the training and inference time.
     weights : str or Path, optional
         Local pretrained-weights file for a timm backbone.
     split_column : str, optional
@@ -259,6 +272,8 @@ def train(
     spec, targets, stratify = _resolve_target(collection, target, tree, vote_loss)
     splits = split_indices(collection, split_column, val_fraction, seed, stratify)
     options = dict(architecture_options or {})
+    if ensemble != 1:
+        options["ensemble"] = ensemble
     # Built before the images are read, so a bad architecture fails at once.
     network = build_network(
         architecture, spec.num_outputs, in_channels=collection[0].image.shape[0],
@@ -280,37 +295,21 @@ def train(
     weights_per_class = None
     if class_weights == "balanced":
         weights_per_class = balanced_class_weights(train_targets, len(spec.class_names))
-    budget = CpuBudget(budget_s) if budget_s else None
     lr = learning_rate or DEFAULT_LEARNING_RATES.get(architecture, _TIMM_LEARNING_RATE)
-    module = GalaxyModule(
-        network, spec, learning_rate=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
-        class_weights=weights_per_class, mixup=mixup, cutmix=cutmix, augmentation=augmentation,
-        budget=budget, seed=seed,
-    )
-    datamodule = GalaxyDataModule(
-        train_images, train_targets, val_images, targets[splits["val"]],
-        batch_size=batch_size, seed=seed, num_workers=num_workers,
-    )
-    monitor, mode = ("val_accuracy", "max") if spec.kind == "classes" else ("val_loss", "min")
+    fit_options = {
+        "spec": spec, "train_data": (train_images, train_targets), "val_data": (val_images, targets[splits["val"]]),
+        "budget_s": budget_s, "epochs": epochs, "patience": patience, "progress": progress, "accelerator": accelerator,
+        "devices": devices, "num_workers": num_workers, "batch_size": batch_size,
+        "module_options": {"learning_rate": lr, "weight_decay": weight_decay, "label_smoothing": label_smoothing,
+                            "class_weights": weights_per_class, "mixup": mixup, "cutmix": cutmix, "augmentation": augmentation},
+    }
     started_cpu, started_wall = time.process_time(), time.perf_counter()
-    with _quiet_lightning(not progress), tempfile.TemporaryDirectory(prefix="tuningfork-checkpoints-") as checkpoint_dir:
-        checkpoint = L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=checkpoint_dir, monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True
-        )
-        callbacks = [checkpoint] + ([budget] if budget else [])
-        if patience:
-            callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
-        trainer = L.Trainer(
-            max_epochs=epochs, accelerator=accelerator, devices=devices, callbacks=callbacks,
-            logger=False, enable_progress_bar=progress, enable_model_summary=False,
-            deterministic="warn", default_root_dir=checkpoint_dir, num_sanity_val_steps=0,
-        )
-        trainer.fit(module, datamodule=datamodule)
-        if checkpoint.best_model_path:
-            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
+    members = network.members if isinstance(network, EnsembleNetwork) else [network]
+    # Members differ in initial weights (drawn in turn above), shuffling and
+    # augmentation; each gets the whole budget.
+    fits = [_fit_member(member, seed=seed + index, **fit_options) for index, member in enumerate(members)]
     cpu_seconds, wall_seconds = time.process_time() - started_cpu, time.perf_counter() - started_wall
-    network = module.network.cpu().eval()
+    network = network.cpu().eval()
     config = ModelConfig(
         architecture=architecture,
         num_outputs=spec.num_outputs,
@@ -327,7 +326,8 @@ def train(
     config.temperature = temperature
     config.validation = validation
     config.metrics = metrics | {
-        "epochs_run": int(trainer.current_epoch),
+        "epochs_run": int(sum(fit.current_epoch for fit in fits)),
+        "ensemble_members": len(fits),
         "train_cpu_seconds": cpu_seconds,
         "train_wall_seconds": wall_seconds,
         "n_train": len(splits["train"]),
@@ -338,6 +338,54 @@ def train(
         "batch_size": batch_size,
     }
     # With several devices every process runs this function; one writes.
-    if trainer.is_global_zero:
+    if fits[0].is_global_zero:
         save_model(output, network, config)
     return TrainResult(folder=Path(output), config=config)
+
+
+def _fit_member(
+    network: torch.nn.Module,
+    *,
+    seed: int,
+    spec: Target,
+    train_data: tuple[np.ndarray, np.ndarray],
+    val_data: tuple[np.ndarray, np.ndarray],
+    budget_s: float | None,
+    epochs: int,
+    patience: int | None,
+    progress: bool,
+    accelerator: str,
+    devices: int | str,
+    num_workers: int,
+    batch_size: int,
+    module_options: dict,
+) -> L.Trainer:
+    """Train one network in place with Lightning and load its best validation checkpoint.
+
+    Returns
+    -------
+    lightning.Trainer
+        The finished trainer (epochs run, which process writes).
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+    budget = CpuBudget(budget_s) if budget_s else None
+    module = GalaxyModule(network, spec, budget=budget, seed=seed, **module_options)
+    datamodule = GalaxyDataModule(*train_data, *val_data, batch_size=batch_size, seed=seed, num_workers=num_workers)
+    monitor, mode = ("val_accuracy", "max") if spec.kind == "classes" else ("val_loss", "min")
+    with _quiet_lightning(not progress), tempfile.TemporaryDirectory(prefix="tuningfork-checkpoints-") as checkpoint_dir:
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=checkpoint_dir, monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True
+        )
+        callbacks = [checkpoint] + ([budget] if budget else [])
+        if patience:
+            callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+        trainer = L.Trainer(
+            max_epochs=epochs, accelerator=accelerator, devices=devices, callbacks=callbacks,
+            logger=False, enable_progress_bar=progress, enable_model_summary=False,
+            deterministic="warn", default_root_dir=checkpoint_dir, num_sanity_val_steps=0,
+        )
+        trainer.fit(module, datamodule=datamodule)
+        if checkpoint.best_model_path:
+            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+    return trainer
