@@ -273,6 +273,28 @@ def test_augmentation_leaves_the_batch_untouched():
     assert augmented.shape == images.shape and not torch.equal(augmented, images)
 
 
+def test_validation_balanced_accuracy_is_the_mean_recall_over_classes():
+    from tuningfork.models import build_network
+    from tuningfork.training.datamodule import Target
+
+    module = GalaxyModule(build_network("rotinv", 2, image_size=SIZE, **TINY), Target("classes", "label", ["a", "b"]))
+    # Always "a": accuracy 0.75 on this batch, but the rare "b" is never found.
+    logits = torch.tensor([[2.0, 0.0]] * 4)
+    module.val_balanced_accuracy.update(logits, torch.tensor([0, 0, 0, 1]))
+    assert module.val_balanced_accuracy.compute().item() == pytest.approx(0.5)
+
+
+def test_balanced_class_weights_train_on_an_imbalanced_set(tmp_path):
+    images, labels = synthetic_galaxies(60)
+    keep = np.flatnonzero((labels == "smooth") | (np.arange(60) % 6 == 1))
+    split = np.where(np.arange(len(keep)) % 4 == 0, "val", "train")
+    collection = GalaxyCollection.from_arrays(
+        images[keep], Table({"id": [f"g{i}" for i in keep], "label": labels[keep], "split": split})
+    )
+    result = _train(collection, tmp_path / "weighted", class_weights="balanced", epochs=2)
+    assert 0.0 <= result.config.metrics["val_balanced_accuracy"] <= 1.0
+
+
 def test_real_galaxy_zoo_images_end_to_end(shared_data, tmp_path):
     catalog = shared_data / "gz2-spirals" / "catalog.csv"
     collection = GalaxyCollection.open(catalog)

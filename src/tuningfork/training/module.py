@@ -209,6 +209,12 @@ class GalaxyModule(L.LightningModule):
         self.rng = np.random.default_rng(seed)
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights)
+        self.val_balanced_accuracy = None
+        if target.kind == "classes":
+            from torchmetrics.classification import MulticlassAccuracy
+
+            # Mean recall over classes, accumulated over the whole epoch.
+            self.val_balanced_accuracy = MulticlassAccuracy(num_classes=len(target.class_names), average="macro")
         self.mixer = None
         if target.kind == "classes" and (mixup > 0 or cutmix > 0):
             from timm.data import Mixup
@@ -217,10 +223,13 @@ class GalaxyModule(L.LightningModule):
                 mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=label_smoothing,
                 num_classes=len(target.class_names),
             )
+        # Lightning compares every __init__ argument with this dict to name
+        # it; an array argument makes that comparison raise, so it is ignored.
         self.save_hyperparameters(
             {"target": target.to_dict(), "learning_rate": learning_rate, "weight_decay": weight_decay,
              "label_smoothing": label_smoothing, "mixup": mixup, "cutmix": cutmix,
-             "augmentation": asdict(self.augmentation), "seed": seed}
+             "augmentation": asdict(self.augmentation), "seed": seed},
+            ignore=["class_weights"],
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -275,6 +284,8 @@ class GalaxyModule(L.LightningModule):
         if self.tree is None:
             accuracy = (logits.argmax(dim=1) == targets).float().mean()
             self.log("val_accuracy", accuracy, prog_bar=True, batch_size=len(images), sync_dist=True)
+            self.val_balanced_accuracy.update(logits, targets)
+            self.log("val_balanced_accuracy", self.val_balanced_accuracy, on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)

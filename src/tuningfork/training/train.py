@@ -15,6 +15,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score
 
 from ..data import GalaxyCollection
 from ..errors import ConfigError
@@ -125,9 +126,11 @@ def validation_summary(logits: np.ndarray, targets: np.ndarray, target: Target, 
         raw = calibrated_probabilities(logits)
         model.config.temperature = temperature
         outputs = interpret(logits, model)
-        correct = outputs.probabilities.argmax(axis=1) == targets
+        predicted = outputs.probabilities.argmax(axis=1)
+        correct = predicted == targets
         metrics.update(
             val_accuracy=float(correct.mean()),
+            val_balanced_accuracy=float(balanced_accuracy_score(targets, predicted)),
             val_ece_uncalibrated=expected_calibration_error(raw, targets),
             val_ece=expected_calibration_error(outputs.probabilities, targets),
             temperature=temperature,
@@ -220,7 +223,9 @@ def train(
     label_smoothing : float
         Cross-entropy label smoothing (classes).
     class_weights : {"balanced"}, optional
-        Weight classes inversely to their frequency (classes).
+        Weight classes inversely to their frequency (classes); the best
+        checkpoint is then chosen by balanced accuracy on the validation
+        split rather than by accuracy.
     mixup, cutmix : float
         Alphas of mixup and cutmix; 0 turns them off (classes).
     augmentation : Augmentation, optional
@@ -371,7 +376,13 @@ def _fit_member(
     budget = CpuBudget(budget_s) if budget_s else None
     module = GalaxyModule(network, spec, budget=budget, seed=seed, **module_options)
     datamodule = GalaxyDataModule(*train_data, *val_data, batch_size=batch_size, seed=seed, num_workers=num_workers)
-    monitor, mode = ("val_accuracy", "max") if spec.kind == "classes" else ("val_loss", "min")
+    if spec.kind == "votes":
+        monitor, mode = "val_loss", "min"
+    else:
+        # Weighted classes mean a rare class matters: plain accuracy would
+        # pick the checkpoint that ignores it.
+        weighted = module_options.get("class_weights") is not None
+        monitor, mode = ("val_balanced_accuracy" if weighted else "val_accuracy"), "max"
     with _quiet_lightning(not progress), tempfile.TemporaryDirectory(prefix="tuningfork-checkpoints-") as checkpoint_dir:
         checkpoint = L.pytorch.callbacks.ModelCheckpoint(
             dirpath=checkpoint_dir, monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True
