@@ -21,8 +21,9 @@ the real test split.
 Writes ``benchmarks/results/generation.json`` and ``generation.md``
 (``generation_quick.*`` with ``--quick``).
 
-Usage: ``python benchmarks/bench_generation.py`` (full run: CPU-sized, about
-20-30 minutes on 2 cores) or ``--quick`` (a few minutes, tiny sizes, to check that
+Usage: ``python benchmarks/bench_generation.py --threads 1`` (full run:
+CPU-sized, 34 minutes with one thread while another benchmark used the
+second core) or ``--quick`` (a few minutes, tiny sizes, to check that
 the script works; its numbers mean nothing).
 """
 
@@ -68,7 +69,7 @@ class Sizes:
     gz2_max_train: int | None = None
     image_size: int = 32
     unet_channels: tuple[int, ...] = (32, 64, 64)
-    generator_steps: int = 400
+    generator_steps: int = 1000
     encoder_epochs: int = 10
     classifier_epochs: int = 12
     classifier_budget_s: float = 60.0
