@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from astropy.table import Table
+from bench_inference import throughput
 
 from tuningfork.data import GalaxyCollection
 from tuningfork.data.writers import atomic_path
@@ -62,7 +63,6 @@ from tuningfork.preprocessing import PreprocessConfig, Preprocessor
 from tuningfork.training import evaluate, train
 from tuningfork.training.calibration import expected_calibration_error, threshold_for_accuracy
 from tuningfork.training.datamodule import load_images
-from tuningfork.training.predict import to_inference_layout
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -129,33 +129,6 @@ def simulated_data(settings: dict, cache_dir: Path, seed: int) -> tuple[GalaxyCo
     return collection.subset(np.sort(rows[:cut])), collection.subset(np.sort(rows[cut:])), preprocess
 
 
-def inference_speed(network: torch.nn.Module, channels: int, batches: int, onnx_path: Path | None) -> dict:
-    """Images per second at 64 px (wall clock), eager and optionally through ONNX Runtime."""
-    # The layout predict() uses.
-    images = torch.randn(256, channels, IMAGE_SIZE, IMAGE_SIZE).contiguous(memory_format=torch.channels_last)
-    to_inference_layout(network)
-    speeds = {}
-    with torch.inference_mode():
-        network(images)
-        start = time.perf_counter()
-        for _ in range(batches):
-            network(images)
-        speeds["eager_images_per_s"] = batches * len(images) / (time.perf_counter() - start)
-    if onnx_path is not None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        feed = {"images": images.contiguous().numpy()}
-        session.run(None, feed)
-        start = time.perf_counter()
-        for _ in range(batches):
-            session.run(None, feed)
-        speeds["onnx_images_per_s"] = batches * len(images) / (time.perf_counter() - start)
-    return speeds
-
-
 def run_network(name: str, train_set, test_set, preprocess, settings: dict, args, work: Path) -> dict:
     """Train one architecture under the CPU budget, score it on the test set, time its inference.
 
@@ -189,7 +162,7 @@ def run_network(name: str, train_set, test_set, preprocess, settings: dict, args
         "train_wall_s": result.metrics["train_wall_seconds"],
         "epochs": result.metrics["epochs_run"],
         "parameters": sum(parameter.numel() for parameter in network.parameters()),
-        **inference_speed(network, result.config.in_channels, settings["timing_batches"], onnx_path),
+        **throughput(network, result.config.in_channels, settings["timing_batches"], onnx_path),
     }
     rows = {name: row}
     if architecture == "rotinv":
