@@ -54,6 +54,17 @@ def test_train_predict_evaluate(tiny_npz, tmp_path):
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 10
     assert (tmp_path / "eval" / "confusion_matrix.png").is_file()
 
+    # Fine-tune the model on the same data, then predict with ONNX Runtime.
+    tuned = tmp_path / "tuned"
+    result = runner.invoke(app, ["train", str(tiny_npz), "--out", str(tuned), "--image-size", "24", "--epochs", "1",
+                                 "--batch-size", "10", "--init-from", str(model)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tuned / "config.json").read_text())["metrics"]["initialised_from"] == str(model)
+    result = runner.invoke(app, ["predict", str(tuned), str(tiny_npz), "--out", str(tmp_path / "onnx.parquet"),
+                                 "--engine", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert len(Table.read(tmp_path / "onnx.parquet")) == 40
+
 
 def _error_line(result) -> str:
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]

@@ -114,6 +114,28 @@ def test_ensemble_size_must_be_positive(dataset, tmp_path):
         _train(dataset, tmp_path / "bad", ensemble=0)
 
 
+def test_fine_tuning_starts_from_a_model_folder_with_a_new_head(model_folder, tmp_path):
+    images, labels = synthetic_galaxies(48, seed=5, classes=("smooth", "spiral", "faint"))
+    images[labels == "faint"] *= 0.3
+    three_classes = GalaxyCollection.from_arrays(images, Table({"id": [f"f{i}" for i in range(48)], "label": labels}))
+    # A vanishing learning rate keeps whatever the network started from.
+    result = _train(three_classes, tmp_path / "tuned", epochs=1, learning_rate=1e-12, init_from=model_folder)
+    source = load_model(model_folder).network.state_dict()
+    tuned = load_model(result.folder).network.state_dict()
+    convolutions = [name for name, tensor in source.items() if tensor.ndim == 4]
+    assert convolutions
+    for name in convolutions:
+        torch.testing.assert_close(tuned[name], source[name])
+    assert tuned["head.4.weight"].shape[0] == 3 and source["head.4.weight"].shape[0] == 2
+    assert result.config.metrics["initialised_from"] == str(model_folder)
+
+
+def test_fine_tuning_refuses_a_folder_of_another_shape(model_folder, dataset, tmp_path):
+    other = {"widths": (4, 8), "view_features": 8, "hidden": 8}
+    with pytest.raises(ModelError, match="no weights match"):
+        _train(dataset, tmp_path / "tuned", epochs=1, architecture_options=other, init_from=model_folder)
+
+
 def test_predict_writes_probabilities_and_triage(model_folder, dataset, tmp_path):
     output = tmp_path / "predictions.parquet"
     table = predict(model_folder, dataset, output, min_confidence=0.6)
@@ -127,6 +149,19 @@ def test_predict_writes_probabilities_and_triage(model_folder, dataset, tmp_path
     assert len(queue) == expert.sum()
     assert list(queue["expert_rank"]) == list(range(1, len(queue) + 1))
     assert np.all(np.diff(queue["expert_priority"]) <= 1e-12)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_onnx_runtime_engine_predicts_what_torch_predicts(model_folder, dataset, tta):
+    eager = predict(model_folder, dataset, tta=tta)
+    onnx = predict(model_folder, dataset, tta=tta, engine="onnx")
+    assert list(onnx["predicted_class"]) == list(eager["predicted_class"])
+    np.testing.assert_allclose(onnx["prob_spiral"], eager["prob_spiral"], atol=1e-5)
+
+
+def test_unknown_inference_engine_is_refused(model_folder, dataset):
+    with pytest.raises(ConfigError, match="engine 'tensorrt'"):
+        predict(model_folder, dataset, engine="tensorrt")
 
 
 def test_predict_target_accuracy_uses_the_validation_split(model_folder, dataset):

@@ -594,6 +594,8 @@ def train_command(
                                                           "chosen from the columns by default.")] = None,
     architecture: Annotated[str, typer.Option(help="rotinv, hybrid, or a timm model name.")] = "rotinv",
     weights: Annotated[Path | None, typer.Option(help="Local pretrained weights (timm backbones).")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="Model folder to fine-tune (same architecture): "
+                                                        "all but a changed output layer start from it.")] = None,
     image_size: Annotated[int, typer.Option(help="Side of the network input in pixels.")] = 64,
     crop_pixels: Annotated[int | None, typer.Option(help="Keep the central square of this many "
                                                             "pixels before resizing.")] = None,
@@ -633,7 +635,8 @@ def train_command(
         collection, out, target, architecture, tree=tree, vote_loss=vote_loss, preprocess=preprocess,
         epochs=epochs, budget_s=budget, batch_size=batch_size, learning_rate=learning_rate,
         label_smoothing=label_smoothing, class_weights="balanced" if balance_classes else None, mixup=mixup,
-        cutmix=cutmix, ensemble=ensemble, weights=weights, split_column=split_column, val_fraction=val_fraction, patience=patience,
+        cutmix=cutmix, ensemble=ensemble, weights=weights, init_from=init_from, split_column=split_column,
+        val_fraction=val_fraction, patience=patience,
         seed=seed, accelerator=accelerator, augment_with=augment_with,
         rare_classes=_split(rare_classes) if rare_classes else (), generated_per_class=generated_per_class,
     )
@@ -652,6 +655,7 @@ def predict_command(
     min_confidence: Annotated[float | None, typer.Option(help="Triage: this confidence threshold.")] = None,
     tta: Annotated[bool, typer.Option(help="Average over the 8 rotations and flips.")] = False,
     batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
+    engine: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime: faster on a CPU).")] = "torch",
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
 ) -> None:
     """Predict classes or vote fractions; split confident predictions from an expert queue."""
@@ -661,7 +665,7 @@ def predict_command(
 
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
     table = predict(model, collection, out, target_accuracy=target_accuracy, min_confidence=min_confidence,
-                    tta=tta, batch_size=batch_size, progress=True)
+                    tta=tta, batch_size=batch_size, progress=True, engine=engine)
     console.print(f"wrote {len(table)} predictions to {out}")
     if "triage" in table.colnames:
         queued = int((table["triage"] == "expert").sum())

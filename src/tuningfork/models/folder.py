@@ -239,3 +239,48 @@ def load_model(folder: str | Path) -> LoadedModel:
         raise CorruptFileError(weights, f"cannot load into {config.architecture}: {problem}") from error
     network.eval()
     return LoadedModel(network=network, config=config, folder=folder)
+
+
+def copy_matching_weights(network: nn.Module, folder: str | Path) -> list[str]:
+    """Start ``network`` from a trained model folder's weights (fine-tuning).
+
+    Every tensor of the folder's network whose name and shape match one of
+    ``network`` is copied; the rest (typically the output layer, when the
+    new task has other classes) keeps its fresh initialisation.  This is how
+    a model trained on one labelled sample is adapted to another, as Zoobot
+    adapts its Galaxy Zoo models.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Network to initialise, in place.
+    folder : str or Path
+        Model folder written by :func:`save_model`, of the same architecture.
+
+    Returns
+    -------
+    list of str
+        Names of the tensors that kept their fresh values.
+
+    Raises
+    ------
+    ModelError
+        If the folder's architecture differs, or fewer than half of the
+        network's tensors match (other image size or options: not the same
+        network with a new head).
+    """
+    source = load_model(folder)
+    if type(source.network) is not type(network):
+        raise ModelError(f"{folder}: a {source.config.architecture} model cannot initialise a {type(network).__name__}")
+    source_state = source.network.state_dict()
+    target_state = network.state_dict()
+    matching = {name: tensor for name, tensor in source_state.items()
+                if name in target_state and target_state[name].shape == tensor.shape}
+    # Scalar buffers (batch-norm step counters) match any network: count tensors.
+    shaped = [name for name, tensor in target_state.items() if tensor.ndim > 0]
+    matched = sum(name in matching for name in shaped)
+    if matched < len(shaped) / 2:
+        raise ModelError(f"{folder}: no weights match for {len(shaped) - matched} of {len(shaped)} tensors "
+                         "of the new network (other image size or options?)")
+    network.load_state_dict(matching, strict=False)
+    return sorted(set(target_state) - set(matching))

@@ -17,11 +17,16 @@ import torch
 from ..data import GalaxyCollection, write_table
 from ..errors import ConfigError, ModelError
 from ..models import EnsembleNetwork, LoadedModel, RotationInvariantNet, load_model
+from ..models.export import OnnxRuntimeNetwork
 from ..preprocessing import D4_ELEMENTS, PreprocessConfig, Preprocessor, d4_apply_torch, d4_element
 from .calibration import calibrated_probabilities, threshold_for_accuracy, triage
 from .datamodule import class_codes, load_images, open_collection
 from .losses import vote_fractions
 from .trees import get_tree
+
+#: How ``predict`` can run the network: eager PyTorch (CPU or GPU), or
+#: ONNX Runtime (CPU; faster there for the default network).
+INFERENCE_ENGINES = ("torch", "onnx")
 
 
 def tta_elements(network: torch.nn.Module) -> tuple[int, ...]:
@@ -34,6 +39,8 @@ def tta_elements(network: torch.nn.Module) -> tuple[int, ...]:
     """
     if isinstance(network, EnsembleNetwork):
         return tta_elements(network.members[0])
+    if isinstance(network, OnnxRuntimeNetwork):
+        return tta_elements(network.network)
     if isinstance(network, RotationInvariantNet):
         return (0,) if network.group == "d4" else (0, d4_element(0, True))
     return D4_ELEMENTS
@@ -55,14 +62,14 @@ def to_inference_layout(network: torch.nn.Module) -> torch.nn.Module:
 
 
 def network_logits(
-    network: torch.nn.Module, images: np.ndarray, batch_size: int = 256, tta: bool = False
+    network: torch.nn.Module | OnnxRuntimeNetwork, images: np.ndarray, batch_size: int = 256, tta: bool = False
 ) -> np.ndarray:
     """Run a network over an image array in batches, without gradients.
 
     Parameters
     ----------
-    network : torch.nn.Module
-        Put in evaluation mode here.
+    network : torch.nn.Module or OnnxRuntimeNetwork
+        Put in evaluation mode here (a torch network).
     images : ndarray
         float32 (n, bands, H, W); not modified.
     batch_size : int
@@ -77,8 +84,10 @@ def network_logits(
     ndarray
         float32 (n, outputs).
     """
-    to_inference_layout(network)
-    device = next(network.parameters()).device
+    device = torch.device("cpu")
+    if isinstance(network, torch.nn.Module):
+        to_inference_layout(network)
+        device = next(network.parameters()).device
     elements = tta_elements(network) if tta else (0,)
     outputs = []
     with torch.inference_mode():
@@ -170,7 +179,8 @@ def model_images(model: LoadedModel, collection: GalaxyCollection, batch_size: i
 
 
 def collection_logits(
-    model: LoadedModel, collection: GalaxyCollection, batch_size: int = 256, tta: bool = False, progress: bool = False
+    model: LoadedModel, collection: GalaxyCollection, batch_size: int = 256, tta: bool = False, progress: bool = False,
+    engine: str = "torch",
 ) -> np.ndarray:
     """Network outputs for every galaxy, reading one batch of images at a time.
 
@@ -187,12 +197,17 @@ def collection_logits(
         Average over the 8 rotations and flips.
     progress : bool
         Show a progress bar.
+    engine : {"torch", "onnx"}
+        Run the network with PyTorch, or with ONNX Runtime on the CPU.
 
     Returns
     -------
     ndarray
         float32 (n, outputs).
     """
+    if engine not in INFERENCE_ENGINES:
+        raise ConfigError(f"unknown inference engine '{engine}' (choose from {', '.join(INFERENCE_ENGINES)})")
+    network = OnnxRuntimeNetwork(model) if engine == "onnx" else model.network
     preprocessor = Preprocessor(PreprocessConfig.from_dict(model.config.preprocessing))
     outputs = []
     for batch in collection.iter_batches(batch_size, preprocess=preprocessor, progress=progress):
@@ -201,7 +216,7 @@ def collection_logits(
             raise ModelError(f"{collection.name}: images preprocess to several shapes ({shapes[0]}, {shapes[-1]}); "
                              f"model {model.folder} expects one")
         _check_input_shape(model, batch.images.shape[1:], collection.name)
-        outputs.append(network_logits(model.network, batch.images, batch_size, tta))
+        outputs.append(network_logits(network, batch.images, batch_size, tta))
     return np.concatenate(outputs)
 
 
@@ -294,6 +309,7 @@ def predict(
     tta: bool = False,
     batch_size: int = 256,
     progress: bool = False,
+    engine: str = "torch",
 ):
     """Predict classes (or vote fractions) for new galaxies, with triage.
 
@@ -319,6 +335,9 @@ def predict(
         Images per forward pass.
     progress : bool
         Show a progress bar while reading images.
+    engine : {"torch", "onnx"}
+        Run the network with PyTorch, or with ONNX Runtime (CPU only; for
+        the default network about twice as fast end to end on a CPU).
 
     Returns
     -------
@@ -333,7 +352,7 @@ def predict(
     threshold = confidence_threshold(model, target_accuracy, min_confidence)
     collection = open_collection(data)
     check_labels(collection, model)
-    outputs = interpret(collection_logits(model, collection, batch_size, tta, progress), model)
+    outputs = interpret(collection_logits(model, collection, batch_size, tta, progress, engine), model)
     table = prediction_table(collection.ids, outputs, model, threshold)
     if output is not None:
         output = Path(output)

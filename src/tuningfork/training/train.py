@@ -27,6 +27,7 @@ from ..models import (
     build_network,
     save_model,
 )
+from ..models.folder import copy_matching_weights
 from ..preprocessing import PreprocessConfig, Preprocessor
 from .calibration import (
     calibrated_probabilities,
@@ -175,6 +176,7 @@ def train(
     architecture_options: dict | None = None,
     ensemble: int = 1,
     weights: str | Path | None = None,
+    init_from: str | Path | None = None,
     split_column: str | None = "split",
     val_fraction: float = 0.2,
     patience: int | None = None,
@@ -239,6 +241,11 @@ def train(
         times the training and inference time.
     weights : str or Path, optional
         Local pretrained-weights file for a timm backbone.
+    init_from : str or Path, optional
+        Model folder (same architecture and input size) to fine-tune: its
+        weights are copied wherever names and shapes match, so only the
+        output layer starts fresh when the classes differ.  Each ensemble
+        member starts from it.
     split_column : str, optional
         Catalog column with ``train``/``val``(/``test``) values; without it a
         stratified random ``val_fraction`` is held out.
@@ -284,6 +291,9 @@ def train(
         architecture, spec.num_outputs, in_channels=collection[0].image.shape[0],
         image_size=prep_config.output_size, weights=weights, **options,
     )
+    if init_from is not None:
+        for member in (network.members if isinstance(network, EnsembleNetwork) else [network]):
+            copy_matching_weights(member, init_from)
     preprocessor = Preprocessor(prep_config)
     train_images = load_images(collection.subset(splits["train"]), preprocessor, progress=progress)
     val_images = load_images(collection.subset(splits["val"]), preprocessor, progress=progress)
@@ -336,6 +346,7 @@ def train(
         "train_cpu_seconds": cpu_seconds,
         "train_wall_seconds": wall_seconds,
         "n_train": len(splits["train"]),
+        "initialised_from": str(init_from) if init_from is not None else None,
         "n_generated": int(len(train_targets) - len(splits["train"])),
         "n_val": len(splits["val"]),
         "seed": seed,
