@@ -26,6 +26,7 @@ from tuningfork.preprocessing import (
     stretch,
     subtract_background,
 )
+from tuningfork.preprocessing.background import clipped_median_and_std
 
 
 def galsim_galaxy(
@@ -156,6 +157,29 @@ def test_background_honours_mask():
     assert np.all(unmasked > 12.0)
 
 
+@pytest.mark.parametrize("sigma, maxiters", [(3.0, 5), (2.0, 10), (3.0, 1)])
+def test_batched_clipping_matches_astropy_sigma_clipped_stats(sigma, maxiters):
+    from astropy.stats import sigma_clipped_stats
+
+    rng = np.random.default_rng(11)
+    planes = rng.normal(1000.0, 2.0, (12, 900))
+    planes[:, :60] += rng.exponential(30.0, (12, 60))  # a source in every row
+    planes[3, ::7] = np.nan                               # bad pixels
+    planes[4, 5] = np.inf
+    planes[5] = 7.0                                        # a constant row
+    planes[6, 1:] = np.nan                                 # one usable pixel
+    planes[7] = np.nan                                     # none usable
+    planes[8, ::2] = rng.normal(1000.0, 2.0, 450).round()  # ties
+    median, std = clipped_median_and_std(planes, sigma, maxiters)
+    for row, (level, noise) in enumerate(zip(median, std, strict=True)):
+        finite = planes[row][np.isfinite(planes[row])]
+        if finite.size == 0:
+            assert np.isnan(level) and np.isnan(noise)
+            continue
+        _, expected_median, expected_std = sigma_clipped_stats(finite, sigma=sigma, maxiters=maxiters)
+        np.testing.assert_allclose([level, noise], [expected_median, expected_std], rtol=1e-9, atol=1e-9)
+
+
 def test_background_rejects_mismatched_mask():
     with pytest.raises(ImageShapeError, match="mask: shape"):
         subtract_background(np.zeros((1, 10, 10)), mask=np.zeros((5, 5)))
@@ -213,6 +237,15 @@ def test_minmax_maps_every_band_to_unit_range_with_clipping():
     for band in out:
         assert 0.4 < np.median(band) < 0.6
         assert np.mean(band == 1.0) < 0.02
+
+
+@pytest.mark.parametrize("percentiles", [(0.5, 99.5), (0.0, 100.0), (10.0, 90.0)])
+def test_minmax_bounds_are_numpys_percentiles(percentiles):
+    rng = np.random.default_rng(4)
+    batch = rng.lognormal(0.0, 1.0, (5, 3, 17, 23)).astype(np.float32)
+    low, high = np.percentile(batch.reshape(5, 3, -1), percentiles, axis=-1)
+    expected = np.clip((batch - low[..., None, None]) / (high - low)[..., None, None], 0.0, 1.0)
+    np.testing.assert_allclose(normalise(batch, "minmax", percentiles), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_zscore_gives_zero_mean_unit_std_and_constant_band_zero():

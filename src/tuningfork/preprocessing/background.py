@@ -5,9 +5,83 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
 
 from ._arrays import as_float_image, as_pixel_mask
+
+
+def clipped_median_and_std(planes: np.ndarray, sigma: float = 3.0, maxiters: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Sigma-clipped median and standard deviation of every row, all rows at once.
+
+    The same statistics as astropy's ``sigma_clipped_stats`` (clip at
+    ``sigma`` standard deviations around the median, repeat until nothing
+    changes or ``maxiters`` passes; ``std`` with ``ddof=0``), about ten
+    times faster on a batch of small stamps: astropy clips each row on its
+    own, while here every row is sorted once and, since what survives
+    clipping is always a contiguous run of the sorted values, each pass only
+    moves two indices per row, with sums from cumulative sums.
+
+    Parameters
+    ----------
+    planes : ndarray
+        (rows, pixels); non-finite values mark pixels not to use.
+    sigma : float
+        Clipping threshold, in standard deviations.
+    maxiters : int
+        Maximum number of clipping passes.
+
+    Returns
+    -------
+    median, std : ndarray
+        float64 (rows,); NaN for a row without any usable pixel.
+    """
+    values = np.asarray(planes)
+    if values.dtype != np.float64:
+        # Float32 stamps are sorted and compared as float32 (half the memory
+        # traffic); sums always accumulate in float64.
+        values = values.astype(np.float32)
+    finite = np.isfinite(values)
+    values = np.sort(values if finite.all() else np.where(finite, values, np.nan), axis=-1)  # NaN sorts last
+    n_rows, n_pixels = values.shape
+    rows = np.arange(n_rows)
+    start = np.zeros(n_rows, dtype=np.int64)
+    stop = finite.sum(axis=-1)
+    # Sums about a value near the centre keep the variance from cancelling
+    # when the sky level is large compared with its noise.  NaN (after each
+    # row's usable values) never enters a sum that is read.
+    centred = values - values[rows, np.maximum(stop - 1, 0) // 2][:, None]
+    sums = np.zeros((n_rows, n_pixels + 1))
+    squares = np.zeros((n_rows, n_pixels + 1))
+    np.cumsum(centred, axis=-1, dtype=np.float64, out=sums[:, 1:])
+    np.cumsum(np.square(centred, dtype=np.float64), axis=-1, out=squares[:, 1:])
+
+    def statistics():
+        count = stop - start
+        safe = np.maximum(count, 1)
+        middle_low = values[rows, np.minimum(start + (safe - 1) // 2, n_pixels - 1)].astype(np.float64)
+        middle_high = values[rows, np.minimum(start + safe // 2, n_pixels - 1)].astype(np.float64)
+        median = np.where(count > 0, (middle_low + middle_high) / 2, np.nan)
+        mean = (sums[rows, stop] - sums[rows, start]) / safe
+        variance = (squares[rows, stop] - squares[rows, start]) / safe - mean**2
+        std = np.where(count > 0, np.sqrt(np.maximum(variance, 0.0)), np.nan)
+        return median, std
+
+    active = stop > 0
+    with np.errstate(invalid="ignore"):
+        for _ in range(maxiters):
+            if not active.any():
+                break
+            median, std = statistics()
+            lower, upper = median - sigma * std, median + sigma * std
+            changed = np.zeros(n_rows, dtype=bool)
+            # Sorted rows: clipping is two binary searches per row, and
+            # only rows that changed in the last pass can change again.
+            for row in np.flatnonzero(active):
+                first = max(start[row], np.searchsorted(values[row], lower[row], "left"))
+                last = max(first, min(stop[row], np.searchsorted(values[row], upper[row], "right")))
+                changed[row] = first != start[row] or last != stop[row]
+                start[row], stop[row] = first, last
+            active = changed
+        return statistics()
 
 
 def estimate_background(
@@ -20,8 +94,9 @@ def estimate_background(
     """Estimate the sky level and sky noise of every band by sigma clipping.
 
     Sources are rejected by iterative clipping at ``sigma`` standard
-    deviations around the median (astropy ``sigma_clipped_stats``); what
-    survives is sky.
+    deviations around the median (astropy ``sigma_clipped_stats``'s
+    statistics, computed for all bands and images at once by
+    :func:`clipped_median_and_std`); what survives is sky.
 
     Parameters
     ----------
@@ -55,17 +130,10 @@ def estimate_background(
         array = array[..., ::step, ::step]
         if pixel_mask is not None:
             pixel_mask = pixel_mask[..., ::step, ::step]
-    invalid = ~np.isfinite(array)
-    if invalid.any():
-        # Masked here rather than left to astropy, which warns about each one.
-        pixel_mask = invalid if pixel_mask is None else (invalid | pixel_mask)
-    elif pixel_mask is not None:
-        # astropy needs a full-size mask for the axis-wise statistics.
-        pixel_mask = np.ascontiguousarray(pixel_mask)
-    _, level, noise = sigma_clipped_stats(
-        array, mask=pixel_mask, sigma=sigma, maxiters=maxiters, axis=(-2, -1)
-    )
-    return np.asarray(level, dtype=np.float64), np.asarray(noise, dtype=np.float64)
+    if pixel_mask is not None:
+        array = np.where(pixel_mask, np.nan, array)
+    level, noise = clipped_median_and_std(array.reshape(-1, array.shape[-2] * array.shape[-1]), sigma, maxiters)
+    return level.reshape(array.shape[:-2]), noise.reshape(array.shape[:-2])
 
 
 def subtract_background(
