@@ -336,7 +336,9 @@ def markdown(report: dict) -> str:
                 else:
                     cells.append(f"{value:.3f}")
             lines.append("| " + " | ".join(cells) + " |")
-        lines += [""] + [f"{name}: {row['note']}." for name, row in result["models"].items() if "note" in row]
+        # A TTA row repeats its model's note: print each note once.
+        notes = {row["note"]: name for name, row in reversed(result["models"].items()) if "note" in row}
+        lines += [""] + [f"{name}: {note}." for note, name in notes.items()]
         lines += ["", result["verdict"], ""]
     return "\n".join(lines)
 
