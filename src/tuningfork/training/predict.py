@@ -337,7 +337,8 @@ def predict(
         Show a progress bar while reading images.
     engine : {"torch", "onnx"}
         Run the network with PyTorch, or with ONNX Runtime (CPU only; for
-        the default network about twice as fast end to end on a CPU).
+        the default network 1,041 instead of 551 images/s end to end on 2
+        cores, benchmarks/results/inference.md).
 
     Returns
     -------
