@@ -58,8 +58,8 @@ class OnnxRuntimeNetwork:
 
     Called like the torch network, on (batch, bands, H, W) float32 tensors,
     returning logits.  ONNX Runtime fuses the layers of the default
-    ``rotinv`` network and runs it about 2.5 times faster than eager
-    PyTorch on a CPU (benchmarks/results/inference.md).
+    ``rotinv`` network and runs it about twice as fast as eager PyTorch on
+    a CPU (1,290 vs 729 images/s on 2 cores, benchmarks/results/inference.md).
 
     Parameters
     ----------
