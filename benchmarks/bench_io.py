@@ -157,7 +157,7 @@ def main() -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
     lines = ["# Read-and-preprocess throughput", "",
              (f"{results['machine']['cpus']} CPUs (1-min load average {results['machine']['load_average_at_start']:.1f} "
-             "at start: other jobs shared the machine), "
+             "at start; a load near the CPU count means other jobs shared the machine), "
              f"Python {results['machine']['python']}; "
              f"{file_count} files per format; default PreprocessConfig (sigma-clipped background, linear stretch, per-band percentile minmax), stacks preprocessed a batch at a time."), "",
              "| format | size (px) | processes | images/s |", "|---|---|---|---|"]
