@@ -280,7 +280,7 @@ def copy_matching_weights(network: nn.Module, folder: str | Path) -> list[str]:
     shaped = [name for name, tensor in target_state.items() if tensor.ndim > 0]
     matched = sum(name in matching for name in shaped)
     if matched < len(shaped) / 2:
-        raise ModelError(f"{folder}: no weights match for {len(shaped) - matched} of {len(shaped)} tensors "
-                         "of the new network (other image size or options?)")
+        raise ModelError(f"{folder}: only {matched} of the new network's {len(shaped)} weight tensors match "
+                         "this model's (other image size or options?)")
     network.load_state_dict(matching, strict=False)
     return sorted(set(target_state) - set(matching))
