@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_inference import machine_info
 from bench_supervised import FULL, RESULTS, gz2_data
 
 from tuningfork.data.writers import atomic_path
@@ -79,8 +78,7 @@ def main() -> None:
     report = {
         "settings": {"members": args.members, "budget_s": args.budget_s, "threads": args.threads,
                      "n_train": len(train_set), "n_test": len(test_set)},
-        "machine": {"cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
-                    "platform": platform.platform(), "torch": torch.__version__},
+        "machine": machine_info(),
         "member_accuracy": [float(np.mean((p > 0.5) == is_spiral)) for p in members],
         "average_accuracy": float(np.mean((average > 0.5) == is_spiral)),
         "wrong_by_all": float(wrong_by_all.mean()),

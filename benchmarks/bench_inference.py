@@ -53,6 +53,12 @@ VARIANTS = {
 }
 
 
+def machine_info() -> dict:
+    """CPU count, 1-minute load average now, platform and torch version, for a results file."""
+    return {"cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
+            "platform": platform.platform(), "torch": torch.__version__}
+
+
 def images_per_second(run, batches: int) -> float:
     """Images per second of ``run()`` (one batch of BATCH images), after a warm-up call."""
     run()
@@ -136,8 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = {"threads": args.threads,
-              "machine": {"cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
-                          "platform": platform.platform(), "torch": torch.__version__},
+              "machine": machine_info(),
               "models": {}}
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as scratch:
         for index, (name, (architecture, options)) in enumerate(VARIANTS.items()):

@@ -50,8 +50,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -59,7 +57,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from astropy.table import Table
-from bench_inference import throughput
+from bench_inference import machine_info, throughput
 
 from tuningfork.data import GalaxyCollection
 from tuningfork.data.writers import atomic_path
@@ -367,8 +365,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     report = {
         "settings": settings | {"threads": args.threads, "seed": args.seed, "quick": args.quick},
-        "machine": {"cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
-                    "platform": platform.platform(), "torch": torch.__version__},
+        "machine": machine_info(),
         "datasets": {},
     }
     loaders = {
