@@ -5,6 +5,12 @@ catalog, an unknown architecture) is raised as a subclass of
 :class:`TuningforkError`.  The command-line interface catches this base class
 once and prints the message as a single line, so messages must be one line,
 name the file or object involved, and say what is wrong with it.
+
+Each class also inherits the builtin exception it refines (as GalSim's
+``GalSimValueError(GalSimError, ValueError)`` does), so ``except ValueError``
+or ``except FileNotFoundError`` in a user's code catches ours too. Every error
+pickles with its attributes, so one raised in a Dask worker or a data-loader
+process reaches the caller as the same one-line error, not as a crash.
 """
 
 from __future__ import annotations
@@ -12,11 +18,28 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _rebuild(cls: type, args: tuple, state: dict) -> TuningforkError:
+    # Bypasses __init__, whose signature differs per class: the message is in
+    # ``args`` and the attributes (path, column...) in ``state``.
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class TuningforkError(Exception):
     """Base class of every error that tuningfork raises on purpose."""
 
+    def __reduce__(self):
+        return _rebuild, (type(self), self.args, self.__dict__.copy())
 
-class InputFileError(TuningforkError):
+    def __str__(self) -> str:
+        # KeyError and OSError format their arguments their own way; ours is
+        # always the one-line message.
+        return str(self.args[0]) if self.args else ""
+
+
+class InputFileError(TuningforkError, ValueError):
     """A problem with one input file.
 
     Parameters
@@ -33,7 +56,7 @@ class InputFileError(TuningforkError):
         super().__init__(f"{self.path}: {problem}")
 
 
-class MissingFileError(InputFileError):
+class MissingFileError(InputFileError, FileNotFoundError):
     """The file does not exist."""
 
     def __init__(self, path: str | Path, what: str = "file"):
@@ -64,7 +87,7 @@ class NoSourcesError(InputFileError):
     """Source detection found nothing in the image."""
 
 
-class CatalogError(TuningforkError):
+class CatalogError(TuningforkError, ValueError):
     """A catalog table is unusable."""
 
 
@@ -76,7 +99,7 @@ class EmptyCatalogError(CatalogError):
         super().__init__(f"{self.path}: catalog has no rows")
 
 
-class MissingColumnError(CatalogError):
+class MissingColumnError(CatalogError, KeyError):
     """A required column is absent from the catalog."""
 
     def __init__(self, path: str | Path, column: str, available: list[str] | None = None):
@@ -86,7 +109,7 @@ class MissingColumnError(CatalogError):
         super().__init__(f"{self.path}: no column '{column}'{extra}")
 
 
-class MissingImagesError(CatalogError):
+class MissingImagesError(CatalogError, FileNotFoundError):
     """Catalog rows point at image files that do not exist.
 
     All missing files are collected before raising, so the user sees every
@@ -104,13 +127,13 @@ class MissingImagesError(CatalogError):
         )
 
 
-class ConfigError(TuningforkError):
+class ConfigError(TuningforkError, ValueError):
     """A configuration value is invalid or inconsistent."""
 
 
-class ModelError(TuningforkError):
+class ModelError(TuningforkError, ValueError):
     """A model folder is missing, incomplete, or does not match the data."""
 
 
-class FeatureError(TuningforkError):
+class FeatureError(TuningforkError, ValueError):
     """A feature matrix (embeddings, PCA components) is unusable: NaN, wrong shape, too few rows."""
