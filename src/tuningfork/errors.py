@@ -21,7 +21,9 @@ from pathlib import Path
 def _rebuild(cls: type, args: tuple, state: dict) -> TuningforkError:
     # Bypasses __init__, whose signature differs per class: the message is in
     # ``args`` and the attributes (path, column...) in ``state``.
-    error = cls.__new__(cls, *args)
+    # OSError subclasses need OSError's own allocator (its instances are larger).
+    base = OSError if issubclass(cls, OSError) else Exception
+    error = base.__new__(cls, *args)
     error.args = args
     error.__dict__.update(state)
     return error
