@@ -49,9 +49,7 @@ import torch
 from astropy.table import Table
 
 from tuningfork.clustering import (
-    MORPHOLOGY_ENCODER,
     ClusterConfig,
-    MorphologyEncoder,
     PolarStep,
     denoise,
     denoising_gain,
@@ -61,12 +59,12 @@ from tuningfork.clustering import (
     score_groups,
     train_autoencoder,
 )
-from tuningfork.clustering.autoencoder import estimate_noise_sigma, read_preprocessed
-from tuningfork.clustering.encoders import TimmEncoder
 from tuningfork.clustering.pipeline import labels_where_present
 from tuningfork.data import GalaxyCollection
 from tuningfork.data.writers import atomic_path
-from tuningfork.preprocessing import PreprocessConfig, Preprocessor
+from tuningfork.models import MorphologyEncoder, TimmEncoder
+from tuningfork.models.nets.descriptors import MORPHOLOGY_ENCODER
+from tuningfork.preprocessing import PreprocessConfig, Preprocessor, estimate_noise_sigma
 from tuningfork.simulation import simulate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,9 +229,7 @@ def gz2_benchmark(settings: dict, args, work: Path, log) -> dict:
     catalog = gz2_catalog(settings["gz2_limit"])
     on_disk = GalaxyCollection.open(write_table(work / "gz2_catalog.csv", catalog))
     started = time.perf_counter()
-    stamps = read_preprocessed(
-        on_disk, Preprocessor(PreprocessConfig(crop_pixels=207, output_size=STAMP))
-    )
+    stamps = on_disk.read_images(Preprocessor(PreprocessConfig(crop_pixels=207, output_size=STAMP)))
     read_seconds = time.perf_counter() - started
     collection = GalaxyCollection.from_arrays(
         stamps, Table({"id": on_disk.ids, "label": catalog["label"]})
@@ -287,9 +283,8 @@ def rotation_benchmark(settings: dict, args) -> dict:
         seed=args.seed + 2,
         workers=args.workers,
     )
-    images = read_preprocessed(
-        GalaxyCollection.from_arrays(sample.images),
-        Preprocessor(PreprocessConfig(output_size=STAMP)),
+    images = GalaxyCollection.from_arrays(sample.images).read_images(
+        Preprocessor(PreprocessConfig(output_size=STAMP))
     )
     convnext = TimmEncoder(settings["conv_encoder"], args.weights, in_chans=1, input_size=STAMP)
     descriptors = MorphologyEncoder(angular=True)

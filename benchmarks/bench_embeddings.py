@@ -48,18 +48,16 @@ from astropy.table import Table
 from tuningfork.data import GalaxyCollection
 from tuningfork.data.writers import atomic_path
 from tuningfork.embeddings import (
-    AstroPT,
-    AstroPTEncoder,
     EmbeddingSet,
     SimilarityIndex,
     label_subsets,
-    load_astropt,
     outlier_scores,
     pretrain,
     recall_at_k,
     run_probes,
 )
 from tuningfork.embeddings.probes import classification_metrics
+from tuningfork.models import AstroPT, AstroPTEncoder, load_model
 from tuningfork.preprocessing import PreprocessConfig, Preprocessor
 from tuningfork.simulation import simulate
 
@@ -116,7 +114,7 @@ def stopwatch(timings: dict, name: str):
 def read_stack(collection: GalaxyCollection, config: PreprocessConfig) -> np.ndarray:
     """All images of a collection, preprocessed, as one float32 stack."""
     preprocessor = Preprocessor(config)
-    return np.concatenate([batch.images for batch in collection.iter_batches(256, preprocessor)])
+    return collection.read_images(preprocessor, 256)
 
 
 def stack_collection(images: np.ndarray, labels: np.ndarray | None = None) -> GalaxyCollection:
@@ -173,7 +171,6 @@ def supervised_from_scratch(stack, labels, train_rows, test_rows, settings, seed
     labelled rows themselves (at least one galaxy per class), so the
     classifier never sees more labels than the probes.
     """
-    from tuningfork.models import load_model
     from tuningfork.training.predict import collection_logits
     from tuningfork.training.train import train
 
@@ -220,7 +217,8 @@ def supervised_curve(stack, labels, train_rows, test_rows, settings, seed, work)
 
 def encoder_vectors(model_folder: Path, images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Embeddings of preprocessed images by the pretrained, random-init and pixel-PCA encoders."""
-    model, preprocess, _ = load_astropt(model_folder)
+    loaded = load_model(model_folder, architecture="astropt")
+    model, preprocess = loaded.network, loaded.preprocess
     torch.manual_seed(seed)
     return {
         "astropt_pretrained": encode(AstroPTEncoder(model, preprocess), images),
@@ -262,7 +260,7 @@ def pretrain_stack(images, folder, settings, patch_size, epochs, accelerator, se
         accelerator=accelerator,
         seed=seed,
     )
-    record = load_astropt(folder)[2].metrics
+    record = load_model(folder, architecture="astropt").config.metrics
     return {**record, "seconds": time.perf_counter() - start}
 
 
@@ -593,7 +591,7 @@ def main() -> None:
         else:
             print(f"skipping Galaxy Zoo: {args.data / 'gz2-spirals'} not found")
         report["simulated"] = run_simulated(work, settings, args.seed, args.accelerator)
-        dim = load_astropt(work / "sim-astropt")[0].config.embedding_dim
+        dim = load_model(work / "sim-astropt", architecture="astropt").network.config.embedding_dim
     report["search"] = run_search(settings, dim, args.seed)
     report["seconds"] = time.perf_counter() - start
     stem = "embeddings_quick" if args.quick else "embeddings"

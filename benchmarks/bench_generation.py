@@ -49,7 +49,7 @@ from tuningfork.generation import (
     real_in_data_units,
     train_generator,
 )
-from tuningfork.generation.augment import folder_classifier
+from tuningfork.generation.augment import folder_classifier, generate_for_classifier
 from tuningfork.preprocessing import PreprocessConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -172,7 +172,8 @@ def rare_class_scores(classifier: Path, test: GalaxyCollection, rare: str) -> di
     from sklearn.metrics import precision_score, recall_score
 
     from tuningfork.models import load_model
-    from tuningfork.training.predict import interpret, model_images, network_logits
+    from tuningfork.models.runtime import network_logits
+    from tuningfork.training.predict import interpret, model_images
 
     model = load_model(classifier)
     predicted = np.asarray(interpret(network_logits(model.network, model_images(model, test)), model).predicted)
@@ -230,8 +231,8 @@ def run_dataset(name: str, collection: GalaxyCollection, rare: str, generator_pr
         for augmented in (False, True):
             started = time.perf_counter()
             folder = work / f"{name}-classifier-{seed}-{'aug' if augmented else 'real'}"
-            extra = {"augment_with": generator_folder, "rare_classes": [rare],
-                     "generated_per_class": sizes.n_generated} if augmented else {}
+            extra = {"extra_train": generate_for_classifier(generator, [rare], sizes.n_generated,
+                                                            classifier_preprocess, seed=seed)} if augmented else {}
             train(collection.subset(np.concatenate([train_rows, rows_of(collection, "val")])), folder,
                   preprocess=classifier_preprocess, seed=seed, progress=False, **options, **extra)
             scores = rare_class_scores(folder, test, rare)
@@ -278,8 +279,9 @@ def sample_mosaic(name: str, generator, test: GalaxyCollection, sizes: Sizes) ->
             images += tiles
             titles += [f"{condition} {caption}" if index == 0 else "" for index in range(per_row)]
     suffix = "" if sizes.label == "full" else f"_{sizes.label}"
-    return mosaic(images, RESULTS / f"generation_{name}_samples{suffix}.png", titles=titles, ncols=per_row,
-                  suptitle=f"{name}: real (odd rows) and generated (even rows)")
+    path = RESULTS / f"generation_{name}_samples{suffix}.png"
+    mosaic(images, path, titles=titles, ncols=per_row, suptitle=f"{name}: real (odd rows) and generated (even rows)")
+    return path
 
 
 def _plain(value):

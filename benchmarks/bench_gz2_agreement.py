@@ -33,11 +33,11 @@ from bench_supervised import FULL, RESULTS, gz2_data
 
 from tuningfork.data.writers import atomic_path
 from tuningfork.models import load_model
+from tuningfork.models.runtime import network_logits
 from tuningfork.plots import mosaic
 from tuningfork.preprocessing import PreprocessConfig, Preprocessor
 from tuningfork.training import train
-from tuningfork.training.datamodule import load_images
-from tuningfork.training.predict import interpret, network_logits
+from tuningfork.training.predict import interpret
 
 #: Galaxies shown per disagreement direction in the mosaic.
 MOSAIC_PER_GROUP = 16
@@ -60,9 +60,8 @@ def main() -> None:
     train_set, test_set, preprocess = gz2_data(FULL)
     labels = np.asarray(test_set.catalog["label"]).astype(str)
     is_spiral = labels == "spiral"
-    display = load_images(test_set, Preprocessor(PreprocessConfig.from_dict(
-        preprocess.to_dict() | {"output_size": 96})), progress=False)
-    test_images = load_images(test_set, Preprocessor(preprocess), progress=False)
+    display = test_set.read_images(Preprocessor(PreprocessConfig.from_dict(preprocess.to_dict() | {"output_size": 96})))
+    test_images = test_set.read_images(Preprocessor(preprocess))
     members = []
     with tempfile.TemporaryDirectory(prefix="bench-gz2-agreement-") as scratch:
         for seed in range(args.members):
@@ -104,8 +103,9 @@ def main() -> None:
         titles += [f"{ids[index]} {label}\nP({predicted})={abs(average[index] - is_spiral[index]):.2f}"
                    for index in chosen] + [""] * ((-len(chosen)) % 8)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    figure = mosaic(tiles, RESULTS / "gz2_agreement_mosaic.png", titles=titles, ncols=8, already_scaled=True, tile_inches=1.9,
-                    suptitle="gz2-spirals val galaxies every model gets wrong (catalog label shown)")
+    figure = RESULTS / "gz2_agreement_mosaic.png"
+    mosaic(tiles, figure, titles=titles, ncols=8, already_scaled=True, tile_inches=1.9,
+           suptitle="gz2-spirals val galaxies every model gets wrong (catalog label shown)")
     report["mosaic"] = figure.name
     with atomic_path(RESULTS / "gz2_agreement.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2))

@@ -5,7 +5,7 @@ random weights, saved as a model folder, and timed three ways with
 ``--threads`` torch threads (2 by default: "2 cores"):
 
 * ``network``: the network alone on a batch of 256 preprocessed images, in
-  the layout :func:`tuningfork.training.predict.network_logits` uses;
+  the layout :func:`tuningfork.models.runtime.network_logits` uses;
 * ``onnx``: the same through ONNX Runtime (``tuningfork.models.export``);
 * ``predict``: :func:`tuningfork.training.predict` end to end on an
   in-memory collection of 64-pixel g, r, i images (preprocessing, network,
@@ -35,11 +35,11 @@ from astropy.table import Table
 
 from tuningfork.data import GalaxyCollection
 from tuningfork.data.writers import atomic_path
-from tuningfork.models import ModelConfig, build_network, save_model
+from tuningfork.models import ModelConfig, create_model, save_model
 from tuningfork.models.export import export_onnx
+from tuningfork.models.runtime import to_inference_layout
 from tuningfork.preprocessing import PreprocessConfig
 from tuningfork.training import predict
-from tuningfork.training.predict import to_inference_layout
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IMAGE_SIZE = 64
@@ -93,7 +93,7 @@ def throughput(network: torch.nn.Module, channels: int, batches: int, onnx_path:
 
 def time_variant(architecture: str, options: dict, folder: Path, batches: int) -> dict:
     """Network, ONNX Runtime and end-to-end predict throughput of one architecture."""
-    network = build_network(architecture, 2, in_channels=3, image_size=IMAGE_SIZE, **options)
+    network = create_model(architecture, 2, in_channels=3, image_size=IMAGE_SIZE, **options)
     preprocess = PreprocessConfig(output_size=IMAGE_SIZE)
     config = ModelConfig(architecture=architecture, num_outputs=2, in_channels=3, image_size=IMAGE_SIZE,
                          preprocessing=preprocess.to_dict(),

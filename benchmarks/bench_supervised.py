@@ -65,7 +65,6 @@ from tuningfork.models import load_model
 from tuningfork.preprocessing import PreprocessConfig, Preprocessor
 from tuningfork.training import evaluate, train
 from tuningfork.training.calibration import expected_calibration_error, threshold_for_accuracy
-from tuningfork.training.datamodule import load_images
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -122,7 +121,7 @@ def _structure_thumbnails(collection: GalaxyCollection) -> np.ndarray:
     tells one galaxy from another of the same type.
     """
     preprocessor = Preprocessor(PreprocessConfig(crop_pixels=260, output_size=32, normalisation="none"))
-    grey = load_images(collection, preprocessor, progress=False).mean(axis=1)
+    grey = collection.read_images(preprocessor).mean(axis=1)
     y, x = np.mgrid[:32, :32] - 15.5
     ring = np.hypot(x, y).astype(int).ravel()
     flat = grey.reshape(len(grey), -1)
@@ -263,8 +262,8 @@ def run_pca_logistic(train_set, test_set, preprocess) -> dict:
     from sklearn.preprocessing import StandardScaler
 
     preprocessor = Preprocessor(preprocess)
-    train_x = load_images(train_set, preprocessor).reshape(len(train_set), -1)
-    test_x = load_images(test_set, preprocessor).reshape(len(test_set), -1)
+    train_x = train_set.read_images(preprocessor).reshape(len(train_set), -1)
+    test_x = test_set.read_images(preprocessor).reshape(len(test_set), -1)
     classes = sorted(set(np.asarray(train_set.catalog["label"]).astype(str)))
     train_y = np.searchsorted(classes, np.asarray(train_set.catalog["label"]).astype(str))
     test_y = np.searchsorted(classes, np.asarray(test_set.catalog["label"]).astype(str))

@@ -5,11 +5,19 @@ import json
 import pytest
 import torch
 
-from tuningfork.embeddings.astropt import AstroPT, AstroPTConfig, load_astropt, save_astropt
 from tuningfork.errors import ConfigError, CorruptFileError, MissingFileError, ModelError
+from tuningfork.models import AstroPT, AstroPTConfig, astropt_model_config, load_model, save_model
 from tuningfork.preprocessing import PreprocessConfig
 
 torch.set_num_threads(1)
+
+
+def save_astropt(model, folder, preprocess, metrics):
+    return save_model(folder, model, astropt_model_config(model, preprocess, metrics))
+
+
+def load_astropt(folder):
+    return load_model(folder, architecture="astropt")
 
 
 def tiny(**overrides):
@@ -134,16 +142,14 @@ def test_model_folder_round_trip(tmp_path):
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "astropt" and "torch" in config["versions"]
     assert config["in_channels"] == 2 and config["image_size"] == 16
-    loaded, loaded_preprocess, record = load_astropt(folder)
-    assert loaded_preprocess == preprocess and record.metrics == {"train_loss": [1.0]}
+    loaded = load_astropt(folder)
+    assert loaded.preprocess == preprocess and loaded.config.metrics == {"train_loss": [1.0]}
     images, sed = torch.randn(2, 2, 16, 16), torch.randn(2, 1)
     with torch.no_grad():
-        assert torch.equal(model.embed(images, sed), loaded.embed(images, sed))
+        assert torch.equal(model.embed(images, sed), loaded.network.embed(images, sed))
 
 
 def test_pretrained_folder_is_a_regular_model_folder(tmp_path):
-    from tuningfork.models import load_model
-
     folder = save_astropt(AstroPT(tiny()), tmp_path / "model", PreprocessConfig(output_size=16), {})
     assert isinstance(load_model(folder).network, AstroPT)
 

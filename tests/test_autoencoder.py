@@ -8,21 +8,28 @@ import numpy as np
 import pytest
 import torch
 
-from tuningfork.clustering.autoencoder import (
-    DenoisingAutoencoder,
-    denoise,
-    denoising_gain,
-    embed,
-    estimate_noise_sigma,
-    load_autoencoder,
-    save_autoencoder,
-    train_autoencoder,
-)
+from tuningfork.clustering.autoencoder import denoise, denoising_gain, embed, train_autoencoder
 from tuningfork.errors import ConfigError, ImageShapeError, MissingFileError, ModelError
-from tuningfork.models.folder import ModelConfig, save_model
+from tuningfork.models import (
+    DenoisingAutoencoder,
+    ModelConfig,
+    autoencoder_model_config,
+    load_model,
+    save_model,
+)
+from tuningfork.preprocessing import estimate_noise_sigma
 from tuningfork.simulation import simulate
 
 torch.set_num_threads(1)
+
+
+def save_autoencoder(model, folder, **settings):
+    return save_model(folder, model, autoencoder_model_config(model, **settings))
+
+
+def load_autoencoder(folder):
+    loaded = load_model(folder, architecture="denoising_autoencoder")
+    return loaded.network, loaded.config
 
 
 @pytest.fixture(scope="module")

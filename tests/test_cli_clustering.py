@@ -129,3 +129,92 @@ def test_morphometry_command(tmp_path):
     assert np.isfinite(table["gini"]).all()
     result, output = invoke("morphometry", tmp_path / "missing.csv")
     assert result.exit_code == 2 and "missing.csv" in output
+
+
+FAST_CLUSTERING = [
+    "--k",
+    2,
+    "--bootstrap",
+    1,
+    "--models",
+    "kmeans,gmm",
+    "--size",
+    16,
+    "--pca",
+    3,
+    "--embedding-map",
+    "pca",
+]
+
+
+def test_cluster_fits_on_one_data_set_and_assigns_another(catalog, tmp_path):
+    sample = simulate(
+        8, size=32, snr=(40.0, 200.0), classes=("elliptical", "edge_on"), seed=9, workers=1
+    )
+    other = write_sample(sample, tmp_path / "other", formats=("fits",))
+    result, output = invoke(
+        "cluster",
+        other,
+        "--out",
+        tmp_path / "run",
+        "--fit-on",
+        catalog,
+        "--label-column",
+        "label",
+        *FAST_CLUSTERING,
+    )
+    assert result.exit_code == 0, output
+    assert "of 8 galaxies classified into the groups of" in output
+    assert "voting: fraction_classified" in output and "kmeans_raw_pixels" not in output
+    assert len(Table.read(tmp_path / "run" / "fit" / "groups.csv")) == 24
+    assigned = Table.read(tmp_path / "run" / "groups.csv")
+    assert len(assigned) == 8
+
+    # The fitted clustering of a run assigns without refitting, to the same groups.
+    result, output = invoke(
+        "cluster",
+        other,
+        "--out",
+        tmp_path / "again",
+        "--model",
+        tmp_path / "run" / "fit" / "clustering",
+    )
+    assert result.exit_code == 0, output
+    assert "assign: done" in output and "vote" not in output
+    again = Table.read(tmp_path / "again" / "groups.csv")
+    np.testing.assert_array_equal(again["vote_fraction"], assigned["vote_fraction"])
+    np.testing.assert_array_equal(again["classified"], assigned["classified"])
+
+
+def test_cluster_fit_on_and_model_options_are_checked(catalog, tmp_path):
+    result, output = invoke("cluster", "--help")
+    assert result.exit_code == 0 and "--fit-on" in output and "--model" in output
+    result, output = invoke(
+        "cluster", catalog, "--out", tmp_path / "run", "--model", tmp_path, "--fit-on", catalog
+    )
+    assert result.exit_code == 2 and "not both" in output
+    result, output = invoke("cluster", catalog, "--out", tmp_path / "run", "--model", tmp_path)
+    assert result.exit_code == 2 and "fitted clustering settings not found" in output
+
+
+def test_cluster_option_defaults_are_the_library_defaults():
+    import typer.main
+
+    from tuningfork.clustering import ClusterConfig
+
+    command = typer.main.get_command(app).commands["cluster"]
+    defaults = {param.name: param.default for param in command.params}
+    library = ClusterConfig()
+    assert defaults["k"] == library.n_clusters and defaults["bootstrap"] == library.n_bootstrap
+    assert defaults["models"] == ",".join(library.models) and defaults["encoder"] == library.encoder
+    assert defaults["pca"] == library.pca_components
+    for option in (
+        "threshold",
+        "input_size",
+        "denoise",
+        "denoise_epochs",
+        "polar",
+        "workers",
+        "seed",
+    ):
+        assert defaults[option] == getattr(library, option), option

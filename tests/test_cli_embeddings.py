@@ -164,3 +164,25 @@ def test_errors_are_one_line(workspace, tmp_path):
     assert result.exit_code == 2 and "label fractions must be comma-separated numbers" in output
     result, output = invoke("embed", catalog, "--encoder", tmp_path / "nothing")
     assert result.exit_code == 2 and "model folder not found" in output
+
+
+def test_embed_with_the_morphology_encoder(tmp_path):
+    from tuningfork.embeddings import load_embeddings
+    from tuningfork.models import load_encoder
+
+    sample = simulate(8, size=32, bands=("g", "r"), classes=("elliptical", "spiral"), seed=4, workers=1)
+    catalog = write_sample(sample, tmp_path / "sims", formats=("fits",))
+    result, output = invoke("embed", catalog, "--encoder", "morphology", "--out", tmp_path / "x.parquet")
+    assert result.exit_code == 0, output
+    dim = load_encoder("morphology", bands=2).dim
+    table = Table.read(tmp_path / "x.parquet")
+    assert len(table) == len(sample) and list(table["id"]) == [str(name) for name in sample.catalog["id"]]
+    embeddings = load_embeddings(tmp_path / "x.parquet")
+    assert embeddings.vectors.shape == (len(sample), dim) and np.isfinite(embeddings.vectors).all()
+    assert embeddings.metadata["encoder"] == "morphology" and embeddings.metadata["dim"] == dim
+    assert f"wrote {len(sample)} embeddings of dimension {dim}" in output
+    result, output = invoke(
+        "embed", catalog, "--encoder", "morphology", "--bands", 3, "--out", tmp_path / "y.parquet"
+    )
+    assert result.exit_code == 2 and "2 bands but the encoder expects 3" in output
+    assert "Traceback" not in output

@@ -11,7 +11,7 @@ from astropy.table import Table
 from typer.testing import CliRunner
 
 from tuningfork.cli import app
-from tuningfork.models import build_network, save_model
+from tuningfork.models import create_model, save_model
 from tuningfork.models.folder import ModelConfig
 
 torch.set_num_threads(1)
@@ -92,7 +92,7 @@ def test_corrupt_weights_file_is_one_line(tiny_npz, tmp_path):
 
 
 def test_predict_with_classes_the_model_lacks_is_one_line(tiny_npz, tmp_path):
-    network = build_network("rotinv", 2, in_channels=1, image_size=24, widths=(8, 16), view_features=8, hidden=8)
+    network = create_model("rotinv", 2, in_channels=1, image_size=24, widths=(8, 16), view_features=8, hidden=8)
     config = ModelConfig(
         architecture="rotinv", num_outputs=2, in_channels=1, image_size=24,
         preprocessing={"output_size": 24}, target={"kind": "classes", "column": "label",

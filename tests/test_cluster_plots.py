@@ -1,10 +1,12 @@
-"""Tests of tuningfork.clustering.plots: figures are written and inputs checked."""
+"""Tests of tuningfork.clustering.plots: figures are drawn, written and inputs checked."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from astropy.table import Table
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from PIL import Image
 
 from tuningfork.clustering.plots import (
@@ -37,11 +39,10 @@ def test_group_mosaic_and_embedding_map(tmp_path):
         per_group=3,
         ids=list("abcdef"),
     )
-    assert _is_png(mosaic)
+    assert isinstance(mosaic, Figure) and _is_png(tmp_path / "groups.png")
     features = RNG.normal(size=(6, 5))
-    assert _is_png(
-        plot_embedding_map(features, GROUPS, CLASSIFIED, tmp_path / "map.png", method="pca")
-    )
+    axis = plot_embedding_map(features, GROUPS, CLASSIFIED, tmp_path / "map.png", method="pca")
+    assert isinstance(axis, Axes) and _is_png(tmp_path / "map.png")
     assert embedding_map(features, "pca").shape == (6, 2)
     with pytest.raises(ConfigError, match="tsne"):
         embedding_map(features, "tsne")
@@ -52,7 +53,8 @@ def test_morphology_planes_skip_nan_rows_and_need_the_columns(tmp_path):
         {name: RNG.uniform(size=6) for name in ("gini", "m20", "concentration", "asymmetry")}
     )
     table["m20"][2] = np.nan
-    assert _is_png(plot_morphology_planes(table, GROUPS, CLASSIFIED, tmp_path / "planes.png"))
+    plot_morphology_planes(table, GROUPS, CLASSIFIED, tmp_path / "planes.png")
+    assert _is_png(tmp_path / "planes.png")
     table.remove_column("asymmetry")
     with pytest.raises(MissingColumnError, match="asymmetry"):
         plot_morphology_planes(table, GROUPS, CLASSIFIED, tmp_path / "planes.png")
@@ -68,4 +70,22 @@ def test_sweep_plot(tmp_path):
             "fraction_classified": [1.0, 0.9, 0.6],
         }
     )
-    assert _is_png(plot_sweep(table, tmp_path / "sweep.png"))
+    plot_sweep(table, tmp_path / "sweep.png")
+    assert _is_png(tmp_path / "sweep.png")
+
+
+def test_plots_draw_on_the_callers_axes_without_saving(tmp_path):
+    """A notebook passes its own axes; nothing is written and the same axes come back."""
+    figure = Figure()
+    left, right, map_axis = figure.subplots(1, 3)
+    table = Table(
+        {name: RNG.uniform(size=6) for name in ("gini", "m20", "concentration", "asymmetry")}
+    )
+    assert plot_morphology_planes(table, GROUPS, CLASSIFIED, axes=[left, right]) is figure
+    assert len(left.collections) > 0 and len(right.collections) > 0
+    features = RNG.normal(size=(6, 5))
+    assert plot_embedding_map(features, GROUPS, CLASSIFIED, method="pca", ax=map_axis) is map_axis
+    assert len(map_axis.collections) == len(np.unique(GROUPS[CLASSIFIED])) + 1
+    with pytest.raises(ConfigError, match="2 panels, but 1 axes"):
+        plot_morphology_planes(table, GROUPS, CLASSIFIED, axes=[left])
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from tuningfork.data import GalaxyCollection, read_image, write_table
 from tuningfork.errors import (
@@ -110,11 +110,12 @@ def test_real_unlabelled_folder(shared_data):
 def test_real_cosmos_catalog_reads_each_hdu(shared_data):
     path = shared_data / "cosmos-f814w" / "real_galaxy_catalog_26_extension_example.fits"
     collection = GalaxyCollection.open(path).subset(np.arange(6))
-    batch = next(collection.iter_batches(batch_size=6))
-    assert isinstance(batch.images, list)  # the stamps have different sizes
+    # The stamps have different sizes: one by one they read, as one batch they cannot.
     images_file = shared_data / "cosmos-f814w" / "real_galaxy_images_extension.fits"
-    for image, row in zip(batch.images, batch.rows):
-        np.testing.assert_array_equal(image, read_image(images_file, hdu=row["GAL_HDU"]))
+    for galaxy in collection:
+        np.testing.assert_array_equal(galaxy.image, read_image(images_file, hdu=galaxy.row["GAL_HDU"]))
+    with pytest.raises(ImageShapeError, match=r"real_galaxy_images_extension.fits\[\d+\]: image is .*output_size"):
+        next(collection.iter_batches(batch_size=6))
     assert collection.schema.ra_column == "RA"
 
 
@@ -281,11 +282,16 @@ def test_from_arrays_leaves_input_alone_and_checks_catalog():
         GalaxyCollection.from_arrays(images, {"id": ["a", "b"]})
 
 
-def test_from_arrays_ragged_list_gives_list_batches():
-    collection = GalaxyCollection.from_arrays([galaxy(16), galaxy(20)])
-    batch = next(collection.iter_batches())
-    assert isinstance(batch.images, list)
-    assert [image.shape for image in batch.images] == [(1, 16, 16), (1, 20, 20)]
+def test_ragged_images_read_one_by_one_and_batch_only_after_resizing():
+    collection = GalaxyCollection.from_arrays([galaxy(16), galaxy(16), galaxy(20)])
+    assert [item.image.shape for item in collection] == [(1, 16, 16), (1, 16, 16), (1, 20, 20)]
+    with pytest.raises(ImageShapeError, match=r"<arrays>\[2\]: image is 1x20x20 but <arrays>\[0\] is 1x16x16"):
+        next(collection.iter_batches())
+    with pytest.raises(ImageShapeError, match="galaxy 2 is 1x20x20 but galaxy 0 is 1x16x16"):
+        collection.read_images(batch_size=2)
+    batch = next(collection.iter_batches(preprocess=lambda image: image[:, :8, :8]))
+    assert isinstance(batch.images, np.ndarray) and batch.images.shape == (3, 1, 8, 8)
+    assert collection.read_images(lambda image: image[:, :8, :8], batch_size=2).shape == (3, 1, 8, 8)
 
 
 # ------------------------------------------------------------------ batches, shards, subsets
@@ -407,3 +413,12 @@ def test_open_options_work_for_every_source(tmp_path):
     assert len(GalaxyCollection.open(tmp_path / "one.fits", skip_missing=True)) == 1
     with pytest.raises(MissingColumnError, match="'morphology'"):
         GalaxyCollection.open(tmp_path / "one.fits", label_column="morphology")
+
+
+def test_sed_values_turn_masked_entries_into_nan():
+    catalog = Table({"id": ["a", "b"], "mag": MaskedColumn([20.0, 21.0], mask=[False, True])})
+    collection = GalaxyCollection.from_arrays(np.zeros((2, 1, 8, 8), dtype=np.float32), catalog)
+    values = collection.sed_values(["mag"])
+    assert values[0, 0] == 20.0 and np.isnan(values[1, 0])
+    with pytest.raises(MissingColumnError, match="no column 'flux_z'"):
+        collection.sed_values(["flux_z"])

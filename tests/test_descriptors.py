@@ -1,4 +1,4 @@
-"""Tests of tuningfork.clustering.descriptors: the default clustering encoder."""
+"""Tests of tuningfork.models.nets.descriptors: the default clustering encoder."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from tuningfork.clustering.descriptors import (
+from tuningfork.clustering.encoders import rotation_consistency
+from tuningfork.clustering.voting import score_groups
+from tuningfork.errors import ConfigError, FeatureError, ImageShapeError
+from tuningfork.models import load_encoder
+from tuningfork.models.nets.descriptors import (
     MorphologyEncoder,
     describe_morphology,
     normalise_descriptors,
 )
-from tuningfork.clustering.encoders import load_encoder, rotation_consistency
-from tuningfork.clustering.voting import score_groups
-from tuningfork.errors import ConfigError, FeatureError, ImageShapeError
 from tuningfork.morphometry import measure_morphology
 from tuningfork.simulation import simulate
 
@@ -62,7 +63,11 @@ def test_descriptors_group_galaxies_by_class(galaxies):
     from sklearn.cluster import KMeans
 
     images, labels = galaxies
-    described = MorphologyEncoder().describe(images)
+    encoder = MorphologyEncoder()
+    described = encoder.descriptors(images)
+    # The older spelling still gives the descriptors; without images, the embeddings' metadata.
+    np.testing.assert_array_equal(encoder.describe(images).values, described.values)
+    assert encoder.describe()["encoder"] == "morphology"
     features = normalise_descriptors(described.values, described.log_snr)
     groups = KMeans(3, n_init=5, random_state=0).fit_predict(features)
     assert score_groups(groups, labels)["purity"] > 0.8

@@ -9,21 +9,24 @@ from astropy.table import Table
 from safetensors.torch import save_file
 
 from tuningfork.data import GalaxyCollection
-from tuningfork.embeddings.astropt import AstroPT, AstroPTConfig, save_astropt
-from tuningfork.embeddings.embed import (
-    AstroPTEncoder,
-    FeatureEncoder,
-    embed_arrays,
-    embed_query_image,
-    extract_embeddings,
-    load_encoder,
-)
+from tuningfork.embeddings.embed import embed_query_image, extract_embeddings
 from tuningfork.errors import (
     ConfigError,
     CorruptFileError,
     MissingFileError,
     ModelError,
     UnsupportedFormatError,
+)
+from tuningfork.models import (
+    AstroPT,
+    AstroPTConfig,
+    AstroPTEncoder,
+    TimmEncoder,
+    astropt_model_config,
+    autoencoder_model_config,
+    embed_arrays,
+    load_encoder,
+    save_model,
 )
 from tuningfork.preprocessing import PreprocessConfig
 
@@ -33,7 +36,8 @@ torch.set_num_threads(1)
 def astropt_folder(path, **overrides):
     torch.manual_seed(0)
     config = AstroPTConfig.from_size("tiny", bands=1, image_size=16, patch_size=4, **overrides)
-    return save_astropt(AstroPT(config), path, PreprocessConfig(output_size=16), {})
+    model = AstroPT(config)
+    return save_model(path, model, astropt_model_config(model, PreprocessConfig(output_size=16), {}))
 
 
 def blobs(count=10, size=24, seed=0):
@@ -84,7 +88,7 @@ def test_timm_backbone_with_local_weights(tmp_path):
     )
     # Small images keep the test fast.
     encoder = load_encoder("timm:test_resnet", weights=weights, bands=1, image_size=32)
-    assert isinstance(encoder, FeatureEncoder) and encoder.dim == backbone.num_features
+    assert isinstance(encoder, TimmEncoder) and encoder.dim == backbone.num_features
     assert encoder.preprocess.output_size == 32
     vectors = embed_arrays(encoder, blobs(4))
     assert vectors.shape == (4, encoder.dim) and np.isfinite(vectors).all()
@@ -92,13 +96,12 @@ def test_timm_backbone_with_local_weights(tmp_path):
 
 
 def test_autoencoder_folder_is_an_encoder(tmp_path):
-    from tuningfork.clustering import DenoisingAutoencoder, save_autoencoder
+    from tuningfork.models import DenoisingAutoencoder
 
     preprocess = PreprocessConfig(output_size=16)
-    folder = save_autoencoder(
-        DenoisingAutoencoder(in_channels=1, base_channels=4, depth=2),
-        tmp_path / "ae",
-        preprocess=preprocess.to_dict(),
+    autoencoder = DenoisingAutoencoder(in_channels=1, base_channels=4, depth=2)
+    folder = save_model(
+        tmp_path / "ae", autoencoder, autoencoder_model_config(autoencoder, preprocess=preprocess.to_dict())
     )
     encoder = load_encoder(folder)
     assert encoder.preprocess == preprocess
@@ -173,9 +176,9 @@ def test_query_image_is_embedded_like_the_stored_embeddings(tmp_path):
 
 @pytest.mark.parametrize("architecture", ["rotinv", "test_resnet"])
 def test_supervised_folder_gives_penultimate_features(tmp_path, architecture):
-    from tuningfork.models import ModelConfig, build_network, save_model
+    from tuningfork.models import ModelConfig, create_model
 
-    network = build_network(architecture, 4, in_channels=1, image_size=32)
+    network = create_model(architecture, 4, in_channels=1, image_size=32)
     config = ModelConfig(
         architecture=architecture,
         num_outputs=4,

@@ -1,4 +1,4 @@
-"""Tests of tuningfork.clustering.encoders: timm backbones, model folders, polar step."""
+"""Tests of the encoder contract (tuningfork.models) and the polar step: timm backbones, model folders."""
 
 from __future__ import annotations
 
@@ -8,14 +8,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from tuningfork.clustering.autoencoder import DenoisingAutoencoder, save_autoencoder
-from tuningfork.clustering.encoders import (
-    AutoencoderEncoder,
-    PolarStep,
-    TimmEncoder,
-    load_encoder,
-    rotation_consistency,
-)
+from tuningfork.clustering.encoders import PolarStep, rotation_consistency
 from tuningfork.errors import (
     ConfigError,
     CorruptFileError,
@@ -23,9 +16,34 @@ from tuningfork.errors import (
     MissingFileError,
     ModelError,
 )
+from tuningfork.models import (
+    AstroPT,
+    AstroPTConfig,
+    AstroPTEncoder,
+    AutoencoderEncoder,
+    DenoisingAutoencoder,
+    Encoder,
+    ModelConfig,
+    MorphologyEncoder,
+    RotationInvariantNet,
+    SupervisedEncoder,
+    TimmEncoder,
+    astropt_model_config,
+    autoencoder_model_config,
+    create_model,
+    load_encoder,
+    save_model,
+)
+from tuningfork.preprocessing import PreprocessConfig
 from tuningfork.simulation import simulate
 
 torch.set_num_threads(1)
+
+
+def save_autoencoder(model, folder, **settings):
+    return save_model(folder, model, autoencoder_model_config(model, **settings))
+
+
 ARCH = "convnext_atto"  # the smallest ConvNeXt: same code path as convnext_large
 
 
@@ -101,7 +119,7 @@ def test_bad_encoders_are_clear_errors(tmp_path, galaxies):
         load_encoder(tmp_path / "not_a_model")
     with pytest.raises(ModelError, match="is a file"):
         load_encoder(wrong)
-    with pytest.raises(ModelError, match="encoder model folder not found"):
+    with pytest.raises(MissingFileError, match="missing/folder: model folder not found"):
         load_encoder(tmp_path / "missing" / "folder")
     with pytest.raises(ImageShapeError, match="1 bands but the encoder expects 3"):
         TimmEncoder(ARCH, input_size=64).encode(galaxies[:1])
@@ -117,7 +135,7 @@ def test_autoencoder_folder_is_an_encoder(tmp_path, galaxies):
     )
     encoder = load_encoder(folder)
     assert isinstance(encoder, AutoencoderEncoder)
-    assert encoder.preprocess == {"output_size": 48}
+    assert encoder.preprocess == PreprocessConfig.from_dict({"output_size": 48})
     assert encoder.encode(galaxies[:3]).shape == (3, 16)
 
 
@@ -142,9 +160,6 @@ def test_polar_step_makes_embeddings_of_rotated_copies_more_similar(weights_file
 
 
 def test_supervised_model_folder_encodes_with_its_penultimate_layer(tmp_path, galaxies):
-    from tuningfork.models import RotationInvariantNet
-    from tuningfork.models.folder import ModelConfig, save_model
-
     torch.manual_seed(0)
     network = RotationInvariantNet(3, in_channels=1, image_size=48, widths=(8, 16), hidden=24)
     options = {"widths": [8, 16], "hidden": 24}
@@ -158,3 +173,92 @@ def test_supervised_model_folder_encodes_with_its_penultimate_layer(tmp_path, ga
         logits = network.eval()(torch.from_numpy(galaxies[:3]))
         from_features = network.head[-1](torch.from_numpy(features))
     np.testing.assert_allclose(from_features.numpy(), logits.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def _supervised_folder(folder, architecture, image_size=48, **options):
+    torch.manual_seed(0)
+    network = create_model(architecture, 3, in_channels=3, image_size=image_size, **options)
+    plain = {key: list(value) if isinstance(value, tuple) else value for key, value in options.items()}
+    config = ModelConfig(architecture, 3, 3, image_size, {"output_size": image_size}, {"kind": "classes"}, plain)
+    return save_model(folder, network, config), network
+
+
+def _contract_encoder(kind, folder):
+    """An encoder of each kind that load_encoder opens, for 3-band 48-pixel images."""
+    if kind == "morphology":
+        return load_encoder("morphology")
+    if kind == "astropt":
+        torch.manual_seed(0)
+        model = AstroPT(AstroPTConfig.from_size("tiny", bands=3, image_size=48, patch_size=8))
+        return load_encoder(
+            save_model(folder, model, astropt_model_config(model, PreprocessConfig(output_size=48), {})),
+            device="cpu",
+        )
+    if kind == "supervised":
+        return load_encoder(_supervised_folder(folder, "rotinv", widths=(8, 16), hidden=24)[0], device="cpu")
+    torch.manual_seed(0)
+    autoencoder = DenoisingAutoencoder(3, 4, 2)
+    return load_encoder(
+        save_model(folder, autoencoder, autoencoder_model_config(autoencoder, preprocess={"output_size": 48})),
+        device="cpu",
+    )
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("morphology", MorphologyEncoder),
+        ("astropt", AstroPTEncoder),
+        ("supervised", SupervisedEncoder),
+        ("autoencoder", AutoencoderEncoder),
+    ],
+)
+def test_every_encoder_spec_gives_the_one_contract(tmp_path, galaxies, kind, expected):
+    encoder = _contract_encoder(kind, tmp_path / kind)
+    assert isinstance(encoder, Encoder) and isinstance(encoder, expected)
+    assert isinstance(encoder.name, str) and encoder.name
+    assert isinstance(encoder.dim, int) and encoder.dim > 0
+    assert isinstance(encoder.preprocess, PreprocessConfig)
+    images = np.repeat(galaxies[:3], 3, axis=1)
+    for features in (encoder.encode(images), encoder.encode(images, sed=None), encoder.encode(images, None)):
+        assert features.shape == (3, encoder.dim) and features.dtype == np.float32
+        assert np.isfinite(features).all()
+    described = encoder.describe()
+    assert described["encoder"] == encoder.name and described["dim"] == encoder.dim
+    assert PreprocessConfig.from_dict(described["preprocessing"]) == encoder.preprocess
+
+
+@pytest.mark.parametrize(
+    "architecture, options",
+    [
+        ("rotinv", {"widths": (8, 16), "hidden": 24}),
+        ("rotinv", {"widths": (8, 16), "hidden": 24, "ensemble": 2}),
+        ("hybrid", {"image_size": 64}),
+        ("test_resnet", {}),
+    ],
+)
+def test_supervised_features_come_from_the_backbone_and_head_contract(tmp_path, galaxies, architecture, options):
+    folder, network = _supervised_folder(tmp_path / "model", architecture, **options)
+    encoder = load_encoder(folder, device="cpu")
+    assert isinstance(encoder, SupervisedEncoder)
+    images = np.repeat(galaxies[:3], 3, axis=1)
+    margin = (options.get("image_size", 48) - 48) // 2
+    images = np.pad(images, ((0, 0), (0, 0), (margin, margin), (margin, margin)))
+    features = encoder.encode(images)
+    network.eval()
+    with torch.no_grad():
+        batch = torch.from_numpy(images)
+        expected = network.forward_head(network.forward_features(batch), pre_logits=True)
+        logits = network(batch)
+    assert features.shape == (3, encoder.dim) == tuple(expected.shape)
+    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-5)
+    # Pre-logit features, not the outputs.
+    assert encoder.dim != logits.shape[1]
+
+
+def test_morphology_encoder_rejects_other_bands_and_describes_its_embeddings(galaxies):
+    encoder = load_encoder("morphology", bands=1)
+    assert encoder.describe()["encoder"] == "morphology" and encoder.describe()["dim"] == encoder.dim
+    assert encoder.encode(galaxies[:2]).shape == (2, encoder.dim)
+    with pytest.raises(ImageShapeError, match="3 bands but the encoder expects 1"):
+        encoder.encode(np.repeat(galaxies[:2], 3, axis=1))

@@ -11,7 +11,6 @@ import torch
 from astropy.io import fits
 
 from tuningfork.data import GalaxyCollection
-from tuningfork.embeddings.embed import Encoder
 from tuningfork.errors import ConfigError, FeatureError, MissingFileError, ModelError
 from tuningfork.generation import (
     ConditionalUNet,
@@ -32,8 +31,8 @@ from tuningfork.generation import (
     train_generator,
     write_generated,
 )
-from tuningfork.generation.augment import add_generated, to_classifier_input
-from tuningfork.models import ModelConfig
+from tuningfork.generation.augment import generate_for_classifier, to_classifier_input
+from tuningfork.models import Encoder, ModelConfig
 from tuningfork.preprocessing import PreprocessConfig, Preprocessor, stretch
 from tuningfork.simulation import simulate
 
@@ -278,25 +277,38 @@ def test_morphometry_ks_groups_and_too_few_measurements(monkeypatch):
 
 
 def test_augmentation_adds_exactly_the_requested_number_per_class(class_generator):
+    from tuningfork.training.datamodule import Target
+    from tuningfork.training.train import _with_extra
+
     classifier_preprocess = PreprocessConfig(output_size=20)
+    generated, generated_labels = generate_for_classifier(class_generator, ["edge_on", "edge_on"], 3,
+                                                          classifier_preprocess, steps=2)
+    assert generated.shape == (3, 2, 20, 20) and generated_labels == ["edge_on"] * 3
+    assert generated.min() >= 0 and generated.max() <= 1
     images = np.zeros((5, 2, 20, 20), dtype=np.float32)
     labels = np.array([0, 0, 0, 1, 1])
     original = images.copy()
-    augmented, new_labels = add_generated(images, labels, ["edge_on", "elliptical", "spiral"], class_generator,
-                                          ["edge_on"], 3, classifier_preprocess, steps=2)
+    target = Target(kind="classes", column="label", class_names=["edge_on", "elliptical", "spiral"])
+    augmented, new_labels = _with_extra(images, labels, target, generated, generated_labels)
     assert augmented.shape == (8, 2, 20, 20)
     np.testing.assert_array_equal(np.bincount(new_labels, minlength=3) - np.bincount(labels, minlength=3), [3, 0, 0])
     np.testing.assert_array_equal(images, original)
-    assert augmented[5:].min() >= 0 and augmented[5:].max() <= 1
+    np.testing.assert_array_equal(augmented[5:], generated)
 
 
 def test_augmentation_rejects_unknown_classes_and_other_crops(class_generator):
+    from tuningfork.training.datamodule import Target
+    from tuningfork.training.train import _with_extra
+
     generator = load_generator(class_generator)
     images, labels = np.zeros((2, 2, 16, 16), dtype=np.float32), np.array([0, 1])
-    with pytest.raises(ConfigError, match="rare class.*merger not among the training classes"):
-        add_generated(images, labels, ["edge_on", "elliptical"], generator, ["merger"], 2, PreprocessConfig())
+    target = Target(kind="classes", column="label", class_names=["edge_on", "elliptical"])
+    with pytest.raises(ConfigError, match="class.*merger not among the training classes"):
+        _with_extra(images, labels, target, np.zeros((2, 2, 16, 16), np.float32), ["merger", "edge_on"])
     with pytest.raises(ConfigError, match="unknown condition 'spiral'"):
-        add_generated(images, labels, ["edge_on", "spiral"], generator, ["spiral"], 2, PreprocessConfig())
+        generate_for_classifier(generator, ["spiral"], 2, PreprocessConfig())
+    with pytest.raises(ConfigError, match="no rare class given"):
+        generate_for_classifier(generator, [], 2, PreprocessConfig())
     with pytest.raises(ConfigError, match="train them on the same field of view"):
         to_classifier_input(images, generator, PreprocessConfig(crop_fraction=0.5))
 
@@ -304,9 +316,11 @@ def test_augmentation_rejects_unknown_classes_and_other_crops(class_generator):
 def test_supervised_training_adds_generated_galaxies_of_rare_classes(class_generator, simulated, tmp_path):
     from tuningfork.training.train import train
 
-    result = train(simulated, tmp_path / "classifier", preprocess=PreprocessConfig(output_size=16), epochs=1,
+    preprocess = PreprocessConfig(output_size=16)
+    extra = generate_for_classifier(class_generator, ["edge_on"], 4, preprocess, steps=2)
+    result = train(simulated, tmp_path / "classifier", preprocess=preprocess, epochs=1,
                    batch_size=8, accelerator="cpu", progress=False, architecture_options={"widths": (8, 16)},
-                   augment_with=class_generator, rare_classes=["edge_on"], generated_per_class=4)
+                   extra_train=extra)
     assert result.metrics["n_generated"] == 4
 
 

@@ -14,11 +14,11 @@ from tuningfork.errors import ConfigError, CorruptFileError, MissingFileError
 from tuningfork.models import (
     ModelConfig,
     RotationInvariantNet,
-    build_network,
+    create_model,
     load_model,
     save_model,
 )
-from tuningfork.models.rotinv import dihedral_views
+from tuningfork.models.nets.rotinv import dihedral_views
 from tuningfork.preprocessing import d4_apply_torch, d4_element
 
 torch.set_num_threads(1)
@@ -70,7 +70,7 @@ def test_rotinv_rejects_bad_options():
 
 @pytest.mark.parametrize("architecture", ["rotinv", "hybrid", "resnet10t"])
 def test_every_architecture_maps_images_to_logits(architecture):
-    net = build_network(architecture, 4, in_channels=1, image_size=32).eval()
+    net = create_model(architecture, 4, in_channels=1, image_size=32).eval()
     with torch.no_grad():
         out = net(_images(2, 32, bands=1))
     assert out.shape == (2, 4)
@@ -79,17 +79,17 @@ def test_every_architecture_maps_images_to_logits(architecture):
 
 def test_unknown_architecture_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown architecture 'no_such_net'"):
-        build_network("no_such_net", 2)
+        create_model("no_such_net", 2)
 
 
 def test_bad_architecture_option_is_a_config_error():
     with pytest.raises(ConfigError, match="rotinv"):
-        build_network("rotinv", 2, no_such_option=3)
+        create_model("rotinv", 2, no_such_option=3)
 
 
 def test_weights_file_only_for_timm_backbones(tmp_path):
     with pytest.raises(ConfigError, match="timm backbones only"):
-        build_network("rotinv", 2, weights=tmp_path / "w.safetensors")
+        create_model("rotinv", 2, weights=tmp_path / "w.safetensors")
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
@@ -100,7 +100,7 @@ def test_timm_backbone_loads_a_local_weights_file(tmp_path, suffix):
         save_file(pretrained.state_dict(), path)
     else:
         torch.save(pretrained.state_dict(), path)
-    net = build_network("resnet10t", 2, weights=path)
+    net = create_model("resnet10t", 2, weights=path)
     assert torch.equal(net.conv1[0].weight, pretrained.conv1[0].weight)
     # Another number of classes: the head is fresh, with the right shape.
     assert net.fc.weight.shape == (2, pretrained.fc.in_features)
@@ -109,7 +109,7 @@ def test_timm_backbone_loads_a_local_weights_file(tmp_path, suffix):
 def test_timm_backbone_adapts_the_first_convolution_to_one_band(tmp_path):
     pretrained = timm.create_model("resnet10t")
     save_file(pretrained.state_dict(), tmp_path / "w.safetensors")
-    net = build_network("resnet10t", 2, in_channels=1, weights=tmp_path / "w.safetensors")
+    net = create_model("resnet10t", 2, in_channels=1, weights=tmp_path / "w.safetensors")
     assert net.conv1[0].weight.shape[1] == 1
     torch.testing.assert_close(net.conv1[0].weight[:, 0], pretrained.conv1[0].weight.sum(dim=1))
 
@@ -118,18 +118,18 @@ def test_corrupt_weights_file_names_the_file(tmp_path):
     path = tmp_path / "broken.safetensors"
     path.write_bytes(b"this is not a tensor file")
     with pytest.raises(CorruptFileError, match="broken.safetensors"):
-        build_network("resnet10t", 2, weights=path)
+        create_model("resnet10t", 2, weights=path)
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):
     save_file(timm.create_model("resnet10t").state_dict(), tmp_path / "resnet.safetensors")
     with pytest.raises(CorruptFileError, match="does not hold weights for convnext_atto"):
-        build_network("convnext_atto", 2, weights=tmp_path / "resnet.safetensors")
+        create_model("convnext_atto", 2, weights=tmp_path / "resnet.safetensors")
 
 
 def test_missing_weights_file(tmp_path):
     with pytest.raises(MissingFileError, match="nothing.pt"):
-        build_network("resnet10t", 2, weights=tmp_path / "nothing.pt")
+        create_model("resnet10t", 2, weights=tmp_path / "nothing.pt")
 
 
 def _config(architecture="rotinv", options=None):
@@ -143,7 +143,7 @@ def _config(architecture="rotinv", options=None):
 @pytest.mark.parametrize("architecture, options", [("rotinv", SMALL_ROTINV), ("hybrid", {}), ("resnet10t", {})])
 def test_save_load_round_trip_gives_identical_predictions(tmp_path, architecture, options):
     torch.manual_seed(1)
-    net = build_network(architecture, 3, image_size=32, **options).eval()
+    net = create_model(architecture, 3, image_size=32, **options).eval()
     save_model(tmp_path / "model", net, _config(architecture, options))
     loaded = load_model(tmp_path / "model")
     images = _images(4, 32)
@@ -154,7 +154,7 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, architecture
 
 
 def test_config_records_architecture_and_versions(tmp_path):
-    save_model(tmp_path, build_network("rotinv", 3, image_size=32, **SMALL_ROTINV), _config(options=SMALL_ROTINV))
+    save_model(tmp_path, create_model("rotinv", 3, image_size=32, **SMALL_ROTINV), _config(options=SMALL_ROTINV))
     document = json.loads((tmp_path / "config.json").read_text())
     assert document["architecture"] == "rotinv"
     assert document["architecture_options"]["widths"] == [8, 16]
@@ -163,7 +163,7 @@ def test_config_records_architecture_and_versions(tmp_path):
 
 
 def test_changed_weights_are_detected(tmp_path):
-    save_model(tmp_path, build_network("rotinv", 3, image_size=32, **SMALL_ROTINV), _config(options=SMALL_ROTINV))
+    save_model(tmp_path, create_model("rotinv", 3, image_size=32, **SMALL_ROTINV), _config(options=SMALL_ROTINV))
     with open(tmp_path / "weights.safetensors", "r+b") as handle:
         handle.seek(100)
         handle.write(b"\x00\x01\x02")
@@ -172,7 +172,7 @@ def test_changed_weights_are_detected(tmp_path):
 
 
 def test_corrupt_config_names_the_file(tmp_path):
-    save_model(tmp_path, build_network("rotinv", 3, image_size=32, **SMALL_ROTINV), _config(options=SMALL_ROTINV))
+    save_model(tmp_path, create_model("rotinv", 3, image_size=32, **SMALL_ROTINV), _config(options=SMALL_ROTINV))
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(CorruptFileError, match="config.json"):
         load_model(tmp_path)
@@ -189,7 +189,7 @@ def test_onnx_export_gives_the_same_logits(tmp_path):
     from tuningfork.models.export import export_onnx
 
     torch.manual_seed(0)
-    net = build_network("rotinv", 3, image_size=32, **SMALL_ROTINV).eval()
+    net = create_model("rotinv", 3, image_size=32, **SMALL_ROTINV).eval()
     save_model(tmp_path / "model", net, _config(options=SMALL_ROTINV))
     path = export_onnx(tmp_path / "model", tmp_path / "model.onnx")
     images = _images(5, 32)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tuningfork.embeddings.patches import image_to_patches, patch_order, patches_to_image
 from tuningfork.errors import ConfigError
+from tuningfork.models.patches import image_to_patches, patch_order, patches_to_image
 
 
 @pytest.mark.parametrize("rows, cols", [(4, 4), (5, 5), (3, 6), (1, 1)])

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from tuningfork.data import GalaxyCollection
-from tuningfork.embeddings.astropt import load_astropt
-from tuningfork.embeddings.patches import image_to_patches
-from tuningfork.embeddings.pretrain import pretrain, sed_values
-from tuningfork.errors import ConfigError, MissingColumnError
+from tuningfork.embeddings.pretrain import pretrain
+from tuningfork.errors import ConfigError
+from tuningfork.models import load_model
+from tuningfork.models.patches import image_to_patches
 from tuningfork.preprocessing import PreprocessConfig, Preprocessor
 from tuningfork.simulation import simulate
 
@@ -40,7 +40,8 @@ def test_pretrain_learns_and_saves_a_model_folder(galaxies, tmp_path):
     losses = config["metrics"]["train_loss"]
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert config["metrics"]["best_val_loss"] == min(config["metrics"]["val_loss"])
-    model, preprocess, _ = load_astropt(folder)
+    loaded = load_model(folder, architecture="astropt")
+    model, preprocess = loaded.network, loaded.preprocess
     assert preprocess.output_size == 16
     assert model.config.sed_columns == ["flux_g", "flux_r"]
     assert np.isfinite(model.config.sed_center).all() and np.all(
@@ -63,7 +64,8 @@ def test_loss_falls_well_below_the_trivial_predictor(tmp_path):
         validation_fraction=0.0,
         accelerator="cpu",
     )
-    model, preprocess, record = load_astropt(folder)
+    loaded = load_model(folder, architecture="astropt")
+    model, preprocess, record = loaded.network, loaded.preprocess, loaded.config
     images = torch.from_numpy(
         np.stack([Preprocessor(preprocess)(galaxy.image) for galaxy in galaxies])
     )
@@ -71,17 +73,6 @@ def test_loss_falls_well_below_the_trivial_predictor(tmp_path):
     # Always predicting a flat patch (zero after standardisation).
     trivial = torch.nn.functional.huber_loss(torch.zeros_like(targets), targets).item()
     assert record.metrics["train_loss"][-1] < 0.6 * trivial
-
-
-def test_sed_values_turn_masked_entries_into_nan():
-    from astropy.table import MaskedColumn, Table
-
-    catalog = Table({"id": ["a", "b"], "mag": MaskedColumn([20.0, 21.0], mask=[False, True])})
-    collection = GalaxyCollection.from_arrays(np.zeros((2, 1, 8, 8), dtype=np.float32), catalog)
-    values = sed_values(collection, ["mag"])
-    assert values[0, 0] == 20.0 and np.isnan(values[1, 0])
-    with pytest.raises(MissingColumnError, match="no column 'flux_z'"):
-        sed_values(collection, ["flux_z"])
 
 
 def test_bad_settings_are_clear_errors(galaxies, tmp_path):

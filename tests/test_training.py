@@ -175,11 +175,11 @@ def test_predict_target_accuracy_uses_the_validation_split(model_folder, dataset
 
 
 def test_tta_averages_the_eight_d4_images():
-    from tuningfork.models import build_network
-    from tuningfork.training.predict import network_logits, tta_elements
+    from tuningfork.models import create_model
+    from tuningfork.models.runtime import network_logits, tta_elements
 
     torch.manual_seed(0)
-    network = build_network("rotinv", 2, image_size=SIZE, group="c4", **TINY).eval()
+    network = create_model("rotinv", 2, image_size=SIZE, group="c4", **TINY).eval()
     images = synthetic_galaxies(4)[0]
     averaged = network_logits(network, images, tta=True)
     # A c4-invariant network sees only two distinct images: the original and its mirror.
@@ -188,8 +188,8 @@ def test_tta_averages_the_eight_d4_images():
         expected = ((network(tensor) + network(tensor.flip(-1))) / 2).numpy()
     np.testing.assert_allclose(averaged, expected, atol=1e-5)
     assert not np.allclose(averaged, network_logits(network, images), atol=1e-5)
-    assert tta_elements(build_network("rotinv", 2, image_size=SIZE, group="d4", **TINY)) == (0,)
-    assert len(tta_elements(build_network("resnet10t", 2))) == 8
+    assert tta_elements(create_model("rotinv", 2, image_size=SIZE, group="d4", **TINY)) == (0,)
+    assert len(tta_elements(create_model("resnet10t", 2))) == 8
 
 
 def test_predict_refuses_classes_the_model_lacks(model_folder):
@@ -296,10 +296,10 @@ def test_affine_batch_rotates_shifts_and_zooms_about_the_centre():
 
 
 def test_augmentation_leaves_the_batch_untouched():
-    from tuningfork.models import build_network
+    from tuningfork.models import create_model
     from tuningfork.training.datamodule import Target
 
-    module = GalaxyModule(build_network("rotinv", 2, image_size=SIZE, **TINY), Target("classes", "label", ["a", "b"]),
+    module = GalaxyModule(create_model("rotinv", 2, image_size=SIZE, **TINY), Target("classes", "label", ["a", "b"]),
                           augmentation=Augmentation(shift_pixels=2, flux_scale=0.1, pixel_noise=0.1))
     images = torch.rand(4, 3, SIZE, SIZE)
     before = images.clone()
@@ -309,10 +309,10 @@ def test_augmentation_leaves_the_batch_untouched():
 
 
 def test_validation_balanced_accuracy_is_the_mean_recall_over_classes():
-    from tuningfork.models import build_network
+    from tuningfork.models import create_model
     from tuningfork.training.datamodule import Target
 
-    module = GalaxyModule(build_network("rotinv", 2, image_size=SIZE, **TINY), Target("classes", "label", ["a", "b"]))
+    module = GalaxyModule(create_model("rotinv", 2, image_size=SIZE, **TINY), Target("classes", "label", ["a", "b"]))
     # Always "a": accuracy 0.75 on this batch, but the rare "b" is never found.
     logits = torch.tensor([[2.0, 0.0]] * 4)
     module.val_balanced_accuracy.update(logits, torch.tensor([0, 0, 0, 1]))
@@ -343,3 +343,17 @@ def test_real_galaxy_zoo_images_end_to_end(shared_data, tmp_path):
     assert model.config.preprocessing["crop_pixels"] == 207 and model.config.in_channels == 3
     table = predict(tmp_path / "gz2", data.subset(range(8)))
     np.testing.assert_allclose(table["prob_non_spiral"] + table["prob_spiral"], 1.0, rtol=1e-6)
+
+
+def test_target_is_serialisable_and_stores_only_the_fields_of_its_kind():
+    from tuningfork.training.datamodule import Target
+
+    classes = Target("classes", "label", ["a", "b"])
+    votes = Target("votes", tree="gz2", loss="mse")
+    assert classes.to_dict() == {"kind": "classes", "column": "label", "class_names": ["a", "b"]}
+    assert votes.to_dict() == {"kind": "votes", "tree": "gz2", "loss": "mse"}
+    assert Target.from_dict(classes.to_dict()) == classes and Target.from_json(votes.to_json()) == votes
+    with pytest.raises(ConfigError, match="unknown key.*'labels'"):
+        Target.from_dict({"kind": "classes", "labels": ["a"]})
+    with pytest.raises(ConfigError, match="target kind"):
+        Target("regression")

@@ -7,6 +7,7 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from tuningfork.clustering.voting import (
+    VotingClustering,
     align_labels,
     cluster_member,
     consensus_vote,
@@ -14,7 +15,13 @@ from tuningfork.clustering.voting import (
     vote_aligned,
     voting_clustering,
 )
-from tuningfork.errors import ConfigError, FeatureError
+from tuningfork.errors import (
+    ConfigError,
+    CorruptFileError,
+    FeatureError,
+    MissingFileError,
+    ModelError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +170,58 @@ def test_group_catalog_round_trips_through_csv(tmp_path):
     assert back["group"][0] == 0 and back["group"].mask.tolist() == [False, True, True]
     with pytest.raises(MissingFileError, match="nothing.csv: group catalog not found"):
         read_groups(tmp_path / "nothing.csv")
+
+
+def test_predict_puts_unseen_rows_from_the_fitted_clusters_in_their_group():
+    features, labels = make_blobs(400, n_features=5, centers=3, cluster_std=0.5, random_state=3)
+    fitted, unseen = slice(0, 300), slice(300, None)
+    clustering = VotingClustering(3, n_bootstrap=2, seed=1).fit(features[fitted])
+    training = clustering.fit_predict(features[fitted])
+    vote = clustering.predict(features[unseen])
+    assert vote.classified.all() and vote.group.shape == (100,)
+    # The group of each true blob on the fitted rows is the group its unseen rows get.
+    group_of_blob = {b: np.bincount(training.group[labels[fitted] == b]).argmax() for b in range(3)}
+    np.testing.assert_array_equal(vote.group, [group_of_blob[b] for b in labels[unseen]])
+
+
+def test_predict_on_the_fitted_rows_repeats_the_fit_vote(blobs):
+    features, _ = blobs
+    clustering = VotingClustering(3, n_bootstrap=2, seed=0)
+    fitted = clustering.fit_predict(features)
+    again = clustering.predict(features)
+    np.testing.assert_array_equal(again.votes, fitted.votes)
+    np.testing.assert_array_equal(
+        fitted.votes, voting_clustering(features, 3, n_bootstrap=2, seed=0).votes
+    )
+    assert clustering.alignment_.shape == (8, 3) and len(clustering.members_) == 8
+
+
+def test_a_saved_clustering_predicts_like_the_fitted_one(blobs, tmp_path):
+    features, _ = blobs
+    rng = np.random.default_rng(5)
+    unseen = features[rng.choice(150, 40)] + rng.normal(0, 0.8, (40, 5))
+    clustering = VotingClustering(3, n_bootstrap=2, threshold=0.7, seed=2).fit(features)
+    loaded = VotingClustering.load(clustering.save(tmp_path / "voting"))
+    assert loaded.settings == clustering.settings and loaded.n_features_in_ == 5
+    expected, got = clustering.predict(unseen), loaded.predict(unseen)
+    for name in ("group", "classified", "vote_fraction", "second_group", "votes"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+    assert sorted(p.name for p in (tmp_path / "voting").iterdir()) == ["voting.json", "voting.npz"]
+
+
+def test_predict_and_load_errors_are_clear(blobs, tmp_path):
+    features, _ = blobs
+    with pytest.raises(ModelError, match="call fit"):
+        VotingClustering(3).predict(features)
+    clustering = VotingClustering(3, n_bootstrap=1, models=("kmeans",)).fit(features)
+    with pytest.raises(FeatureError, match="4 features, the clustering was fitted on 5"):
+        clustering.predict(features[:, :4])
+    with pytest.raises(MissingFileError, match="voting settings not found"):
+        VotingClustering.load(tmp_path / "nothing")
+    folder = clustering.save(tmp_path / "voting")
+    (folder / "voting.json").write_text('{"n_clusters": 3, "n_groups": 2}')
+    with pytest.raises(ConfigError, match="unknown key.*n_groups"):
+        VotingClustering.load(folder)
+    (folder / "voting.json").write_text('{"n_clusters": 3, "n_bootstrap": 2, "models": ["kmeans"]}')
+    with pytest.raises(CorruptFileError, match="members do not match"):
+        VotingClustering.load(folder)

@@ -16,9 +16,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from .clustering.pipeline import DEFAULT_PREPROCESS, ClusterConfig
 from .errors import TuningforkError
 
 console = Console()
+# Option defaults are read from the library's settings, so each lives in one place.
+_CLUSTER = ClusterConfig()
 error_console = Console(stderr=True)
 
 
@@ -92,9 +95,8 @@ def preview(
     from .plots import preview_collection
 
     collection = GalaxyCollection.open(path, skip_missing=skip_missing)
-    written = preview_collection(collection, out, n=n, stretch=stretch, size=size, group_by=group_by,
-                                 seed=seed)
-    console.print(f"wrote {written}")
+    preview_collection(collection, out, n=n, stretch=stretch, size=size, group_by=group_by, seed=seed)
+    console.print(f"wrote {out}")
 
 
 @app.command()
@@ -202,20 +204,25 @@ def pretrain(
 @app.command()
 def embed(
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
-    encoder: Annotated[str, typer.Option(help="Model folder, or timm:<architecture> with --weights.")],
+    encoder: Annotated[str, typer.Option(
+        help="morphology, a model folder, or timm:<architecture> with --weights.")],
     out: Annotated[Path, typer.Option(help="Output Parquet (a .npy is written beside it).")] = Path(
         "embeddings.parquet"),
     weights: Annotated[Path | None, typer.Option(help="Local weights file of a timm backbone.")] = None,
-    bands: Annotated[int, typer.Option(help="Image bands (timm backbones).")] = 3,
+    bands: Annotated[int | None, typer.Option(help="Image bands (timm backbones, morphology); default: "
+                                                   "the data's.")] = None,
     batch_size: Annotated[int, typer.Option(help="Galaxies per batch.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
 ) -> None:
     """Embed every galaxy with an encoder; write ids and vectors to Parquet + NPY."""
     from .data import GalaxyCollection
-    from .embeddings import extract_embeddings, load_encoder
+    from .embeddings import extract_embeddings
+    from .models import load_encoder
 
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    if bands is None:
+        bands = collection[0].image.shape[0] if len(collection) else 3
     model = load_encoder(encoder, weights=weights, bands=bands, device=device)
     written = extract_embeddings(collection, model, out, batch_size=batch_size, progress=True)
     console.print(f"wrote {len(written)} embeddings of dimension {written.dim} to {out}")
@@ -355,52 +362,85 @@ def _split(text: str) -> list[str]:
 @app.command()
 def cluster(
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
-    out: Annotated[Path, typer.Option(help="Output folder; a rerun resumes from its finished stages.")] = Path(
+    out: Annotated[Path, typer.Option(help="Output folder; a rerun resumes from its finished stages. "
+                                           "Its clustering/ folder is the fitted clustering, for --model.")] = Path(
         "clusters"),
-    k: Annotated[int, typer.Option("--k", help="Groups per clustering (20 in the paper).")] = 20,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 10,
-    threshold: Annotated[float, typer.Option(help="Fraction of votes needed to classify a galaxy.")] = 0.5,
+    fit_on: Annotated[Path | None, typer.Option(help="Fit the clustering on this other data set (run written "
+                                                     "to OUT/fit/), then assign DATA to its groups.")] = None,
+    model: Annotated[Path | None, typer.Option(help="Assign DATA with a fitted clustering folder (OUT/clustering/ "
+                                                    "of an earlier run) instead of fitting one; the clustering, "
+                                                    "encoder, preprocessing and sweep options are then "
+                                                    "those it was fitted with.")] = None,
+    k: Annotated[int, typer.Option("--k", help="Groups per clustering (20 in the paper).")] = _CLUSTER.n_clusters,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = _CLUSTER.n_bootstrap,
+    threshold: Annotated[float, typer.Option(help="Fraction of votes needed to classify a galaxy.")] = (
+        _CLUSTER.threshold),
     models: Annotated[str, typer.Option(help="Comma-separated: kmeans, ward, gmm, birch.")] = (
-        "kmeans,ward,gmm,birch"),
+        ",".join(_CLUSTER.models)),
     encoder: Annotated[str, typer.Option(help="'morphology' (rotation-invariant descriptors), a timm "
                                               "architecture (with --weights), a model folder, or "
-                                              "'autoencoder' (the denoiser's latent).")] = "morphology",
+                                              "'autoencoder' (the denoiser's latent).")] = _CLUSTER.encoder,
     weights: Annotated[Path | None, typer.Option(help="Local weights file of the timm encoder.")] = None,
-    input_size: Annotated[int, typer.Option(help="Encoder input side in pixels.")] = 224,
-    pca: Annotated[float, typer.Option(help="Variance fraction (< 1) or number of PCA components.")] = 0.9,
-    denoise: Annotated[bool, typer.Option(help="Train and apply the denoising autoencoder first.")] = False,
-    denoise_epochs: Annotated[int, typer.Option(help="Autoencoder training epochs.")] = 20,
-    polar: Annotated[bool, typer.Option(help="Polar step with extended angle axis before encoding.")] = True,
-    size: Annotated[int | None, typer.Option(help="Resize cutouts to this many pixels (default 64).")] = None,
-    stretch: Annotated[str | None, typer.Option(help="linear, asinh, sqrt or log.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Known classes, to score the groups.")] = None,
+    input_size: Annotated[int, typer.Option(help="Encoder input side in pixels.")] = _CLUSTER.input_size,
+    pca: Annotated[float, typer.Option(help="Variance fraction (< 1) or number of PCA components.")] = (
+        _CLUSTER.pca_components),
+    denoise: Annotated[bool, typer.Option(help="Train and apply the denoising autoencoder first.")] = (
+        _CLUSTER.denoise),
+    denoise_epochs: Annotated[int, typer.Option(help="Autoencoder training epochs.")] = _CLUSTER.denoise_epochs,
+    polar: Annotated[bool, typer.Option(help="Polar step with extended angle axis before encoding.")] = (
+        _CLUSTER.polar),
+    size: Annotated[int | None, typer.Option(help="Resize cutouts to this many pixels (default "
+                                                  f"{DEFAULT_PREPROCESS['output_size']}).")] = None,
+    stretch: Annotated[str | None, typer.Option(help="linear (default), asinh, sqrt or log.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Known classes of DATA, to score the groups.")] = None,
     sweep: Annotated[str | None, typer.Option(help="Comma-separated K values to compare.")] = None,
-    morphometry: Annotated[bool, typer.Option(help="Also measure statmorph parameters (slow).")] = False,
-    workers: Annotated[int, typer.Option(help="Processes for the morphometry.")] = 1,
-    embedding_map: Annotated[str, typer.Option(help="umap or pca.")] = "umap",
-    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = 0,
+    morphometry: Annotated[bool, typer.Option(help="Also measure statmorph parameters (slow).")] = (
+        _CLUSTER.morphometry),
+    workers: Annotated[int, typer.Option(help="Processes for the morphometry.")] = _CLUSTER.workers,
+    embedding_map: Annotated[str, typer.Option(help="umap or pca.")] = _CLUSTER.embedding_map,
+    seed: Annotated[int, typer.Option(help="Seed of every random step.")] = _CLUSTER.seed,
     force: Annotated[bool, typer.Option(help="Recompute every stage.")] = False,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
 ) -> None:
-    """Unsupervised groups by bagging voting clustering of (denoised, polar) encoder features."""
-    from .clustering import ClusterConfig, run_cluster_pipeline
-    from .data import GalaxyCollection
+    """Unsupervised groups by bagging voting clustering of (denoised, polar) encoder features.
 
-    preprocess = None
-    if size is not None or stretch is not None:
-        preprocess = {"output_size": size or 64, "stretch": stretch or "linear"}
+    By default the clustering is fitted on DATA.  With --fit-on it is fitted
+    on another data set and DATA is assigned to its groups; with --model a
+    clustering fitted earlier assigns DATA.
+    """
+    from .clustering import assign_groups, run_cluster_pipeline
+    from .clustering.pipeline import FITTED_FOLDER
+    from .data import GalaxyCollection
+    from .errors import ConfigError
+
+    if fit_on is not None and model is not None:
+        raise ConfigError("cluster: give --fit-on (fit, then assign) or --model (assign only), not both")
+    given = {key: value for key, value in {"output_size": size, "stretch": stretch}.items() if value is not None}
+    preprocess = {**DEFAULT_PREPROCESS, **given} if given else None
     config = ClusterConfig(
         n_clusters=k, n_bootstrap=bootstrap, models=tuple(_split(models)), threshold=threshold,
         pca_components=int(pca) if pca >= 1 else pca, encoder=encoder,
         encoder_weights=str(weights) if weights else None, input_size=input_size, denoise=denoise,
-        denoise_epochs=denoise_epochs, polar=polar, preprocess=preprocess, label_column=label_column,
+        denoise_epochs=denoise_epochs, polar=polar, preprocess=preprocess,
+        # With --fit-on, the labels score DATA, not the data set fitted on.
+        label_column=None if fit_on is not None else label_column,
         sweep_k=tuple(int(value) for value in _split(sweep)) if sweep else (), morphometry=morphometry,
         workers=workers, embedding_map=embedding_map, seed=seed,
     )
     collection = GalaxyCollection.open(data, label_column=label_column, skip_missing=skip_missing)
-    result = run_cluster_pipeline(collection, out, config, force=force, log=console.print)
+    if fit_on is not None:
+        fit_collection = GalaxyCollection.open(fit_on, skip_missing=skip_missing)
+        console.print(f"fitting on {fit_on} into {out / 'fit'}")
+        run_cluster_pipeline(fit_collection, out / "fit", config, force=force, log=console.print)
+        model = out / "fit" / FITTED_FOLDER
+    if model is not None:
+        result = assign_groups(collection, model, out, label_column=label_column, force=force, log=console.print)
+        fitted_with = f"the groups of {model}"
+    else:
+        result = run_cluster_pipeline(collection, out, config, force=force, log=console.print)
+        fitted_with = f"{k} groups"
     classified = int(sum(result.groups["classified"]))
-    console.print(f"{classified} of {len(result.groups)} galaxies classified into {k} groups; wrote {out}")
+    console.print(f"{classified} of {len(result.groups)} galaxies classified into {fitted_with}; wrote {out}")
     for method, scores in (result.scores or {}).items():
         console.print(f"{method}: " + ", ".join(f"{name} {value:.3f}" for name, value in scores.items()))
 
@@ -413,12 +453,15 @@ app.add_typer(denoise_app, name="denoise")
 def denoise_train(
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("denoiser"),
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
-    size: Annotated[int, typer.Option(help="Resize cutouts to this many pixels.")] = 64,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = _CLUSTER.denoise_epochs,
+    size: Annotated[int, typer.Option(help="Resize cutouts to this many pixels.")] = (
+        DEFAULT_PREPROCESS["output_size"]),
     stretch: Annotated[str, typer.Option(help="linear, asinh, sqrt or log.")] = "linear",
-    channels: Annotated[int, typer.Option(help="Channels of the first level (doubled per level).")] = 16,
-    depth: Annotated[int, typer.Option(help="Downsampling levels.")] = 3,
-    max_images: Annotated[int, typer.Option(help="Galaxies drawn at random for training.")] = 5000,
+    channels: Annotated[int, typer.Option(help="Channels of the first level (doubled per level).")] = (
+        _CLUSTER.denoise_channels),
+    depth: Annotated[int, typer.Option(help="Downsampling levels.")] = _CLUSTER.denoise_depth,
+    max_images: Annotated[int, typer.Option(help="Galaxies drawn at random for training.")] = (
+        _CLUSTER.denoise_max_train),
     noise_sigma: Annotated[float | None, typer.Option(help="Injected noise (default: each image's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
@@ -459,18 +502,61 @@ def morphometry(
     band: Annotated[int | None, typer.Option(help="Band to measure (default: mean of the bands).")] = None,
     gain: Annotated[float | None, typer.Option(help="Electrons per image unit (default: sky-rms "
                                                        "weight map).")] = None,
+    mask: Annotated[Path | None, typer.Option(help="FITS bad-pixel mask (nonzero = bad), of the "
+                                                     "images' shape.")] = None,
+    psf: Annotated[Path | None, typer.Option(help="FITS PSF image for the Sersic fits (normalised "
+                                                    "here).")] = None,
+    sky_subtracted: Annotated[bool, typer.Option(help="The images are already sky-subtracted: "
+                                                        "do not estimate a sky level.")] = False,
+    sky: Annotated[float | None, typer.Option(help="Known sky level to subtract (default: "
+                                                     "measured on source-free pixels).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     all_quantities: Annotated[bool, typer.Option(help="Every statmorph output, not only the main ones.")] = False,
+    bulge_disk: Annotated[bool, typer.Option(help="Also fit a Sersic bulge + exponential disk (statmorph's "
+                                                    "double Sersic, second index fixed to 1).")] = False,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
 ) -> None:
     """Gini, M20, CAS, Sersic index, half-light radius and flags with statmorph."""
-    from .data import GalaxyCollection
-    from .morphometry import ALL_QUANTITIES, DEFAULT_QUANTITIES, morphometry_catalog
+    import numpy as np
 
+    from .data import GalaxyCollection
+    from .errors import ConfigError
+    from .morphometry import (
+        ALL_QUANTITIES,
+        DEFAULT_QUANTITIES,
+        DOUBLESERSIC_QUANTITIES,
+        morphometry_catalog,
+    )
+
+    if sky_subtracted and sky is not None:
+        raise ConfigError("morphometry: give --sky-subtracted or --sky, not both")
+    sky_level: float | str = 0.0 if sky_subtracted else ("auto" if sky is None else sky)
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
-    table = morphometry_catalog(collection, band=band, gain=gain, n_workers=workers, output=out,
-                                quantities=ALL_QUANTITIES if all_quantities else DEFAULT_QUANTITIES)
-    console.print(f"measured {int(sum(table['measured']))} of {len(table)} galaxies; wrote {out}")
+    quantities = ALL_QUANTITIES if all_quantities else DEFAULT_QUANTITIES
+    # A bulge + exponential disk is the usual two-component model of a disk
+    # galaxy (and the published one to compare a bulge's n and r_e with).
+    extra = ({"include_doublesersic": True, "doublesersic_model_args": {"n_2": 1.0, "fixed": {"n_2": True}}}
+             if bulge_disk else {})
+    table = morphometry_catalog(collection, band=band, gain=gain, mask=mask, psf=psf, sky=sky_level,
+                                n_workers=workers, output=out,
+                                quantities=quantities + (DOUBLESERSIC_QUANTITIES if bulge_disk else ()),
+                                **extra)
+    measured = np.asarray(table["measured"], dtype=bool)
+    if measured.any():
+        levels = np.asarray(table["sky_level"], dtype=float)[measured]
+        rms = np.asarray(table["sky_rms"], dtype=float)[measured]
+        how = ("given" if sky_level != "auto" else "estimated on source-free pixels")
+        console.print(f"sky {how}: level {np.median(levels):.4g}, rms {np.median(rms):.4g}"
+                      f"{' (median over galaxies)' if measured.sum() > 1 else ''}")
+        suspect = int((np.asarray(table["sky_flag"])[measured] == 1).sum())
+        if suspect:
+            console.print(f"warning: sky suspect for {suspect} galaxies (sky_flag 1: the galaxy reaches "
+                          "the cutout edge or fills it); if the sky was already removed, pass "
+                          "--sky-subtracted")
+        warned = int(sum(bool(text) for text in np.asarray(table["warnings"])[measured]))
+        if warned:
+            console.print(f"statmorph warned about {warned} galaxies (see the warnings column)")
+    console.print(f"measured {int(measured.sum())} of {len(table)} galaxies; wrote {out}")
 
 
 generate_app = _App(name="generate", help="Conditional diffusion: train, sample and evaluate a galaxy generator.",
@@ -631,14 +717,19 @@ def train_command(
     collection = GalaxyCollection.open(data, label_column=None if tree else target, skip_missing=skip_missing)
     preprocess = PreprocessConfig(crop_pixels=crop_pixels, output_size=image_size, stretch=stretch,
                                   normalisation=normalisation)
+    extra_train = None
+    if augment_with is not None:
+        from .generation import generate_for_classifier
+
+        extra_train = generate_for_classifier(augment_with, _split(rare_classes) if rare_classes else (),
+                                              generated_per_class, preprocess, seed=seed)
     result = train(
         collection, out, target, architecture, tree=tree, vote_loss=vote_loss, preprocess=preprocess,
         epochs=epochs, budget_s=budget, batch_size=batch_size, learning_rate=learning_rate,
         label_smoothing=label_smoothing, class_weights="balanced" if balance_classes else None, mixup=mixup,
         cutmix=cutmix, ensemble=ensemble, weights=weights, init_from=init_from, split_column=split_column,
         val_fraction=val_fraction, patience=patience,
-        seed=seed, accelerator=accelerator, augment_with=augment_with,
-        rare_classes=_split(rare_classes) if rare_classes else (), generated_per_class=generated_per_class,
+        seed=seed, accelerator=accelerator, extra_train=extra_train,
     )
     shown = {key: value for key, value in result.metrics.items() if key.startswith(("val_", "train_"))}
     console.print(shown)

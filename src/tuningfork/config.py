@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from .errors import ConfigError
 
@@ -55,7 +55,7 @@ class Serialisable:
         return {field.name: _plain(getattr(self, field.name)) for field in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls: type[T], settings: dict[str, Any]) -> T:
+    def from_dict(cls, settings: dict[str, Any]) -> Self:
         """Build the config from a dict such as :meth:`to_dict` returns.
 
         Parameters
@@ -101,7 +101,7 @@ class Serialisable:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls: type[T], text: str) -> T:
+    def from_json(cls, text: str) -> Self:
         """Build the config from a JSON string written by :meth:`to_json`.
 
         Parameters

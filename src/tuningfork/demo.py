@@ -102,9 +102,7 @@ def preprocess_sample(catalog: Path, name: str, out: Path, console: Console) -> 
                               stretch_softening=3.0 * typical_noise(collection),
                               normalisation="minmax")
     preprocess = Preprocessor(config)
-    stacks = [batch.images for batch in collection.iter_batches(batch_size=128, preprocess=preprocess,
-                                                                progress=True)]
-    images = np.concatenate(stacks)
+    images = collection.read_images(preprocess, batch_size=128, progress=True)
     stack_path = out / f"{name}-preprocessed.npy"
     with atomic_path(stack_path) as tmp:
         np.save(tmp, images)

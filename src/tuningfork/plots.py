@@ -1,90 +1,112 @@
-"""Figures shared by every stage: image mosaics and display scaling.
+"""Figures shared by every stage: image mosaics, and the one way to save a figure.
 
-Plots are written with matplotlib's Agg backend (no screen needed) and through
-:func:`tuningfork.data.writers.atomic_path`, so an interrupted run never
-leaves a half-written PNG in place of a good one.
+Every plotting function of tuningfork draws on matplotlib objects the caller
+may pass (``ax=`` for one panel, ``axes=`` or ``figure=`` for several) and
+returns what it drew on, so it works in a notebook with any backend.  When
+nothing is passed, a :class:`matplotlib.figure.Figure` is made directly,
+never through pyplot: no global figure list to leak, and no backend to
+choose, so importing or calling tuningfork never changes the user's
+``matplotlib`` backend.  A function given an output path also saves the
+figure there through :func:`save_figure`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .data.display import bands_to_rgb, display_rgb
 from .data.writers import atomic_path
+from .errors import TuningforkError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
 
 
-def bands_to_rgb(image: np.ndarray) -> np.ndarray:
-    """Map (bands, H, W), bands ordered blue to red, to (3, H, W) red first.
-
-    One band becomes grey; two bands fill red and blue with their mean as
-    green; of three or more, the reddest three are used (i, r, g of
-    g, r, i, z as red, green, blue, as in SDSS composites).
-    """
-    array = np.asarray(image, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[None]
-    if array.shape[0] >= 3:
-        return array[-3:][::-1]
-    if array.shape[0] == 2:
-        return np.stack([array[1], array.mean(axis=0), array[0]])
-    return np.repeat(array, 3, axis=0)
-
-
-def display_rgb(image: np.ndarray, softening: float = 0.02, clip_percentile: float = 99.5) -> np.ndarray:
-    """Turn a (bands, H, W) image into an (H, W, 3) array in [0, 1] for display.
-
-    Bands are mapped to colours by :func:`bands_to_rgb`.  Pixels are scaled by a per-image percentile and stretched
-    with an arcsinh, which shows faint outskirts without saturating cores.
+def new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    """Return ``ax``, or the axes of a new pyplot-free figure of ``figsize`` inches.
 
     Parameters
     ----------
-    image : ndarray
-        (bands, H, W) or (H, W) array in any units.
-    softening : float
-        Arcsinh softening relative to the clipped maximum; smaller values
-        stretch the faint end harder.
-    clip_percentile : float
-        Percentile of the finite pixels mapped to white.
+    ax : matplotlib.axes.Axes or None
+        The caller's axes.
+    figsize : (float, float)
+        Size of the new figure when ``ax`` is None.
 
     Returns
     -------
-    ndarray
-        float32 (H, W, 3) in [0, 1]; non-finite pixels are black.
+    matplotlib.axes.Axes
     """
-    rgb = bands_to_rgb(image)
-    finite = np.isfinite(rgb)
-    if not finite.any():
-        return np.zeros(rgb.shape[1:] + (3,), dtype=np.float32)
-    values = rgb[finite]
-    # The median is the sky in a cutout, so the sky shows dark, not grey.
-    low = np.median(values)
-    high = np.percentile(values, clip_percentile)
-    scale = max(high - low, np.finfo(np.float32).tiny)
-    scaled = np.where(finite, (rgb - low) / scale, 0.0)
-    stretched = np.arcsinh(np.clip(scaled, 0.0, None) / softening) / np.arcsinh(1.0 / softening)
-    return np.clip(np.moveaxis(stretched, 0, -1), 0.0, 1.0).astype(np.float32)
+    if ax is not None:
+        return ax
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize).subplots()
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """Return a new figure made without pyplot (see the module notes).
+
+    Parameters
+    ----------
+    figsize : (float, float)
+        Width and height in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
+def save_figure(figure: Figure | SubFigure, path: str | Path, dpi: int = 110) -> Path:
+    """Write a figure as PNG, atomically (an interrupted run leaves no half-written file).
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure or SubFigure
+        What to save; a sub-figure saves the figure that holds it.
+    path : str or Path
+        Output PNG.
+    dpi : int
+        Resolution.
+
+    Returns
+    -------
+    Path
+        The written PNG.
+    """
+    with atomic_path(path) as tmp:
+        figure.figure.savefig(tmp, dpi=dpi, format="png")
+    return Path(path)
 
 
 def mosaic(
-    images: Sequence[np.ndarray],
-    path: str | Path,
+    images: Sequence[np.ndarray | None],
+    path: str | Path | None = None,
     titles: Sequence[str] | None = None,
     ncols: int | None = None,
     suptitle: str | None = None,
     tile_inches: float = 1.4,
     already_scaled: bool = False,
-) -> Path:
-    """Save a grid of galaxy images as one PNG.
+    *,
+    figure: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """Draw a grid of galaxy images, one tile each.
 
     Parameters
     ----------
     images : sequence of ndarray or None
         Each (bands, H, W) or (H, W); sizes may differ.  ``None`` leaves a
         tile blank (to start a new group on a new row).
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
     titles : sequence of str, optional
         One short caption per image.
     ncols : int, optional
@@ -92,32 +114,32 @@ def mosaic(
     suptitle : str, optional
         Title of the whole figure.
     tile_inches : float
-        Size of one tile in inches.
+        Size of one tile in inches (of a new figure).
     already_scaled : bool
         Images are already in [0, 1] (e.g. preprocessed); skip
-        :func:`display_rgb`'s percentile scaling and only clip.
+        :func:`~tuningfork.data.display_rgb`'s percentile scaling and only clip.
+    figure : matplotlib.figure.Figure or SubFigure, optional
+        Draw the grid into this (empty) figure instead of a new one.
 
     Returns
     -------
-    Path
-        The written PNG.
+    matplotlib.figure.Figure or SubFigure
+        The figure drawn on.
+
+    Raises
+    ------
+    TuningforkError
+        ``images`` is empty.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     count = len(images)
     if count == 0:
-        from .errors import TuningforkError
-
-        raise TuningforkError(f"{path}: no images to put in the mosaic")
+        raise TuningforkError(f"{path or 'mosaic'}: no images to put in the mosaic")
     ncols = ncols or int(np.ceil(np.sqrt(count)))
     nrows = int(np.ceil(count / ncols))
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(ncols * tile_inches, nrows * tile_inches + (0.4 if suptitle else 0)),
-        squeeze=False,
-    )
+    own = figure is None
+    if own:
+        figure = new_figure((ncols * tile_inches, nrows * tile_inches + (0.4 if suptitle else 0)))
+    axes = figure.subplots(nrows, ncols, squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.set_axis_off()
         if index >= count or images[index] is None:
@@ -131,31 +153,33 @@ def mosaic(
         if titles is not None:
             axis.set_title(str(titles[index]), fontsize=7)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return Path(path)
+        figure.suptitle(suptitle, fontsize=9)
+    if own:
+        figure.tight_layout()
+    if path is not None:
+        save_figure(figure, path, dpi=100)
+    return figure
 
 
 def preview_collection(
     collection,
-    path: str | Path,
+    path: str | Path | None = None,
     n: int = 36,
     stretch: str = "asinh",
     size: int | None = None,
     group_by: str | None = None,
     seed: int = 0,
-) -> Path:
-    """Save a mosaic of a random selection of a collection's galaxies.
+    *,
+    figure: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """Draw a mosaic of a random selection of a collection's galaxies.
 
     Parameters
     ----------
     collection : tuningfork.data.GalaxyCollection
         The data set.
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
     n : int
         Galaxies to show in all, or per group when ``group_by`` is given.
     stretch : str
@@ -168,18 +192,18 @@ def preview_collection(
         Catalog column; one row of the mosaic block per distinct value.
     seed : int
         Seed of the random selection, so a preview can be reproduced.
+    figure : matplotlib.figure.Figure or SubFigure, optional
+        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
-    Path
-        The written PNG.
+    matplotlib.figure.Figure or SubFigure
+        The figure drawn on.
     """
-    from .errors import MissingColumnError
+    from .errors import EmptyCatalogError, MissingColumnError
     from .preprocessing import PreprocessConfig, Preprocessor, typical_noise
 
     if len(collection) == 0:
-        from .errors import EmptyCatalogError
-
         raise EmptyCatalogError(getattr(collection, "source", "collection"))
     # Soften the arcsinh at several times the sky noise (Lupton et al. 2004):
     # faint outskirts show while the noise stays dark.
@@ -210,4 +234,4 @@ def preview_collection(
             images.extend([None] * blanks)
             titles.extend([""] * blanks)
     return mosaic(images, path, titles=titles, ncols=ncols, already_scaled=True,
-                  suptitle=f"{len(collection)} galaxies, {stretch} stretch")
+                  suptitle=f"{len(collection)} galaxies, {stretch} stretch", figure=figure)

@@ -6,33 +6,25 @@ denoise with an autoencoder, turn rotations into translations with a polar
 step, encode with a ConvNeXt (or any model folder), reduce with PCA, and let
 many bootstrap clusterings vote; galaxies without a consensus stay
 unclassified.  Without ImageNet weights, the default encoder is a set of
-rotation-invariant morphology descriptors (:mod:`.descriptors`).
+rotation-invariant morphology descriptors (:mod:`tuningfork.models.nets.descriptors`).
 :func:`run_cluster_pipeline` chains it all, resumably.
 """
 
 from .autoencoder import (
-    DenoisingAutoencoder,
     apply_denoiser,
     denoise,
     denoising_gain,
     embed,
-    load_autoencoder,
-    save_autoencoder,
     train_autoencoder,
     train_denoiser,
 )
-from .descriptors import (
-    MORPHOLOGY_ENCODER,
-    MorphologyDescriptors,
-    MorphologyEncoder,
-    describe_morphology,
-    normalise_descriptors,
-)
-from .encoders import AutoencoderEncoder, PolarStep, TimmEncoder, load_encoder, rotation_consistency
+from .encoders import PolarStep, rotation_consistency
 from .features import check_features, load_features, save_features
 from .pipeline import (
     ClusterConfig,
     ClusterResult,
+    FittedClustering,
+    assign_groups,
     kmeans_groups,
     raw_pixel_features,
     run_cluster_pipeline,
@@ -42,8 +34,12 @@ from .sweep import sweep_k
 from .voting import (
     CLUSTERING_MODELS,
     VoteResult,
+    VotingClustering,
+    VotingSettings,
     align_labels,
+    consensus_alignment,
     consensus_vote,
+    label_alignment,
     read_groups,
     score_groups,
     vote_aligned,
@@ -52,36 +48,31 @@ from .voting import (
 
 __all__ = [
     "CLUSTERING_MODELS",
-    "MORPHOLOGY_ENCODER",
-    "AutoencoderEncoder",
     "ClusterConfig",
     "ClusterResult",
-    "DenoisingAutoencoder",
-    "MorphologyDescriptors",
-    "MorphologyEncoder",
+    "FittedClustering",
     "PCAProjection",
     "PolarStep",
-    "TimmEncoder",
     "VoteResult",
+    "VotingClustering",
+    "VotingSettings",
     "align_labels",
     "apply_denoiser",
+    "assign_groups",
     "check_features",
+    "consensus_alignment",
     "consensus_vote",
     "denoise",
     "denoising_gain",
-    "describe_morphology",
     "embed",
     "fit_pca",
     "kmeans_groups",
-    "load_autoencoder",
-    "load_encoder",
+    "label_alignment",
     "load_features",
-    "normalise_descriptors",
     "raw_pixel_features",
     "read_groups",
     "rotation_consistency",
     "run_cluster_pipeline",
-    "save_autoencoder",
     "save_features",
     "score_groups",
     "sweep_k",

@@ -20,153 +20,19 @@ remove: the better denoiser, whose bottleneck no longer summarises anything.
 
 from __future__ import annotations
 
-import itertools
-import math
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError, ImageShapeError, ModelError
-
-ARCHITECTURE = "denoising_autoencoder"
-
-
-class DenoisingAutoencoder(nn.Module):
-    """Convolutional encoder-decoder, optionally with skip connections.
-
-    Parameters
-    ----------
-    in_channels : int
-        Bands of the images.
-    base_channels : int
-        Channels of the first level; doubled at every downsampling.
-    depth : int
-        Number of stride-2 downsamplings; images are padded internally to a
-        multiple of ``2**depth`` pixels.
-    skips : bool
-        Residual U-Net: every decoder level also sees the encoder output of
-        the same resolution, and the network predicts a correction added to
-        its input.  Better denoising; the bottleneck is then no embedding.
-    """
-
-    # Layers of the stem (conv + activation) before the first downsampling;
-    # each encoder level then has 4 (strided conv, activation, conv,
-    # activation) and each decoder level 3 (upsample, conv, activation).
-    _STEM_LAYERS = 2
-    _ENCODER_LEVEL_LAYERS = 4
-
-    def __init__(
-        self, in_channels: int = 1, base_channels: int = 16, depth: int = 3, skips: bool = False
-    ):
-        super().__init__()
-        if in_channels < 1 or base_channels < 1 or depth < 1:
-            raise ConfigError(
-                f"DenoisingAutoencoder: in_channels ({in_channels}), "
-                f"base_channels ({base_channels}) and depth ({depth}) must be positive"
-            )
-        self.in_channels = in_channels
-        self.base_channels = base_channels
-        self.depth = depth
-        self.skips = bool(skips)
-        widths = [base_channels * 2**level for level in range(depth + 1)]
-        encoder: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1), nn.GELU()]
-        for narrow, wide in itertools.pairwise(widths):
-            encoder += [
-                nn.Conv2d(narrow, wide, 3, stride=2, padding=1),
-                nn.GELU(),
-                nn.Conv2d(wide, wide, 3, padding=1),
-                nn.GELU(),
-            ]
-        decoder: list[nn.Module] = []
-        for wide, narrow in zip(widths[:0:-1], widths[-2::-1]):
-            decoder += [
-                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                nn.Conv2d(wide + narrow if self.skips else wide, narrow, 3, padding=1),
-                nn.GELU(),
-            ]
-        decoder.append(nn.Conv2d(widths[0], in_channels, 3, padding=1))
-        self.encoder = nn.Sequential(*encoder)
-        self.decoder = nn.Sequential(*decoder)
-
-    @property
-    def latent_dim(self) -> int:
-        """Length of the pooled bottleneck vector returned by :meth:`embed`."""
-        return self.base_channels * 2**self.depth
-
-    def config(self) -> dict:
-        """Constructor arguments, to rebuild the network from a model folder."""
-        return {
-            "in_channels": self.in_channels,
-            "base_channels": self.base_channels,
-            "depth": self.depth,
-            "skips": self.skips,
-        }
-
-    def _padded(self, images: torch.Tensor) -> torch.Tensor:
-        multiple = 2**self.depth
-        height, width = images.shape[-2:]
-        pad_h, pad_w = -height % multiple, -width % multiple
-        if pad_h or pad_w:
-            # Reflection keeps the sky statistics at the new border.
-            mode = "reflect" if min(height, width) > max(pad_h, pad_w) else "replicate"
-            images = F.pad(images, (0, pad_w, 0, pad_h), mode=mode)
-        return images
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Denoise a (batch, bands, H, W) tensor; returns the same shape."""
-        height, width = images.shape[-2:]
-        padded = self._padded(images)
-        restored = padded + self._unet(padded) if self.skips else self.decoder(self.encoder(padded))
-        return restored[..., :height, :width]
-
-    def _unet(self, images: torch.Tensor) -> torch.Tensor:
-        """The correction predicted by the skip-connected network."""
-        features, levels = images, []
-        for index, layer in enumerate(self.encoder, start=1):
-            features = layer(features)
-            # The end of the stem and of every level: one output per resolution.
-            if (
-                index >= self._STEM_LAYERS
-                and (index - self._STEM_LAYERS) % self._ENCODER_LEVEL_LAYERS == 0
-            ):
-                levels.append(features)
-        decoder = list(self.decoder)
-        for level in range(self.depth):
-            upsample, conv, activation = decoder[3 * level : 3 * level + 3]
-            skip = levels[self.depth - 1 - level]
-            features = activation(conv(torch.cat([skip, upsample(features)], dim=1)))
-        return decoder[-1](features)
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Return the spatially averaged bottleneck, (batch, latent_dim)."""
-        return self.encoder(self._padded(images)).mean(dim=(-2, -1))
-
-
-def estimate_noise_sigma(images: np.ndarray) -> np.ndarray:
-    """Robust per-image estimate of white pixel noise.
-
-    The median absolute deviation of differences between horizontally
-    adjacent pixels is insensitive to the smooth galaxy light, and the
-    difference of two independent pixels has sqrt(2) times their noise.
-
-    Parameters
-    ----------
-    images : ndarray
-        (n, bands, H, W) images.
-
-    Returns
-    -------
-    ndarray
-        float32 (n,) noise standard deviations, in image units.
-    """
-    from astropy.stats import mad_std
-
-    array = np.asarray(images, dtype=np.float32)
-    differences = np.diff(array, axis=-1).reshape(array.shape[0], -1)
-    return (mad_std(differences, axis=1, ignore_nan=True) / math.sqrt(2.0)).astype(np.float32)
+from ..errors import ConfigError, ImageShapeError
+from ..models import load_model, save_model
+from ..models.encoder import forward_in_batches
+from ..models.nets.autoencoder import ARCHITECTURE, DenoisingAutoencoder, autoencoder_model_config
+from ..models.runtime import make_trainer
+from ..preprocessing import estimate_noise_sigma
 
 
 def _as_image_batch(images: np.ndarray, name: str) -> np.ndarray:
@@ -178,37 +44,44 @@ def _as_image_batch(images: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-class _DenoisingTask:
-    """Factory of the Lightning module, so Lightning is imported only to train."""
+class DenoisingTask(L.LightningModule):
+    """Lightning wrapper of a :class:`DenoisingAutoencoder`: MSE to the targets, AdamW.
 
-    @staticmethod
-    def build(model: DenoisingAutoencoder, learning_rate: float, inject: bool, seed: int):
-        import lightning as L
+    Parameters
+    ----------
+    model : DenoisingAutoencoder
+        The network to train.
+    learning_rate : float
+        AdamW learning rate.
+    inject : bool
+        Add Gaussian noise to each input, of about each image's own noise
+        level (the image itself is then the target).
+    seed : int
+        Seed of the injected noise.
+    """
 
-        class DenoisingTask(L.LightningModule):
-            def __init__(self):
-                super().__init__()
-                self.model = model
-                self.noise = torch.Generator().manual_seed(seed)
+    def __init__(self, model: DenoisingAutoencoder, learning_rate: float, inject: bool, seed: int):
+        super().__init__()
+        self.model = model
+        self.learning_rate = learning_rate
+        self.inject = inject
+        self.noise = torch.Generator().manual_seed(seed)
 
-            def training_step(self, batch, batch_index):
-                inputs, targets, sigma = batch
-                if inject:
-                    # Noise strength varies per galaxy by a factor 0.5-1.5 so
-                    # the network does not overfit one noise level.
-                    scale = sigma * (0.5 + torch.rand(sigma.shape, generator=self.noise))
-                    noise = torch.randn(inputs.shape, generator=self.noise) * scale.view(
-                        -1, 1, 1, 1
-                    )
-                    inputs = inputs + noise.to(inputs.device)
-                loss = F.mse_loss(self.model(inputs), targets)
-                self.log("train_loss", loss, prog_bar=False, on_epoch=True, on_step=False)
-                return loss
+    def training_step(self, batch, batch_index):
+        inputs, targets, sigma = batch
+        if self.inject:
+            # Noise strength varies per galaxy by a factor 0.5-1.5 so the
+            # network does not overfit one noise level.  The draws come from
+            # a CPU generator, whatever the device, so a seed gives the same noise.
+            factor = 0.5 + torch.rand(sigma.shape, generator=self.noise)
+            noise = torch.randn(inputs.shape, generator=self.noise)
+            inputs = inputs + noise.to(inputs.device) * (sigma * factor.to(sigma.device)).view(-1, 1, 1, 1)
+        loss = F.mse_loss(self.model(inputs), targets)
+        self.log("train_loss", loss, prog_bar=False, on_epoch=True, on_step=False)
+        return loss
 
-            def configure_optimizers(self):
-                return torch.optim.AdamW(self.model.parameters(), lr=learning_rate)
-
-        return DenoisingTask()
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate)
 
 
 def train_autoencoder(
@@ -263,7 +136,6 @@ def train_autoencoder(
         ``final_train_loss`` (mean squared error of the last epoch), ``mode``
         ('inject' or 'pairs'), ``epochs``.
     """
-    import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
     inputs = _as_image_batch(images, "autoencoder training images")
@@ -295,16 +167,8 @@ def train_autoencoder(
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
-    task = _DenoisingTask.build(model, learning_rate, inject, seed)
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    task = DenoisingTask(model, learning_rate, inject, seed)
+    trainer = make_trainer(max_epochs=epochs, accelerator=accelerator)
     trainer.fit(task, loader)
     model.eval()
     final_loss = float(trainer.callback_metrics.get("train_loss", torch.tensor(float("nan"))))
@@ -318,8 +182,6 @@ def train_autoencoder(
 def _batched(
     model: DenoisingAutoencoder, images: np.ndarray, batch_size: int, method
 ) -> np.ndarray:
-    from .encoders import forward_in_batches
-
     model.eval()
     return forward_in_batches(
         method,
@@ -416,33 +278,6 @@ def denoising_gain(noisy: np.ndarray, denoised: np.ndarray, truth: np.ndarray) -
     return means
 
 
-def read_preprocessed(collection, preprocess, batch_size: int = 64) -> np.ndarray:
-    """Read a whole collection through a preprocessor into one stack.
-
-    Parameters
-    ----------
-    collection : GalaxyCollection
-        The galaxies.
-    preprocess : callable
-        Applied to each (bands, H, W) image, e.g. a
-        :class:`~tuningfork.preprocessing.Preprocessor`; it must give every
-        image the same shape.
-    batch_size : int
-        Galaxies read at a time.
-
-    Returns
-    -------
-    ndarray
-        float32 (n, bands, h, w).
-    """
-    return np.concatenate(
-        [
-            np.stack(batch.images)
-            for batch in collection.iter_batches(batch_size, preprocess=preprocess)
-        ]
-    ).astype(np.float32, copy=False)
-
-
 def train_denoiser(
     collection,
     folder: str | Path,
@@ -486,11 +321,13 @@ def train_denoiser(
     chosen = np.sort(
         rng.choice(len(collection), size=min(len(collection), max_images), replace=False)
     )
-    images = read_preprocessed(collection.subset(chosen), Preprocessor(config))
+    images = collection.subset(chosen).read_images(Preprocessor(config))
     model, metrics = train_autoencoder(images, seed=seed, **training)
     metrics["n_train"] = int(chosen.size)
-    folder = save_autoencoder(
-        model, folder, image_size=images.shape[-1], preprocess=config.to_dict(), metrics=metrics
+    folder = save_model(
+        folder,
+        model,
+        autoencoder_model_config(model, image_size=images.shape[-1], preprocess=config.to_dict(), metrics=metrics),
     )
     return folder, metrics
 
@@ -507,7 +344,7 @@ def apply_denoiser(
     Parameters
     ----------
     folder : str or Path
-        Model folder of :func:`train_denoiser` or :func:`save_autoencoder`.
+        Autoencoder model folder, e.g. of :func:`train_denoiser`.
     collection : GalaxyCollection
         The galaxies to denoise.
     output : str or Path
@@ -522,96 +359,13 @@ def apply_denoiser(
     from ..data.writers import atomic_path
     from ..preprocessing import PreprocessConfig, Preprocessor
 
-    model, config = load_autoencoder(folder)
+    loaded = load_model(folder, architecture=ARCHITECTURE)
+    model, config = loaded.network, loaded.config
     preprocess = Preprocessor(PreprocessConfig.from_dict(config.preprocessing))
     denoised = [
-        denoise(model, np.stack(batch.images), batch_size)
+        denoise(model, batch.images, batch_size)
         for batch in collection.iter_batches(batch_size, preprocess=preprocess)
     ]
     with atomic_path(output) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, images=np.concatenate(denoised), ids=np.asarray(collection.ids))
     return Path(output)
-
-
-def save_autoencoder(
-    model: DenoisingAutoencoder,
-    folder: str | Path,
-    *,
-    preprocess: dict | None = None,
-    metrics: dict | None = None,
-    image_size: int | None = None,
-) -> Path:
-    """Write a tuningfork model folder (weights.safetensors + config.json).
-
-    Parameters
-    ----------
-    model : DenoisingAutoencoder
-        Trained network.
-    folder : str or Path
-        Output folder (created).
-    preprocess : dict, optional
-        ``PreprocessConfig.to_dict()`` of the training images, applied again
-        before denoising new images; default ``PreprocessConfig()``.
-    metrics : dict, optional
-        Training metrics to record (``mode`` says how it was trained).
-    image_size : int, optional
-        Side of the training images, in pixels (recorded; the network
-        accepts any size); by default the preprocessing's ``output_size``.
-
-    Returns
-    -------
-    Path
-        The folder.
-    """
-    from ..models.folder import ModelConfig, save_model
-    from ..preprocessing import PreprocessConfig
-
-    preprocessing = preprocess if preprocess is not None else PreprocessConfig().to_dict()
-    image_size = image_size or preprocessing.get("output_size")
-    if image_size is None:
-        raise ConfigError(
-            f"{folder}: give image_size; the preprocessing keeps each image's own size"
-        )
-    settings = model.config()
-    config = ModelConfig(
-        architecture=ARCHITECTURE,
-        num_outputs=settings.pop("in_channels"),
-        in_channels=model.in_channels,
-        image_size=int(image_size),
-        preprocessing=preprocessing,
-        target={"kind": "denoising", "mode": (metrics or {}).get("mode")},
-        architecture_options=settings,
-        metrics=metrics or {},
-    )
-    return save_model(folder, model, config)
-
-
-def load_autoencoder(folder: str | Path):
-    """Read a model folder written by :func:`save_autoencoder`.
-
-    Parameters
-    ----------
-    folder : str or Path
-        Model folder.
-
-    Returns
-    -------
-    model : DenoisingAutoencoder
-        In eval mode.
-    config : tuningfork.models.ModelConfig
-        The folder's config (``preprocessing``, ``metrics``...).
-
-    Raises
-    ------
-    MissingFileError, CorruptFileError
-        If the folder is not a complete model folder.
-    ModelError
-        If it holds another architecture.
-    """
-    from ..models.folder import load_model, read_config
-
-    config, _ = read_config(folder)
-    if config.architecture != ARCHITECTURE:
-        raise ModelError(f"{folder}: holds a '{config.architecture}' model, not a {ARCHITECTURE}")
-    loaded = load_model(folder)
-    return loaded.network, loaded.config

@@ -14,9 +14,9 @@ stopped and changing, say, K reruns only the vote and what follows it.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,9 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from .descriptors import MORPHOLOGY_ENCODER
-from .voting import CLUSTERING_MODELS, check_n_clusters
+from ..config import Serialisable
+from ..errors import ConfigError, MissingFileError
+from ..models import load_encoder, load_model, read_config
+from ..models.encoding import AutoencoderEncoder
+from ..models.nets.autoencoder import ARCHITECTURE as AUTOENCODER
+from ..models.nets.descriptors import MORPHOLOGY_ENCODER, MorphologyEncoder
+from .reduction import PCAProjection
+from .trend import SnrTrend
+from .voting import VotingClustering, VotingSettings, check_n_clusters
 
 #: ``encoder`` value that uses the latent space of the pipeline's own denoiser.
 OWN_AUTOENCODER = "autoencoder"
@@ -39,8 +45,12 @@ RAW_PIXEL_VALUES = 1024
 RAW_PIXEL_COMPONENTS = 50
 
 
+# The voting settings default to the estimator's own.
+_VOTING = VotingSettings()
+
+
 @dataclass(frozen=True)
-class ClusterConfig:
+class ClusterConfig(Serialisable):
     """Settings of :func:`run_cluster_pipeline`.
 
     Parameters
@@ -115,11 +125,11 @@ class ClusterConfig:
         Seed of every random step.
     """
 
-    n_clusters: int = 20
-    n_bootstrap: int = 10
-    models: tuple[str, ...] = CLUSTERING_MODELS
-    threshold: float = 0.5
-    max_fit_samples: int | None = 5000
+    n_clusters: int = _VOTING.n_clusters
+    n_bootstrap: int = _VOTING.n_bootstrap
+    models: tuple[str, ...] = _VOTING.models
+    threshold: float = _VOTING.threshold
+    max_fit_samples: int | None = _VOTING.max_fit_samples
     pca_components: float | int = 0.9
     encoder: str = MORPHOLOGY_ENCODER
     encoder_weights: str | None = None
@@ -188,27 +198,127 @@ class ClusterConfig:
             DEFAULT_PREPROCESS if self.preprocess is None else self.preprocess
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings; ``ClusterConfig.from_dict(c.to_dict()) == c``."""
-        settings = dataclasses.asdict(self)
-        settings["models"] = list(self.models)
-        settings["sweep_k"] = list(self.sweep_k)
-        return settings
+    def voting(self) -> VotingClustering:
+        """The unfitted :class:`VotingClustering` of these settings."""
+        return VotingClustering(
+            self.n_clusters,
+            n_bootstrap=self.n_bootstrap,
+            models=self.models,
+            threshold=self.threshold,
+            max_fit_samples=self.max_fit_samples,
+            seed=self.seed,
+        )
+
+
+#: Folder of a pipeline run that holds its fitted clustering.
+FITTED_FOLDER = "clustering"
+# Written last by FittedClustering.save, so that its presence marks a
+# complete folder.
+_FITTED_SETTINGS = "config.json"
+_FITTED_FILES = ("pca.npz", "voting.json", "voting.npz", _FITTED_SETTINGS)
+_SNR_TREND = "snr_trend.npz"
+
+
+def _fitted_files(config: ClusterConfig) -> tuple[str, ...]:
+    """The files of a fitted clustering folder; the S/N trend only for the descriptors."""
+    return (_SNR_TREND, *_FITTED_FILES) if config.encoder == MORPHOLOGY_ENCODER else _FITTED_FILES
+
+
+@dataclass
+class FittedClustering:
+    """Everything that assigns new galaxies to the groups of a pipeline run.
+
+    Saved by :func:`run_cluster_pipeline` as ``clustering/`` in its output
+    folder; :func:`assign_groups` reads it back.
+
+    Attributes
+    ----------
+    config : ClusterConfig
+        Settings of the run: how images became features.
+    pca : PCAProjection
+        The projection fitted on the run's features.
+    voting : VotingClustering
+        The fitted members and their alignment.
+    denoiser : Path or None
+        Denoiser model folder, when the run denoised.
+    trend : SnrTrend or None
+        The S/N trend of the ``"morphology"`` encoder's descriptors, fitted
+        on the run's galaxies.
+    """
+
+    config: ClusterConfig
+    pca: PCAProjection
+    voting: VotingClustering
+    denoiser: Path | None = None
+    trend: SnrTrend | None = None
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``config.json``, ``pca.npz``, ``voting.*``, ``snr_trend.npz`` and ``denoiser/``.
+
+        Parameters
+        ----------
+        folder : str or Path
+            Created if needed; every file is written atomically.
+
+        Returns
+        -------
+        Path
+            The folder.
+        """
+        from ..data.writers import atomic_path
+
+        folder = Path(folder)
+        self.voting.save(folder)
+        self.pca.save(folder / "pca.npz")
+        if self.trend is not None:
+            self.trend.save(folder / _SNR_TREND)
+        copy = folder / "denoiser"
+        if self.denoiser is not None and Path(self.denoiser).resolve() != copy.resolve():
+            # A copy, so that the folder assigns galaxies after the run's own
+            # outputs are moved or deleted.
+            shutil.copytree(self.denoiser, copy, dirs_exist_ok=True)
+        with atomic_path(folder / _FITTED_SETTINGS) as tmp:
+            tmp.write_text(self.config.to_json())
+        return folder
 
     @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> ClusterConfig:
-        """Build a config from :meth:`to_dict` output (missing keys take defaults).
+    def load(cls, folder: str | Path) -> FittedClustering:
+        """Read a folder written by :meth:`save`.
+
+        Parameters
+        ----------
+        folder : str or Path
+            E.g. ``clustering/`` in the output folder of a pipeline run.
+
+        Returns
+        -------
+        FittedClustering
 
         Raises
         ------
-        ConfigError
-            For unknown keys or invalid values.
+        MissingFileError, CorruptFileError, ConfigError
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ConfigError(f"ClusterConfig: unknown setting(s) {', '.join(unknown)}")
-        return cls(**settings)
+        from ..errors import CorruptFileError
+
+        folder = Path(folder)
+        settings = folder / _FITTED_SETTINGS
+        if not settings.is_file():
+            raise MissingFileError(settings, "fitted clustering settings")
+        config = ClusterConfig.from_json(settings.read_text())
+        pca = PCAProjection.load(folder / "pca.npz")
+        voting = VotingClustering.load(folder)
+        if voting.n_features_in_ != pca.n_components:
+            raise CorruptFileError(
+                folder / "voting.npz",
+                f"fitted on {voting.n_features_in_} features, the PCA keeps {pca.n_components}",
+            )
+        denoiser = None
+        if config.denoise:
+            denoiser = folder / "denoiser"
+            if not denoiser.is_dir():
+                raise MissingFileError(denoiser, "denoiser model folder")
+        trend = SnrTrend.load(folder / _SNR_TREND) if _SNR_TREND in _fitted_files(config) else None
+        return cls(config, pca, voting, denoiser, trend)
 
 
 @dataclass
@@ -323,7 +433,7 @@ def raw_pixel_features(
 
     rows = []
     for batch in collection.iter_batches(batch_size, preprocess=preprocess):
-        images = np.stack(batch.images)
+        images = batch.images
         factor = int(np.ceil(np.sqrt(images[0].size / max_values)))
         if factor > 1:
             images = block_reduce(images, (1, 1, factor, factor), np.mean)
@@ -416,7 +526,8 @@ def run_cluster_pipeline(
         The galaxies, or anything :meth:`GalaxyCollection.open` reads.
     out_dir : str or Path
         Output folder: ``denoiser/`` (model folder), ``features.parquet``,
-        ``pca.npz``, ``reduced.parquet``, ``groups.csv``, optional
+        ``pca.npz``, ``reduced.parquet``, ``groups.csv``, ``clustering/``
+        (the fitted clustering, for :func:`assign_groups`), optional
         ``sweep.csv``, ``morphometry.csv``, ``scores.json``, and ``plots/``.
     config : ClusterConfig, optional
         Settings; defaults to ``ClusterConfig()``.
@@ -444,7 +555,7 @@ def run_cluster_pipeline(
     from .autoencoder import train_denoiser
     from .features import load_features, save_features
     from .reduction import fit_pca
-    from .voting import read_groups, score_groups, voting_clustering
+    from .voting import read_groups, score_groups
 
     config = config or ClusterConfig()
     say = log or (lambda message: None)
@@ -469,9 +580,11 @@ def run_cluster_pipeline(
     files = {
         "denoiser": out / "denoiser",
         "features": out / "features.parquet",
+        "snr_trend": out / _SNR_TREND,
         "pca": out / "pca.npz",
         "reduced": out / "reduced.parquet",
         "groups": out / "groups.csv",
+        "clustering": out / FITTED_FOLDER,
         "sweep": out / "sweep.csv",
         "morphometry": out / "morphometry.csv",
         "scores": out / "scores.json",
@@ -532,12 +645,16 @@ def run_cluster_pipeline(
             ),
         }
     )
-    reused = stages.fresh("encode", encode_print, [files["features"]])
+    describes = config.encoder == MORPHOLOGY_ENCODER
+    encoded = [files["features"], files["snr_trend"]] if describes else [files["features"]]
+    reused = stages.fresh("encode", encode_print, encoded)
     if not reused:
-        features = _encode(
+        features, trend = _encode(
             collection, preprocessor, config, files["denoiser"] if config.denoise else None
         )
         save_features(files["features"], ids, features)
+        if trend is not None:
+            trend.save(files["snr_trend"])
         stages.record("encode", encode_print)
     report("encode", reused)
 
@@ -564,27 +681,25 @@ def run_cluster_pipeline(
             **pick("n_clusters", "n_bootstrap", "models", "threshold", "max_fit_samples", "seed"),
         }
     )
-    reused = stages.fresh("vote", vote_print, [files["groups"]])
+    fitted_files = [files["clustering"] / name for name in _fitted_files(config)]
+    reused = stages.fresh("vote", vote_print, [files["groups"], *fitted_files])
     if reused:
         groups = read_groups(files["groups"])
     else:
-        vote = voting_clustering(
-            reduced,
-            config.n_clusters,
-            n_bootstrap=config.n_bootstrap,
-            models=config.models,
-            threshold=config.threshold,
-            max_fit_samples=config.max_fit_samples,
-            seed=config.seed,
-            name=str(files["reduced"]),
-        )
+        voting = config.voting()
+        vote = voting.fit_predict(reduced, name=str(files["reduced"]))
         groups = vote.to_table(ids)
         write_table(files["groups"], groups)
+        FittedClustering(
+            config,
+            PCAProjection.load(files["pca"]),
+            voting,
+            files["denoiser"] if config.denoise else None,
+            SnrTrend.load(files["snr_trend"]) if describes else None,
+        ).save(files["clustering"])
         stages.record("vote", vote_print)
     report("vote", reused)
-    group = np.asarray(
-        groups["group"].filled(-1) if hasattr(groups["group"], "filled") else groups["group"]
-    )
+    group = _group_array(groups)
     classified = np.asarray(groups["classified"], dtype=bool)
 
     # -- sweep
@@ -698,6 +813,144 @@ def run_cluster_pipeline(
     )
 
 
+def assign_groups(
+    source,
+    model: str | Path,
+    out_dir: str | Path,
+    *,
+    label_column: str | None = None,
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> ClusterResult:
+    """Put galaxies in the groups of a clustering fitted on other galaxies.
+
+    The galaxies are preprocessed, denoised and encoded with the settings of
+    the fitted run, projected with its PCA, and its voting members vote
+    (:meth:`VotingClustering.predict`).  Stages are cached in ``out_dir``
+    as in :func:`run_cluster_pipeline`.  The ``"morphology"`` encoder's
+    descriptors lose the S/N trend fitted on the run's galaxies, so that a
+    few galaxies land where the same galaxies fitted would.
+
+    Parameters
+    ----------
+    source : GalaxyCollection or str or Path
+        The galaxies to assign.
+    model : str or Path
+        A :class:`FittedClustering` folder, e.g. ``clustering/`` in the
+        output folder of :func:`run_cluster_pipeline`.
+    out_dir : str or Path
+        Output folder: ``features.parquet``, ``reduced.parquet``,
+        ``groups.csv``, optional ``scores.json`` and ``plots/``.
+    label_column : str, optional
+        Catalog column of known classes, to score the groups.
+    force : bool
+        Recompute every stage.
+    log : callable, optional
+        Receives one line per stage (run or reused).
+
+    Returns
+    -------
+    ClusterResult
+        ``scores`` holds ``"voting"`` only: the k-means baselines would be
+        fitted on the assigned galaxies themselves.
+
+    Raises
+    ------
+    MissingFileError, CorruptFileError, ConfigError
+        For a folder that is not a fitted clustering.
+    FeatureError
+        When the encoder produced NaN features.
+    """
+    from ..data.writers import atomic_path, write_table
+    from ..preprocessing import Preprocessor
+    from .features import load_features, save_features
+    from .voting import read_groups, score_groups
+
+    fitted = FittedClustering.load(model)
+    config = fitted.config
+    say = log or (lambda message: None)
+    collection = _open(source, label_column)
+    ids = collection.ids
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = _StageLog(out, force)
+    preprocessor = Preprocessor(_effective_preprocess(config))
+    files = {
+        "features": out / "features.parquet",
+        "reduced": out / "reduced.parquet",
+        "groups": out / "groups.csv",
+        "scores": out / "scores.json",
+        "plots": out / "plots",
+    }
+    model_print = _fingerprint(
+        {
+            name: hashlib.sha256((Path(model) / name).read_bytes()).hexdigest()
+            for name in _fitted_files(config)
+        }
+    )
+    data_print = _fingerprint({"source": collection.name, "ids": ids})
+
+    def report(stage: str, reused: bool) -> None:
+        say(f"{stage}: {'reused from an earlier run' if reused else 'done'}")
+
+    encode_print = _fingerprint({"data": data_print, "model": model_print})
+    reused = stages.fresh("encode", encode_print, [files["features"]])
+    if not reused:
+        features, _ = _encode(collection, preprocessor, config, fitted.denoiser, fitted.trend)
+        save_features(files["features"], ids, features)
+        stages.record("encode", encode_print)
+    report("encode", reused)
+
+    reused = stages.fresh("assign", encode_print, [files["reduced"], files["groups"]])
+    if reused:
+        _, reduced = load_features(files["reduced"])
+        groups = read_groups(files["groups"])
+    else:
+        _, features = load_features(files["features"])
+        reduced = fitted.pca.transform(features, name=str(files["features"]))
+        groups = fitted.voting.predict(reduced, name=str(files["features"])).to_table(ids)
+        save_features(files["reduced"], ids, reduced)
+        write_table(files["groups"], groups)
+        stages.record("assign", encode_print)
+    report("assign", reused)
+    group = _group_array(groups)
+    classified = np.asarray(groups["classified"], dtype=bool)
+
+    scores = None
+    if label_column is not None:
+        evaluate_print = _fingerprint({"assign": encode_print, "label_column": label_column})
+        reused = stages.fresh("evaluate", evaluate_print, [files["scores"]])
+        if reused:
+            scores = json.loads(files["scores"].read_text())
+        else:
+            labels, labelled = labels_where_present(collection, label_column)
+            voting = score_groups(group[labelled], labels[labelled], classified[labelled])
+            scores = {"voting": voting | {"n_labelled": int(labelled.sum())}}
+            with atomic_path(files["scores"]) as tmp:
+                tmp.write_text(json.dumps(scores, indent=2))
+            stages.record("evaluate", evaluate_print)
+        report("evaluate", reused)
+
+    plots_print = _fingerprint({"assign": encode_print})
+    plot_files = [files["plots"] / name for name in ("groups.png", "embedding.png")]
+    reused = stages.fresh("plots", plots_print, plot_files)
+    if not reused:
+        _plot_all(
+            collection, preprocessor, groups, group, classified, reduced, None, plot_files, config
+        )
+        stages.record("plots", plots_print)
+    report("plots", reused)
+    return ClusterResult(
+        out, groups, scores, stages.ran, stages.skipped, files, stages.seconds, stages.cpu_seconds
+    )
+
+
+def _group_array(groups) -> np.ndarray:
+    """The ``group`` column with -1 where unclassified (read back, it may be unmasked)."""
+    column = groups["group"]
+    return np.asarray(column.filled(-1) if hasattr(column, "filled") else column)
+
+
 def _is_model_folder(encoder: str) -> bool:
     return encoder not in (MORPHOLOGY_ENCODER, OWN_AUTOENCODER) and Path(encoder).is_dir()
 
@@ -709,7 +962,6 @@ def _denoiser_skips(config: ClusterConfig) -> bool:
 
 def _effective_preprocess(config: ClusterConfig):
     """The pipeline's preprocessing: an encoder folder's own, else the config's."""
-    from ..models.folder import read_config
     from ..preprocessing import PreprocessConfig
 
     folder = Path(config.encoder)
@@ -726,24 +978,31 @@ def _effective_preprocess(config: ClusterConfig):
 
 
 def _encode(
-    collection, preprocessor, config: ClusterConfig, denoiser_folder: Path | None
-) -> np.ndarray:
-    from .autoencoder import denoise, load_autoencoder
-    from .encoders import AutoencoderEncoder, PolarStep, load_encoder
+    collection,
+    preprocessor,
+    config: ClusterConfig,
+    denoiser_folder: Path | None,
+    trend: SnrTrend | None = None,
+) -> tuple[np.ndarray, SnrTrend | None]:
+    """Encoder features of every galaxy, and the descriptors' S/N trend (see :func:`_describe`)."""
+    from .autoencoder import denoise
+    from .encoders import PolarStep
 
-    denoiser = load_autoencoder(denoiser_folder)[0] if denoiser_folder is not None else None
+    denoiser = (
+        load_model(denoiser_folder, architecture=AUTOENCODER).network if denoiser_folder is not None else None
+    )
     if config.encoder == MORPHOLOGY_ENCODER:
-        return _describe(collection, preprocessor, config, denoiser)
+        return _describe(collection, preprocessor, config, denoiser, trend)
     if config.encoder == OWN_AUTOENCODER:
-        encoder = AutoencoderEncoder(denoiser_folder, batch_size=config.batch_size)
+        encoder = AutoencoderEncoder(denoiser_folder, batch_size=config.batch_size, device="cpu")
         denoiser = None  # its encoder was trained on the noisy images themselves
     else:
         bands = collection[0].image.shape[0]
         encoder = load_encoder(
             config.encoder,
             weights=config.encoder_weights,
-            in_chans=bands,
-            input_size=config.input_size,
+            bands=bands,
+            image_size=config.input_size,
             batch_size=config.batch_size,
         )
     polar = (
@@ -753,43 +1012,45 @@ def _encode(
     )
     features = []
     for batch in collection.iter_batches(config.batch_size, preprocess=preprocessor):
-        images = np.stack(batch.images)
+        images = batch.images
         if denoiser is not None:
             images = denoise(denoiser, images, config.batch_size)
         if polar is not None:
             images = polar(images)
         features.append(encoder.encode(images))
-    return np.concatenate(features)
+    return np.concatenate(features), None
 
 
-def _describe(collection, preprocessor, config: ClusterConfig, denoiser) -> np.ndarray:
-    """Morphology descriptors of every galaxy, freed of their trend with S/N."""
+def _describe(
+    collection, preprocessor, config: ClusterConfig, denoiser, trend: SnrTrend | None
+) -> tuple[np.ndarray, SnrTrend]:
+    """Morphology descriptors of every galaxy, freed of their trend with S/N.
+
+    The trend is fitted on these galaxies unless ``trend`` (fitted on the
+    galaxies of an earlier run) is given.
+    """
     from .autoencoder import denoise
-    from .descriptors import MorphologyEncoder, normalise_descriptors
 
     encoder = MorphologyEncoder(
         angular=config.polar, n_radii=config.polar_radii, n_angles=config.polar_angles
     )
     values, log_snr = [], []
     for batch in collection.iter_batches(config.batch_size, preprocess=preprocessor):
-        images = np.stack(batch.images)
+        images = batch.images
         if denoiser is not None:
             images = denoise(denoiser, images, config.batch_size)
         described = encoder.describe(images)
         values.append(described.values)
         log_snr.append(described.log_snr)
-    return normalise_descriptors(
-        np.concatenate(values),
-        np.concatenate(log_snr),
-        config.snr_trend_degree,
-        name=collection.name,
-    )
+    values, log_snr = np.concatenate(values), np.concatenate(log_snr)
+    if trend is None:
+        trend = SnrTrend.fit(values, log_snr, config.snr_trend_degree, name=collection.name)
+    return trend.transform(values, log_snr, name=collection.name), trend
 
 
 def _plot_all(
     collection, preprocessor, groups, group, classified, reduced, morphometry, plot_files, config
 ) -> None:
-    from .autoencoder import read_preprocessed
     from .plots import plot_embedding_map, plot_group_mosaics, plot_morphology_planes
 
     per_group = 8
@@ -801,7 +1062,7 @@ def _plot_all(
         chosen = np.flatnonzero(members)
         shown.extend(chosen[np.argsort(-vote_fraction[chosen], kind="stable")][:per_group])
     shown = np.sort(np.asarray(shown, dtype=int))
-    images = read_preprocessed(collection.subset(shown), preprocessor, config.batch_size)
+    images = collection.subset(shown).read_images(preprocessor, config.batch_size)
     ids = np.asarray(collection.ids)[shown]
     plot_group_mosaics(
         images,

@@ -1,43 +1,51 @@
 """Figures of the clustering: group mosaics, morphology planes, embedding map, K sweep.
 
-All figures are written atomically (temporary file, then rename) with
-matplotlib's Agg backend.  Unclassified galaxies are drawn in grey.
+Each draws on the caller's axes (or a new pyplot-free figure) and returns
+them; given a path, it also saves the figure atomically (see
+:mod:`tuningfork.plots`).  Unclassified galaxies are drawn in grey.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..data.writers import atomic_path
 from ..errors import ConfigError, MissingColumnError
+from ..plots import mosaic, new_axes, new_figure, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
 
 UNCLASSIFIED_COLOUR = "0.75"
 
 
-def _pyplot():
-    import matplotlib
+def _panels(axes: Sequence[Axes] | None, count: int, figsize: tuple[float, float]) -> tuple[list[Axes], bool]:
+    """The caller's ``count`` axes, or those of a new one-row figure; and whether the figure is ours."""
+    if axes is None:
+        return list(np.atleast_1d(new_figure(figsize).subplots(1, count))), True
+    axes = list(np.ravel(axes))
+    if len(axes) != count:
+        raise ConfigError(f"this figure has {count} panels, but {len(axes)} axes were given")
+    return axes, False
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    plt = _pyplot()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
+def _finish(figure: Figure | SubFigure, own: bool, path: str | Path | None) -> None:
+    # Only a figure made here is ours to lay out; the caller's may hold other panels.
+    if own:
+        figure.tight_layout()
+    if path is not None:
+        save_figure(figure, path)
 
 
 def _scatter_by_group(
-    axis, x: np.ndarray, y: np.ndarray, groups: np.ndarray, classified: np.ndarray
+    axis: Axes, x: np.ndarray, y: np.ndarray, groups: np.ndarray, classified: np.ndarray
 ) -> None:
-    plt = _pyplot()
+    from matplotlib import colormaps
+
     axis.scatter(
         x[~classified],
         y[~classified],
@@ -47,7 +55,7 @@ def _scatter_by_group(
         linewidths=0,
     )
     present = np.unique(groups[classified])
-    colours = plt.get_cmap("tab20", max(len(present), 1))
+    colours = colormaps["tab20"].resampled(max(len(present), 1))
     for index, group in enumerate(present):
         members = classified & (groups == group)
         axis.scatter(
@@ -65,13 +73,14 @@ def plot_group_mosaics(
     images: np.ndarray,
     groups: np.ndarray,
     classified: np.ndarray,
-    path: str | Path,
+    path: str | Path | None = None,
     *,
     vote_fraction: np.ndarray | None = None,
     per_group: int = 8,
     ids: Sequence[str] | None = None,
     title: str | None = None,
-) -> Path:
+    figure: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
     """One mosaic with a row per group (and one of unclassified galaxies).
 
     Parameters
@@ -82,8 +91,8 @@ def plot_group_mosaics(
         Group of each galaxy.
     classified : ndarray of bool
         Galaxies that received a group.
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
     vote_fraction : ndarray, optional
         Shows each group's most confident members first.
     per_group : int
@@ -92,13 +101,14 @@ def plot_group_mosaics(
         Captions.
     title : str, optional
         Figure title; by default the number of galaxies classified.
+    figure : matplotlib.figure.Figure or SubFigure, optional
+        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
-    Path
+    matplotlib.figure.Figure or SubFigure
+        The figure drawn on.
     """
-    from ..plots import mosaic
-
     groups = np.asarray(groups)
     classified = np.asarray(classified, dtype=bool)
     order_key = -np.asarray(vote_fraction) if vote_fraction is not None else np.zeros(groups.size)
@@ -116,12 +126,18 @@ def plot_group_mosaics(
         tiles.extend([None] * (per_group - chosen.size))
         titles.extend([""] * (per_group - chosen.size))
     title = title or f"{int(classified.sum())} of {groups.size} galaxies classified"
-    return mosaic(tiles, path, titles=titles, ncols=per_group, already_scaled=True, suptitle=title)
+    return mosaic(tiles, path, titles=titles, ncols=per_group, already_scaled=True, suptitle=title,
+                  figure=figure)
 
 
 def plot_morphology_planes(
-    morphometry, groups: np.ndarray, classified: np.ndarray, path: str | Path
-) -> Path:
+    morphometry,
+    groups: np.ndarray,
+    classified: np.ndarray,
+    path: str | Path | None = None,
+    *,
+    axes: Sequence[Axes] | None = None,
+) -> Figure | SubFigure:
     """Gini-M20 and concentration-asymmetry planes coloured by group.
 
     The Gini-M20 panel shows the Lotz et al. (2008) lines that separate
@@ -137,12 +153,16 @@ def plot_morphology_planes(
         Group of each galaxy.
     classified : ndarray of bool
         Galaxies that received a group.
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
+    axes : sequence of two matplotlib.axes.Axes, optional
+        Axes of the Gini-M20 and concentration-asymmetry panels; a new
+        figure by default.
 
     Returns
     -------
-    Path
+    matplotlib.figure.Figure or SubFigure
+        The figure holding the panels.
     """
     for column in ("gini", "m20", "concentration", "asymmetry"):
         if column not in morphometry.colnames:
@@ -151,10 +171,9 @@ def plot_morphology_planes(
         raise ConfigError(
             f"morphology planes: {len(morphometry)} morphometry rows for {len(groups)} galaxies"
         )
-    plt = _pyplot()
     groups = np.asarray(groups)
     classified = np.asarray(classified, dtype=bool)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4))
+    (left, right), own = _panels(axes, 2, (10, 4.4))
     for axis, (x_name, y_name) in (
         (left, ("m20", "gini")),
         (right, ("asymmetry", "concentration")),
@@ -170,8 +189,8 @@ def plot_morphology_planes(
     left.plot(m20[m20 <= -1.68], (0.14 * m20 + 0.80)[m20 <= -1.68], "k:", lw=0.8)
     left.invert_xaxis()
     _legend(right, len(np.unique(groups[classified])))
-    fig.tight_layout()
-    return _save(fig, path)
+    _finish(left.figure, own, path)
+    return left.figure
 
 
 def embedding_map(features: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndarray:
@@ -208,11 +227,12 @@ def plot_embedding_map(
     features: np.ndarray,
     groups: np.ndarray,
     classified: np.ndarray,
-    path: str | Path,
+    path: str | Path | None = None,
     *,
     method: str = "umap",
     seed: int = 0,
-) -> Path:
+    ax: Axes | None = None,
+) -> Axes:
     """2-D map of the embeddings (UMAP by default) coloured by group.
 
     Parameters
@@ -223,54 +243,61 @@ def plot_embedding_map(
         Group of each galaxy.
     classified : ndarray of bool
         Galaxies that received a group.
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
     method : {'umap', 'pca'}
         Projection (see :func:`embedding_map`).
     seed : int
         Seed of UMAP.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure by default.
 
     Returns
     -------
-    Path
+    matplotlib.axes.Axes
+        The axes drawn on.
     """
-    plt = _pyplot()
     points = embedding_map(features, method, seed)
     classified = np.asarray(classified, dtype=bool)
-    fig, axis = plt.subplots(figsize=(6, 5))
+    own = ax is None
+    axis = new_axes(ax, (6, 5))
     _scatter_by_group(axis, points[:, 0], points[:, 1], np.asarray(groups), classified)
     axis.set_xlabel(f"{method} 1")
     axis.set_ylabel(f"{method} 2")
     _legend(axis, len(np.unique(np.asarray(groups)[classified])))
-    fig.tight_layout()
-    return _save(fig, path)
+    _finish(axis.figure, own, path)
+    return axis
 
 
-def plot_sweep(table, path: str | Path) -> Path:
+def plot_sweep(
+    table, path: str | Path | None = None, *, axes: Sequence[Axes] | None = None
+) -> Figure | SubFigure:
     """Silhouette, BIC, consensus stability and fraction classified against K.
 
     Parameters
     ----------
     table : astropy.table.Table
         Output of :func:`~tuningfork.clustering.sweep.sweep_k`.
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
+    axes : sequence of four matplotlib.axes.Axes, optional
+        One per panel, in the order above; a new figure by default.
 
     Returns
     -------
-    Path
+    matplotlib.figure.Figure or SubFigure
+        The figure holding the panels.
     """
-    plt = _pyplot()
     panels = (
         ("silhouette", "silhouette"),
         ("bic", "BIC"),
         ("stability_ari", "stability (ARI)"),
         ("fraction_classified", "fraction classified"),
     )
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3))
+    axes, own = _panels(axes, len(panels), (3.2 * len(panels), 3))
     for axis, (column, label) in zip(axes, panels):
         axis.plot(table["k"], table[column], "o-")
         axis.set_xlabel("K")
         axis.set_ylabel(label)
-    fig.tight_layout()
-    return _save(fig, path)
+    _finish(axes[0].figure, own, path)
+    return axes[0].figure

@@ -8,6 +8,10 @@ threshold fraction of the members put it there.  The others stay
 unclassified: in the ConvNeXt voting-clustering paper about half of the
 COSMOS galaxies, and the groups of the other half were much cleaner than a
 single k-means.
+
+:class:`VotingClustering` keeps the fitted members and their renumbering,
+so the same vote assigns galaxies it was not fitted on, and saves to a
+folder (JSON settings, ``.npz`` arrays) that loads without pickle.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..errors import ConfigError, MissingColumnError, MissingFileError
+from ..config import Serialisable
+from ..errors import (
+    ConfigError,
+    CorruptFileError,
+    FeatureError,
+    MissingColumnError,
+    MissingFileError,
+    ModelError,
+)
 from .features import check_features
 
 #: Clustering algorithms a voting member can use.
@@ -30,6 +42,9 @@ GROUP_COLUMNS = ("id", "group", "classified", "vote_fraction", "second_group", "
 # into one subcluster: small enough to keep K groups apart, large enough to
 # stay fast on 10^4 points.
 _BIRCH_THRESHOLD_FRACTION = 0.1
+# The two files of a saved VotingClustering: parameters, then learned arrays.
+_VOTING_SETTINGS = "voting.json"
+_VOTING_ARRAYS = "voting.npz"
 
 
 def check_n_clusters(n_clusters: int, n_samples: int, name: str = "features") -> None:
@@ -54,11 +69,11 @@ def check_n_clusters(n_clusters: int, n_samples: int, name: str = "features") ->
         )
 
 
-def align_labels(labels: np.ndarray, reference: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Renumber one clustering's groups to match a reference clustering.
+def label_alignment(labels: np.ndarray, reference: np.ndarray, n_clusters: int) -> np.ndarray:
+    """The renumbering of one clustering's groups that best matches a reference.
 
-    The renumbering maximises the number of galaxies whose group agrees with
-    the reference (Hungarian algorithm on the K x K contingency table).
+    It maximises the number of galaxies whose group agrees with the
+    reference (Hungarian algorithm on the K x K contingency table).
 
     Parameters
     ----------
@@ -72,7 +87,7 @@ def align_labels(labels: np.ndarray, reference: np.ndarray, n_clusters: int) -> 
     Returns
     -------
     ndarray of int
-        A new array: ``labels`` renumbered.
+        (K,) ``renumber`` such that ``renumber[labels]`` are the matched groups.
     """
     labels = np.asarray(labels, dtype=np.intp)
     reference = np.asarray(reference, dtype=np.intp)
@@ -81,7 +96,28 @@ def align_labels(labels: np.ndarray, reference: np.ndarray, n_clusters: int) -> 
     own, matched = linear_sum_assignment(contingency, maximize=True)
     renumber = np.empty(n_clusters, dtype=np.intp)
     renumber[own] = matched
-    return renumber[labels]
+    return renumber
+
+
+def align_labels(labels: np.ndarray, reference: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Renumber one clustering's groups to match a reference clustering.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Group of each galaxy, in 0..K-1.
+    reference : ndarray of int
+        Reference group of each galaxy, in 0..K-1.
+    n_clusters : int
+        K.
+
+    Returns
+    -------
+    ndarray of int
+        A new array: ``labels`` renumbered (see :func:`label_alignment`).
+    """
+    labels = np.asarray(labels, dtype=np.intp)
+    return label_alignment(labels, reference, n_clusters)[labels]
 
 
 @dataclass(frozen=True)
@@ -245,13 +281,64 @@ def consensus_vote(
     )
 
 
-def _nearest_centroid(
-    features: np.ndarray, sample: np.ndarray, sample_labels: np.ndarray, k: int
-) -> np.ndarray:
+def _member_state(
+    model: str, sample: np.ndarray, n_clusters: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Fit one member on a sample and keep only the arrays that assign new rows.
+
+    Plain arrays rather than the scikit-learn objects, so that a saved
+    clustering is an ``.npz`` file that loads without pickle and does not
+    depend on the scikit-learn version.
+    """
+    from sklearn.cluster import AgglomerativeClustering, Birch, KMeans
+    from sklearn.mixture import GaussianMixture
+
+    if model == "kmeans":
+        kmeans = KMeans(n_clusters, n_init=3, random_state=seed).fit(sample)
+        return {"centres": kmeans.cluster_centers_}
+    if model == "gmm":
+        mixture = GaussianMixture(
+            n_clusters, covariance_type="full", reg_covar=1e-4, random_state=seed
+        ).fit(sample)
+        return {
+            "weights": mixture.weights_,
+            "means": mixture.means_,
+            "precisions_cholesky": mixture.precisions_cholesky_,
+        }
+    if model == "ward":
+        labels = AgglomerativeClustering(n_clusters, linkage="ward").fit_predict(sample)
+        return {"centres": np.stack([sample[labels == g].mean(axis=0) for g in range(n_clusters)])}
+    if model == "birch":
+        spread = float(np.sqrt(sample.var(axis=0).sum()))
+        birch = Birch(n_clusters=n_clusters, threshold=_BIRCH_THRESHOLD_FRACTION * spread)
+        birch.fit(sample)
+        return {"centres": birch.subcluster_centers_, "labels": birch.subcluster_labels_}
+    raise ConfigError(
+        f"unknown clustering model {model!r} (choose from {', '.join(CLUSTERING_MODELS)})"
+    )
+
+
+def _member_assign(model: str, state: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+    """Raw labels of one fitted member for any rows (see :func:`cluster_member`)."""
     from sklearn.metrics import pairwise_distances_argmin
 
-    centroids = np.stack([sample[sample_labels == g].mean(axis=0) for g in range(k)])
-    return pairwise_distances_argmin(features, centroids)
+    if model == "gmm":
+        # scikit-learn's full-covariance log density, term for term, so that
+        # the groups equal GaussianMixture.predict.
+        chol = state["precisions_cholesky"]
+        log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        squared = np.stack(
+            [
+                np.square(features @ chol[g] - state["means"][g] @ chol[g]).sum(axis=1)
+                for g in range(chol.shape[0])
+            ],
+            axis=1,
+        )
+        log_prob = -0.5 * (features.shape[1] * np.log(2 * np.pi) + squared) + log_det
+        return (log_prob + np.log(state["weights"])).argmax(axis=1)
+    nearest = pairwise_distances_argmin(features, state["centres"])
+    # BIRCH labels a row by the group of its nearest subcluster.
+    return state["labels"][nearest] if model == "birch" else nearest
 
 
 def cluster_member(
@@ -262,9 +349,10 @@ def cluster_member(
     Parameters
     ----------
     model : {'kmeans', 'ward', 'gmm', 'birch'}
-        k-means, agglomerative Ward linkage, Gaussian mixture (full
-        covariance) or BIRCH.  Ward has no ``predict``: galaxies outside the
-        sample take the group of the nearest Ward centroid.
+        k-means (nearest centre), agglomerative Ward linkage, Gaussian
+        mixture (full covariance, most probable component) or BIRCH
+        (group of the nearest subcluster).  Ward has no ``predict``: rows
+        take the group of the nearest Ward centroid of the sample.
     sample : ndarray
         (n_sample, n_features) training rows (e.g. a bootstrap resample).
     features : ndarray
@@ -279,45 +367,73 @@ def cluster_member(
     ndarray of int
         Group of each row of ``features``, in 0..K-1.
     """
-    from sklearn.cluster import AgglomerativeClustering, Birch, KMeans
-    from sklearn.mixture import GaussianMixture
-
-    if model == "kmeans":
-        return KMeans(n_clusters, n_init=3, random_state=seed).fit(sample).predict(features)
-    if model == "gmm":
-        mixture = GaussianMixture(
-            n_clusters, covariance_type="full", reg_covar=1e-4, random_state=seed
-        )
-        return mixture.fit(sample).predict(features)
-    if model == "ward":
-        sample_labels = AgglomerativeClustering(n_clusters, linkage="ward").fit_predict(sample)
-        return _nearest_centroid(features, sample, sample_labels, n_clusters)
-    if model == "birch":
-        spread = float(np.sqrt(sample.var(axis=0).sum()))
-        birch = Birch(n_clusters=n_clusters, threshold=_BIRCH_THRESHOLD_FRACTION * spread)
-        return birch.fit(sample).predict(features)
-    raise ConfigError(
-        f"unknown clustering model {model!r} (choose from {', '.join(CLUSTERING_MODELS)})"
-    )
+    return _member_assign(model, _member_state(model, sample, n_clusters, seed), features)
 
 
-def voting_clustering(
-    features: np.ndarray,
-    n_clusters: int,
-    *,
-    n_bootstrap: int = 10,
-    models: Sequence[str] = CLUSTERING_MODELS,
-    threshold: float = 0.5,
-    max_fit_samples: int | None = 5000,
-    seed: int = 0,
-    name: str = "features",
-) -> VoteResult:
-    """Cluster by bagging and voting.
+@dataclass(frozen=True)
+class VotingSettings(Serialisable):
+    """The parameters of a :class:`VotingClustering`, checked.
 
     Parameters
     ----------
-    features : ndarray
-        (n_galaxies, n_features), e.g. PCA components of encoder features.
+    n_clusters : int
+        Groups K of every member.
+    n_bootstrap : int
+        Bootstrap resamples B; there are B x len(models) members.
+    models : tuple of str
+        Clustering algorithms (see :data:`CLUSTERING_MODELS`).
+    threshold : float
+        Fraction of the members, in (0, 1], that must agree.
+    max_fit_samples : int or None
+        Size cap of each bootstrap resample.
+    seed : int
+        Seed of the resampling and of the members.
+    """
+
+    n_clusters: int = 20
+    n_bootstrap: int = 10
+    models: tuple[str, ...] = CLUSTERING_MODELS
+    threshold: float = 0.5
+    max_fit_samples: int | None = 5000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        check_n_clusters(self.n_clusters, max(self.n_clusters, 2), "voting clustering")
+        unknown = [m for m in self.models if m not in CLUSTERING_MODELS]
+        if unknown or not self.models:
+            raise ConfigError(
+                f"voting models {list(self.models)}: choose one or more of "
+                f"{', '.join(CLUSTERING_MODELS)}"
+            )
+        if self.n_bootstrap < 1:
+            raise ConfigError(
+                f"voting clustering: n_bootstrap must be at least 1, got {self.n_bootstrap}"
+            )
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(
+                f"voting threshold must be a fraction in (0, 1], got {self.threshold}"
+            )
+
+
+# One place for the defaults of the estimator, its function form and the pipeline.
+_DEFAULTS = VotingSettings()
+
+
+class VotingClustering:
+    """Bagging voting clustering as a scikit-learn-style estimator.
+
+    ``fit`` clusters B bootstrap resamples with every model of ``models``
+    and keeps each member's fitted state and its renumbering onto the
+    consensus; ``predict`` lets the same members vote on rows never seen in
+    ``fit``: each member labels the rows (k-means: nearest centre; Gaussian
+    mixture: most probable component; BIRCH: group of the nearest
+    subcluster; Ward linkage, which has no ``predict``: nearest centroid of
+    its groups on the resample), the labels go through the stored
+    renumbering, and the consensus threshold applies as in ``fit``.
+
+    Parameters
+    ----------
     n_clusters : int
         Number of groups K of every member.
     n_bootstrap : int
@@ -332,6 +448,262 @@ def voting_clustering(
         None resamples as many galaxies as there are.
     seed : int
         Seed of the resampling and of the models.
+
+    Attributes
+    ----------
+    members_ : list of (str, dict)
+        Each member's model name and fitted arrays.
+    alignment_ : ndarray of int
+        (n_members, K): ``alignment_[m][raw_label]`` is member m's vote.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    Examples
+    --------
+    >>> clustering = VotingClustering(3, n_bootstrap=2).fit(features)  # doctest: +SKIP
+    >>> vote = clustering.predict(new_features)  # doctest: +SKIP
+    >>> vote.group, vote.classified, vote.vote_fraction  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = _DEFAULTS.n_clusters,
+        *,
+        n_bootstrap: int = _DEFAULTS.n_bootstrap,
+        models: Sequence[str] = _DEFAULTS.models,
+        threshold: float = _DEFAULTS.threshold,
+        max_fit_samples: int | None = _DEFAULTS.max_fit_samples,
+        seed: int = _DEFAULTS.seed,
+    ):
+        self.n_clusters = n_clusters
+        self.n_bootstrap = n_bootstrap
+        self.models = models
+        self.threshold = threshold
+        self.max_fit_samples = max_fit_samples
+        self.seed = seed
+
+    @property
+    def settings(self) -> VotingSettings:
+        """The parameters, checked (raises :class:`ConfigError` when invalid)."""
+        return VotingSettings(
+            n_clusters=self.n_clusters,
+            n_bootstrap=self.n_bootstrap,
+            models=tuple(self.models),
+            threshold=self.threshold,
+            max_fit_samples=self.max_fit_samples,
+            seed=self.seed,
+        )
+
+    def fit(self, features: np.ndarray, name: str = "features") -> VotingClustering:
+        """Fit the members on bootstrap resamples of the features.
+
+        Parameters
+        ----------
+        features : ndarray
+            (n_galaxies, n_features), e.g. PCA components of encoder features.
+        name : str
+            What to call the features in error messages.
+
+        Returns
+        -------
+        VotingClustering
+            ``self``.
+
+        Raises
+        ------
+        FeatureError
+            For features that are not a finite 2-D matrix.
+        ConfigError
+            For K < 2 or larger than the sample, an unknown model, B < 1 or a
+            threshold outside (0, 1].
+        """
+        self.fit_predict(features, name)
+        return self
+
+    def fit_predict(self, features: np.ndarray, name: str = "features") -> VoteResult:
+        """Fit, and return the vote on the galaxies fitted.
+
+        Parameters
+        ----------
+        features : ndarray
+            (n_galaxies, n_features).
+        name : str
+            What to call the features in error messages.
+
+        Returns
+        -------
+        VoteResult
+            Members aligned to the consensus; group -1 for unclassified galaxies.
+        """
+        matrix = check_features(features, name)
+        n_galaxies = matrix.shape[0]
+        check_n_clusters(self.n_clusters, n_galaxies, name)
+        settings = self.settings
+        k = settings.n_clusters
+        sample_size = (
+            n_galaxies
+            if settings.max_fit_samples is None
+            else min(n_galaxies, int(settings.max_fit_samples))
+        )
+        sample_size = max(sample_size, k)
+        rng = np.random.default_rng(settings.seed)
+        members = []
+        for _ in range(settings.n_bootstrap):
+            rows = rng.choice(n_galaxies, size=sample_size, replace=True)
+            for model in settings.models:
+                member_seed = int(rng.integers(2**31 - 1))
+                members.append((model, _member_state(model, matrix[rows], k, member_seed)))
+        raw = np.stack([_member_assign(model, state, matrix) for model, state in members])
+        self.members_ = members
+        self.alignment_ = consensus_alignment(raw, k, settings.threshold)
+        self.n_features_in_ = matrix.shape[1]
+        return self._vote(raw)
+
+    def predict(self, features: np.ndarray, name: str = "features") -> VoteResult:
+        """Let the fitted members vote on galaxies, seen in ``fit`` or not.
+
+        Parameters
+        ----------
+        features : ndarray
+            (n_galaxies, n_features_in_), in the space the clustering was
+            fitted in (e.g. the same PCA).
+        name : str
+            What to call the features in error messages.
+
+        Returns
+        -------
+        VoteResult
+            Group (-1 where unclassified), classified flag, vote fraction
+            and runner-up of every row.
+
+        Raises
+        ------
+        ModelError
+            Before ``fit``.
+        FeatureError
+            For features that are not a finite 2-D matrix of
+            ``n_features_in_`` columns.
+        """
+        if not hasattr(self, "members_"):
+            raise ModelError("VotingClustering: call fit (or load) before predict")
+        matrix = check_features(features, name)
+        if matrix.shape[1] != self.n_features_in_:
+            raise FeatureError(
+                f"{name}: {matrix.shape[1]} features, the clustering was fitted on "
+                f"{self.n_features_in_}"
+            )
+        return self._vote(np.stack([_member_assign(m, s, matrix) for m, s in self.members_]))
+
+    def _vote(self, raw: np.ndarray) -> VoteResult:
+        aligned = np.take_along_axis(self.alignment_, raw, axis=1)
+        return consensus_vote(aligned, self.n_clusters, self.threshold)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted clustering to a folder.
+
+        ``voting.json`` holds the parameters (:class:`VotingSettings`) and
+        ``voting.npz`` the alignment and every member's arrays, each written
+        atomically; no pickle.
+
+        Parameters
+        ----------
+        folder : str or Path
+            Created if needed.
+
+        Returns
+        -------
+        Path
+            The folder.
+        """
+        from ..data.writers import atomic_path
+
+        if not hasattr(self, "members_"):
+            raise ModelError("VotingClustering: nothing to save before fit")
+        folder = Path(folder)
+        arrays = {"alignment": self.alignment_, "models": np.array([m for m, _ in self.members_])}
+        for index, (_, state) in enumerate(self.members_):
+            arrays.update({f"member{index}_{key}": value for key, value in state.items()})
+        with atomic_path(folder / _VOTING_ARRAYS) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+        with atomic_path(folder / _VOTING_SETTINGS) as tmp:
+            tmp.write_text(self.settings.to_json())
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> VotingClustering:
+        """Read a clustering written by :meth:`save`, ready to ``predict``.
+
+        Parameters
+        ----------
+        folder : str or Path
+            Folder holding ``voting.json`` and ``voting.npz``.
+
+        Returns
+        -------
+        VotingClustering
+
+        Raises
+        ------
+        MissingFileError, CorruptFileError, ConfigError
+        """
+        folder = Path(folder)
+        settings_path, arrays_path = folder / _VOTING_SETTINGS, folder / _VOTING_ARRAYS
+        for path, what in ((settings_path, "voting settings"), (arrays_path, "voting members")):
+            if not path.is_file():
+                raise MissingFileError(path, what)
+        settings = VotingSettings.from_json(settings_path.read_text())
+        clustering = cls(
+            settings.n_clusters,
+            n_bootstrap=settings.n_bootstrap,
+            models=settings.models,
+            threshold=settings.threshold,
+            max_fit_samples=settings.max_fit_samples,
+            seed=settings.seed,
+        )
+        expected = list(settings.models) * settings.n_bootstrap
+        try:
+            with np.load(arrays_path, allow_pickle=False) as stored:
+                models = [str(model) for model in stored["models"]]
+                alignment = stored["alignment"].astype(np.intp)
+                states = [{} for _ in models]
+                for key in stored.files:
+                    if key.startswith("member"):
+                        index, _, field_name = key[len("member") :].partition("_")
+                        states[int(index)][field_name] = stored[key]
+        except (KeyError, ValueError, IndexError, OSError) as error:
+            raise CorruptFileError(
+                arrays_path, f"not a voting clustering ({type(error).__name__})"
+            ) from None
+        if models != expected or alignment.shape != (len(expected), settings.n_clusters):
+            raise CorruptFileError(arrays_path, f"members do not match {settings_path.name}")
+        clustering.members_ = list(zip(models, states, strict=True))
+        clustering.alignment_ = alignment
+        # Centres (k-means, Ward, BIRCH subclusters) and GMM means are both
+        # (n, n_features).
+        first = states[0]
+        clustering.n_features_in_ = int(first.get("centres", first.get("means")).shape[1])
+        return clustering
+
+
+def voting_clustering(
+    features: np.ndarray,
+    n_clusters: int,
+    *,
+    n_bootstrap: int = _DEFAULTS.n_bootstrap,
+    models: Sequence[str] = _DEFAULTS.models,
+    threshold: float = _DEFAULTS.threshold,
+    max_fit_samples: int | None = _DEFAULTS.max_fit_samples,
+    seed: int = _DEFAULTS.seed,
+    name: str = "features",
+) -> VoteResult:
+    """Cluster by bagging and voting: ``VotingClustering(...).fit_predict(features)``.
+
+    Parameters
+    ----------
+    features : ndarray
+        (n_galaxies, n_features), e.g. PCA components of encoder features.
+    n_clusters, n_bootstrap, models, threshold, max_fit_samples, seed
+        See :class:`VotingClustering`.
     name : str
         What to call the features in error messages.
 
@@ -348,30 +720,18 @@ def voting_clustering(
         For K < 2 or larger than the sample, an unknown model, B < 1 or a
         threshold outside (0, 1].
     """
-    matrix = check_features(features, name)
-    n_galaxies = matrix.shape[0]
-    check_n_clusters(n_clusters, n_galaxies, name)
-    unknown = [m for m in models if m not in CLUSTERING_MODELS]
-    if unknown or not models:
-        raise ConfigError(
-            f"voting models {list(models)}: choose one or more of {', '.join(CLUSTERING_MODELS)}"
-        )
-    if n_bootstrap < 1:
-        raise ConfigError(f"voting clustering: n_bootstrap must be at least 1, got {n_bootstrap}")
-    sample_size = n_galaxies if max_fit_samples is None else min(n_galaxies, int(max_fit_samples))
-    sample_size = max(sample_size, n_clusters)
-    rng = np.random.default_rng(seed)
-    members = []
-    for _ in range(n_bootstrap):
-        rows = rng.choice(n_galaxies, size=sample_size, replace=True)
-        for model in models:
-            member_seed = int(rng.integers(2**31 - 1))
-            members.append(cluster_member(model, matrix[rows], matrix, n_clusters, member_seed))
-    return vote_aligned(np.stack(members), n_clusters, threshold)
+    return VotingClustering(
+        n_clusters,
+        n_bootstrap=n_bootstrap,
+        models=models,
+        threshold=threshold,
+        max_fit_samples=max_fit_samples,
+        seed=seed,
+    ).fit_predict(features, name)
 
 
-def vote_aligned(member_labels: np.ndarray, n_clusters: int, threshold: float) -> VoteResult:
-    """Align raw member clusterings and vote.
+def consensus_alignment(member_labels: np.ndarray, n_clusters: int, threshold: float) -> np.ndarray:
+    """The renumbering of every member onto the consensus.
 
     Members are first matched to the first member, then, so that the
     reference is not one arbitrary clustering, matched again to the
@@ -388,13 +748,34 @@ def vote_aligned(member_labels: np.ndarray, n_clusters: int, threshold: float) -
 
     Returns
     -------
-    VoteResult
+    ndarray of int
+        (n_members, K): row m renumbers member m's raw labels.
     """
     members = np.asarray(member_labels)
     first_pass = np.stack([align_labels(m, members[0], n_clusters) for m in members])
     reference = consensus_vote(first_pass, n_clusters, threshold).votes.argmax(axis=1)
-    aligned = np.stack([align_labels(m, reference, n_clusters) for m in members])
-    return consensus_vote(aligned, n_clusters, threshold)
+    return np.stack([label_alignment(m, reference, n_clusters) for m in members])
+
+
+def vote_aligned(member_labels: np.ndarray, n_clusters: int, threshold: float) -> VoteResult:
+    """Align raw member clusterings (see :func:`consensus_alignment`) and vote.
+
+    Parameters
+    ----------
+    member_labels : ndarray of int
+        (n_members, n_galaxies) raw labels in 0..K-1.
+    n_clusters : int
+        K.
+    threshold : float
+        Fraction of members required to classify.
+
+    Returns
+    -------
+    VoteResult
+    """
+    members = np.asarray(member_labels, dtype=np.intp)
+    alignment = consensus_alignment(members, n_clusters, threshold)
+    return consensus_vote(np.take_along_axis(alignment, members, axis=1), n_clusters, threshold)
 
 
 def score_groups(

@@ -2,11 +2,14 @@
 
 The entry point is :class:`GalaxyCollection` (``GalaxyCollection.open(path)``);
 :func:`read_image`, :func:`read_bands` and :func:`read_catalog` read single
-files, and :mod:`tuningfork.data.writers` writes outputs atomically.
+files, :func:`display_rgb` turns an image into a colour preview, and
+:mod:`tuningfork.data.writers` writes outputs atomically.
 """
 
+from .batches import Batch, Galaxy
 from .catalog import CatalogSchema, normalise_ids, read_catalog
-from .collection import Batch, Galaxy, GalaxyCollection
+from .collection import GalaxyCollection
+from .display import bands_to_rgb, display_rgb
 from .readers import (
     IMAGE_SUFFIXES,
     image_format,
@@ -24,6 +27,8 @@ __all__ = [
     "Galaxy",
     "GalaxyCollection",
     "atomic_path",
+    "bands_to_rgb",
+    "display_rgb",
     "image_format",
     "is_fits_table",
     "normalise_ids",

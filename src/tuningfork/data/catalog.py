@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..config import Serialisable
 from ..errors import (
     CatalogError,
     EmptyCatalogError,
@@ -224,8 +225,11 @@ def find_column(colnames: Sequence[str], candidates: Sequence[str]) -> str | Non
 
 
 @dataclass
-class CatalogSchema:
+class CatalogSchema(Serialisable):
     """The role of each catalog column.
+
+    ``to_dict`` / ``from_dict`` (from :class:`~tuningfork.config.Serialisable`)
+    turn it into plain data for ``describe`` and JSON, and back.
 
     Attributes
     ----------
@@ -368,10 +372,6 @@ class CatalogSchema:
         base_dir = Path(base_dir)
         columns = [np.asarray(table[name]).astype(str) for name in self.image_columns]
         return [tuple(base_dir / value.strip() for value in row) for row in zip(*columns)]
-
-    def to_dict(self) -> dict:
-        """Return the schema as plain data (for ``describe`` and JSON)."""
-        return asdict(self)
 
 
 def _find_string_column(table, candidates: Sequence[str]) -> str | None:

@@ -1,24 +1,21 @@
 """GalaxyCollection: the one lazy entry point to any galaxy data set.
 
 A collection pairs a catalog (an astropy Table with a string ``id`` column,
-one row per galaxy) with an *image source* that reads pixels on demand:
-image files named by the catalog, an HDF5 dataset, an NPY/NPZ stack or
-in-memory arrays.  Sources hold paths and positions, never open file handles,
-so collections and their shards pickle cheaply to worker processes, and
-images are only ever read one batch at a time.
+one row per galaxy) with an *image source* (:mod:`tuningfork.data.sources`)
+that reads pixels on demand: image files named by the catalog, an HDF5
+dataset, an NPY/NPZ stack or in-memory arrays.  :meth:`GalaxyCollection.open`
+recognises which one a path is.  Sources hold paths and positions, never
+open file handles, so collections and their shards pickle cheaply to worker
+processes, and images are only ever read one batch at a time
+(:mod:`tuningfork.data.batches`).
 """
 
 from __future__ import annotations
 
-import abc
-import contextlib
 import math
-import struct
 import warnings
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,87 +24,49 @@ import numpy as np
 from ..errors import (
     CatalogError,
     ConfigError,
-    ImageShapeError,
     InputFileError,
     MissingColumnError,
     MissingFileError,
     MissingImagesError,
 )
-from .catalog import (
-    CATALOG_FORMATS,
-    ID_NAMES,
-    CatalogSchema,
-    find_column,
-    normalise_ids,
-    read_catalog,
+from .batches import (
+    Batch,
+    Galaxy,
+    check_batch_size,
+    concatenate_batches,
+    progress_bar,
+    stack_images,
 )
+from .catalog import CATALOG_FORMATS, CatalogSchema, normalise_ids, read_catalog
 from .readers import (
     FITS_SUFFIXES,
     IMAGE_SUFFIXES,
     file_suffix,
     image_format,
     is_fits_table,
-    read_bands,
-    read_image,
     reraise_as_corrupt,
-    stored_dtype,
-    to_bands_first,
+)
+from .sources import (
+    HDF5_SUFFIXES,
+    IN_MEMORY,
+    STACK_SUFFIXES,
+    ArraySource,
+    FileSource,
+    Hdf5Source,
+    ImageSource,
+    NpySource,
+    NpzSource,
+    check_stack_shape,
+    columns_catalog,
+    file_stem,
+    find_images_key,
 )
 
 if TYPE_CHECKING:
     from astropy.table import Table
 
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
-STACK_SUFFIXES = (".npy", ".npz")
 # Catalog file names that make a folder open as that catalog rather than as loose images.
 FOLDER_CATALOG_NAMES = ("catalog.csv", "catalog.parquet", "catalog.fits")
-# Dataset / array names inside HDF5 and NPZ files; "ans" is Galaxy10's label dataset.
-ARRAY_IMAGE_KEYS = ("images", "image", "imgs", "x")
-ARRAY_LABEL_KEYS = ("ans", "labels", "label", "y")
-ARRAY_ID_KEYS = ("ids", *ID_NAMES)
-IN_MEMORY = "<arrays>"
-
-
-@dataclass(frozen=True)
-class Galaxy:
-    """One galaxy of a collection.
-
-    Attributes
-    ----------
-    id : str
-        Catalog id.
-    image : ndarray
-        float32 ``(bands, height, width)``.
-    row : dict
-        The galaxy's catalog row (column name to Python value, None when masked).
-    """
-
-    id: str
-    image: np.ndarray
-    row: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Batch:
-    """A run of consecutive galaxies read together.
-
-    Attributes
-    ----------
-    ids : list of str
-        Catalog ids.
-    images : ndarray or list of ndarray
-        float32 ``(n, bands, height, width)`` when all images share a shape,
-        else a list of ``(bands, height, width)`` arrays.
-    rows : list of dict
-        Catalog rows, as in :class:`Galaxy`.
-    """
-
-    ids: list[str]
-    images: np.ndarray | list[np.ndarray]
-    rows: list[dict[str, Any]]
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 class GalaxyCollection:
@@ -152,7 +111,7 @@ class GalaxyCollection:
 
     def __init__(
         self,
-        source: _ImageSource,
+        source: ImageSource,
         catalog: Table,
         *,
         kind: str,
@@ -324,7 +283,7 @@ class GalaxyCollection:
                 stacklevel=2,
             )
         kept = np.setdiff1d(np.arange(len(table)), missing_rows)
-        source = _FileSource([files[row] for row in kept], [hdus[row] for row in kept])
+        source = FileSource([files[row] for row in kept], [hdus[row] for row in kept])
         return cls(
             source,
             table[kept],
@@ -361,7 +320,7 @@ class GalaxyCollection:
         if not path.is_dir():
             raise MissingFileError(path, "folder")
         images = {
-            _stem(file): file
+            file_stem(file): file
             for file in path.iterdir()
             if file.is_file() and file_suffix(file) in IMAGE_SUFFIXES
         }
@@ -369,7 +328,7 @@ class GalaxyCollection:
             raise InputFileError(path, f"folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
         ids = sorted(images)
         catalog = Table({"id": ids, "file": [images[i].name for i in ids]})
-        source = _FileSource([(images[i],) for i in ids], [hdu] * len(ids))
+        source = FileSource([(images[i],) for i in ids], [hdu] * len(ids))
         return cls(source, catalog, kind="directory", origin=path, label_column=label_column)
 
     @classmethod
@@ -397,8 +356,8 @@ class GalaxyCollection:
         image_format(path)
         if not path.is_file():
             raise MissingFileError(path, "image file")
-        catalog = Table({"id": [_stem(path)], "file": [path.name]})
-        source = _FileSource([(path,)], [hdu])
+        catalog = Table({"id": [file_stem(path)], "file": [path.name]})
+        source = FileSource([(path,)], [hdu])
         return cls(source, catalog, kind="file", origin=path, label_column=label_column)
 
     @classmethod
@@ -444,15 +403,15 @@ class GalaxyCollection:
             raise MissingFileError(path, "HDF5 file")
         with reraise_as_corrupt(path, "HDF5 file"), h5py.File(path, "r") as h5:
             datasets = {name: item for name, item in h5.items() if isinstance(item, h5py.Dataset)}
-            images_key = _images_key(images_key, list(datasets), path)
-            count = _check_stack_shape(datasets[images_key].shape, path)
+            images_key = find_images_key(images_key, list(datasets), path)
+            count = check_stack_shape(datasets[images_key].shape, path)
             columns = {
                 name: item[()]
                 for name, item in datasets.items()
                 if name != images_key and item.ndim == 1 and item.shape[0] == count
             }
-        catalog = _columns_catalog(columns, count, path, labels_key=labels_key, ids_key=ids_key)
-        source = _Hdf5Source(path, images_key)
+        catalog = columns_catalog(columns, count, path, labels_key=labels_key, ids_key=ids_key)
+        source = Hdf5Source(path, images_key)
         return cls(source, catalog, kind="hdf5", origin=path, label_column=label_column)
 
     @classmethod
@@ -494,23 +453,23 @@ class GalaxyCollection:
                 shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
             if len(shape) == 2:
                 return cls.from_file(path, label_column=label_column)
-            count = _check_stack_shape(shape, path)
+            count = check_stack_shape(shape, path)
             catalog = Table({"id": [str(row) for row in range(count)]})
             return cls(
-                _NpySource(path), catalog, kind="npy", origin=path, label_column=label_column
+                NpySource(path), catalog, kind="npy", origin=path, label_column=label_column
             )
-        source = _NpzSource(path, images_key)
+        source = NpzSource(path, images_key)
         with reraise_as_corrupt(path, "NPZ file"), np.load(path, allow_pickle=False) as archive:
             if images_key not in archive.files:
                 raise MissingColumnError(path, images_key, archive.files)
-            count = _check_stack_shape(source.shape, path)
+            count = check_stack_shape(source.shape, path)
             others = {name: archive[name] for name in archive.files if name != images_key}
         columns = {
             name: values
             for name, values in others.items()
             if values.ndim == 1 and len(values) == count
         }
-        catalog = _columns_catalog(columns, count, path, labels_key=labels_key, ids_key=ids_key)
+        catalog = columns_catalog(columns, count, path, labels_key=labels_key, ids_key=ids_key)
         return cls(source, catalog, kind="npz", origin=path, label_column=label_column)
 
     @classmethod
@@ -547,7 +506,7 @@ class GalaxyCollection:
         from astropy.table import Table
 
         if isinstance(images, np.ndarray):
-            count = _check_stack_shape(images.shape, IN_MEMORY)
+            count = check_stack_shape(images.shape, IN_MEMORY)
         else:
             images = list(images)
             count = len(images)
@@ -559,7 +518,7 @@ class GalaxyCollection:
                 f"{IN_MEMORY}: catalog has {len(table)} rows but there are {count} images"
             )
         table = normalise_ids(table, IN_MEMORY)
-        return cls(_ArraySource(images), table, kind="arrays", label_column=label_column)
+        return cls(ArraySource(images), table, kind="arrays", label_column=label_column)
 
     # ------------------------------------------------------------- access
     @property
@@ -586,13 +545,14 @@ class GalaxyCollection:
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.name}: galaxy {index} out of range for {len(self)} galaxies")
         index = int(index) % len(self)
-        batch = self._read_batch(index, index + 1, preprocess=None, require_finite=True)
-        return Galaxy(batch.ids[0], batch.images[0], batch.rows[0])
+        (image,) = self._read(index, index + 1, require_finite=True)
+        return Galaxy(self._ids[index], image, self._rows(index, index + 1)[0])
 
     def __iter__(self) -> Iterator[Galaxy]:
-        for batch in self.iter_batches():
-            for galaxy_id, image, row in zip(batch.ids, batch.images, batch.rows):
-                yield Galaxy(galaxy_id, image, row)
+        """Read the galaxies one by one (in batches behind the scenes); sizes may differ."""
+        for start, stop in self._ranges(64, progress=False):
+            images = self._read(start, stop, require_finite=True)
+            yield from map(Galaxy, self._ids[start:stop], images, self._rows(start, stop))
 
     def iter_batches(
         self,
@@ -608,15 +568,82 @@ class GalaxyCollection:
             Galaxies per batch; only one batch of images is in memory at once.
         preprocess : callable, optional
             Applied to each float32 ``(bands, H, W)`` image (for example a
-            :class:`~tuningfork.preprocessing.Preprocessor`).
+            :class:`~tuningfork.preprocessing.Preprocessor`, whose ``batch``
+            method is used on a whole stack when the raw images share a shape).
         progress : bool
             Show a rich progress bar on stderr.
 
         Yields
         ------
         Batch
+            ``images`` is one float32 ``(n, bands, H, W)`` array.
+
+        Raises
+        ------
+        ImageShapeError
+            The images of a batch (after ``preprocess``) differ in shape; the
+            error names the first odd one.  Iterate the collection, or index
+            it, to read galaxies of several sizes one by one.
         """
-        yield from self._batches(batch_size, preprocess, progress, require_finite=True)
+        for start, stop in self._ranges(batch_size, progress):
+            images = self._read(start, stop, require_finite=True)
+            yield Batch(self._ids[start:stop], self._stacked(images, start, stop, preprocess),
+                        self._rows(start, stop))
+
+    def read_images(
+        self,
+        preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Read every image, through ``preprocess``, into one array.
+
+        Parameters
+        ----------
+        preprocess : callable, optional
+            As in :meth:`iter_batches`; it must give every image one shape.
+        batch_size : int
+            Galaxies read (and preprocessed) at a time.
+        progress : bool
+            Show a rich progress bar on stderr.
+
+        Returns
+        -------
+        ndarray
+            float32 ``(n_galaxies, bands, H, W)``.
+
+        Raises
+        ------
+        ImageShapeError
+            The images differ in shape after ``preprocess``.
+        """
+        return concatenate_batches(self.iter_batches(batch_size, preprocess, progress), self.name)
+
+    def sed_values(self, columns: Sequence[str]) -> np.ndarray:
+        """Catalog values of the SED columns, NaN where masked or non-finite.
+
+        Parameters
+        ----------
+        columns : sequence of str
+            One column per band (fluxes or magnitudes).
+
+        Returns
+        -------
+        ndarray
+            float32 ``(n_galaxies, n_columns)``.
+
+        Raises
+        ------
+        MissingColumnError
+            A column is not in the catalog.
+        """
+        values = np.full((len(self), len(columns)), np.nan, dtype=np.float32)
+        for position, name in enumerate(columns):
+            if name not in self.catalog.colnames:
+                raise MissingColumnError(self.name, name, self.catalog.colnames)
+            column = np.ma.filled(np.ma.asarray(self.catalog[name], dtype=np.float64), np.nan)
+            values[:, position] = np.where(np.isfinite(column), column, np.nan)
+        return values
 
     def shards(self, n: int) -> list[GalaxyCollection]:
         """Split into ``n`` contiguous, disjoint collections that cover this one.
@@ -729,8 +756,8 @@ class GalaxyCollection:
         shapes: Counter[str] = Counter()
         bands: set[int] = set()
         pixels = nonfinite = 0
-        for batch in self._batches(batch_size, None, progress, require_finite=False):
-            for image in batch.images:
+        for start, stop in self._ranges(batch_size, progress):
+            for image in self._read(start, stop, require_finite=False):
                 shapes["x".join(map(str, image.shape))] += 1
                 bands.add(int(image.shape[0]))
                 pixels += image.size
@@ -764,260 +791,42 @@ class GalaxyCollection:
         return summary
 
     # ------------------------------------------------------------ internals
-    def _batches(
-        self,
-        batch_size: int,
-        preprocess: Callable[[np.ndarray], np.ndarray] | None,
-        progress: bool,
-        require_finite: bool,
-    ) -> Iterator[Batch]:
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or batch_size < 1
-        ):
-            raise ConfigError(
-                f"{self.name}: batch_size must be a positive integer, got {batch_size!r}"
-            )
-        with _progress_bar(len(self), progress, f"reading {self.name}") as advance:
+    def _ranges(self, batch_size: int, progress: bool) -> Iterator[tuple[int, int]]:
+        """Consecutive ``(start, stop)`` rows of at most ``batch_size``, advancing the progress bar."""
+        batch_size = check_batch_size(batch_size, self.name)
+        with progress_bar(len(self), progress, f"reading {self.name}") as advance:
             for start in range(0, len(self), batch_size):
                 stop = min(start + batch_size, len(self))
-                yield self._read_batch(start, stop, preprocess, require_finite)
+                yield start, stop
                 advance(stop - start)
 
-    def _read_batch(
+    def _read(self, start: int, stop: int, require_finite: bool) -> list[np.ndarray]:
+        return self._source.read(self._positions[start:stop], require_finite=require_finite)
+
+    def _rows(self, start: int, stop: int) -> list[dict[str, Any]]:
+        names = self.catalog.colnames
+        columns = [self.catalog[name][start:stop].tolist() for name in names]
+        return [dict(zip(names, values)) for values in zip(*columns)]
+
+    def _stacked(
         self,
+        images: list[np.ndarray],
         start: int,
         stop: int,
         preprocess: Callable[[np.ndarray], np.ndarray] | None,
-        require_finite: bool,
-    ) -> Batch:
-        images = self._source.read(self._positions[start:stop], require_finite=require_finite)
-        same_shape = bool(images) and all(image.shape == images[0].shape for image in images)
+    ) -> np.ndarray:
+        """The images of rows ``start:stop`` through ``preprocess``, as one stack."""
+        def where(index: int) -> str:
+            return self._source.where(int(self._positions[start + index]))
+
+        same_shape = all(image.shape == images[0].shape for image in images)
         # A Preprocessor runs much faster on a whole stack than image by image.
         preprocess_stack = getattr(preprocess, "batch", None)
         if same_shape and preprocess_stack is not None:
-            images = preprocess_stack(np.stack(images), source=f"{self.name}[{start}:{stop}]")
-        else:
-            if preprocess is not None:
-                images = [preprocess(image) for image in images]
-            if images and all(image.shape == images[0].shape for image in images):
-                images = np.stack(images)
-        names = self.catalog.colnames
-        columns = [self.catalog[name][start:stop].tolist() for name in names]
-        rows = [dict(zip(names, values)) for values in zip(*columns)]
-        return Batch(self._ids[start:stop], images, rows)
-
-
-# ---------------------------------------------------------------- sources
-class _ImageSource(abc.ABC):
-    """Reads the images at given positions; holds no open handles, so it pickles."""
-
-    @abc.abstractmethod
-    def read(self, positions: np.ndarray, *, require_finite: bool = True) -> list[np.ndarray]:
-        """float32 ``(bands, H, W)`` images at ``positions``, in that order."""
-
-    @abc.abstractmethod
-    def stored_dtype(self, position: int) -> str:
-        """Pixel type as stored for the image at ``position``."""
-
-
-class _FileSource(_ImageSource):
-    """One image file (or one file per band) per position."""
-
-    def __init__(self, files: list[tuple[Path, ...]], hdus: list[int | str | None]):
-        self.files = files
-        self.hdus = hdus
-
-    def read(self, positions: np.ndarray, *, require_finite: bool = True) -> list[np.ndarray]:
-        images = []
-        for position in positions:
-            files, hdu = self.files[position], self.hdus[position]
-            if len(files) == 1:
-                images.append(read_image(files[0], hdu=hdu, require_finite=require_finite))
-            else:
-                images.append(read_bands(files, hdu=hdu, require_finite=require_finite))
-        return images
-
-    def stored_dtype(self, position: int) -> str:
-        return stored_dtype(self.files[position][0], hdu=self.hdus[position])
-
-
-class _StackSource(_ImageSource):
-    """Images stacked along the first axis of one array-like."""
-
-    origin: str | Path
-
-    @abc.abstractmethod
-    def _stack(self) -> contextlib.AbstractContextManager[Any]:
-        """Context giving the stack (memmap, HDF5 dataset or array) for one read."""
-
-    def read(self, positions: np.ndarray, *, require_finite: bool = True) -> list[np.ndarray]:
-        with self._stack() as stack:
-            raw = _take(stack, np.asarray(positions, dtype=np.int64))
-        return [
-            to_bands_first(pixels, f"{self.origin}[{position}]", require_finite=require_finite)
-            for pixels, position in zip(raw, positions)
-        ]
-
-    def stored_dtype(self, position: int) -> str:
-        with self._stack() as stack:
-            return np.asarray(stack[position]).dtype.name
-
-
-class _NpySource(_StackSource):
-    def __init__(self, path: Path):
-        self.origin = path
-
-    @contextlib.contextmanager
-    def _stack(self) -> Iterator[np.ndarray]:
-        with reraise_as_corrupt(self.origin, "NPY file"):
-            stack = np.load(self.origin, mmap_mode="r", allow_pickle=False)
-        yield stack
-
-
-class _NpzSource(_StackSource):
-    def __init__(self, path: Path, key: str):
-        self.origin = path
-        self.key = key
-        self._decompressed: np.ndarray | None = None
-
-    def __getstate__(self) -> dict:
-        # Workers re-read the archive themselves rather than receive a copy of it.
-        return {**self.__dict__, "_decompressed": None}
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        with self._stack() as stack:
-            return stack.shape
-
-    @contextlib.contextmanager
-    def _stack(self) -> Iterator[np.ndarray]:
-        if self._decompressed is not None:
-            yield self._decompressed
-            return
-        with reraise_as_corrupt(self.origin, "NPZ file"):
-            stack = _npz_member_memmap(self.origin, self.key)
-            if stack is None:
-                with np.load(self.origin, allow_pickle=False) as archive:
-                    self._decompressed = stack = archive[self.key]
-        yield stack
-
-
-class _Hdf5Source(_StackSource):
-    def __init__(self, path: Path, key: str):
-        self.origin = path
-        self.key = key
-
-    @contextlib.contextmanager
-    def _stack(self) -> Iterator[Any]:
-        import h5py
-
-        with reraise_as_corrupt(self.origin, "HDF5 file"):
-            h5 = h5py.File(self.origin, "r")
-        with h5:
-            yield h5[self.key]
-
-
-class _ArraySource(_StackSource):
-    origin = IN_MEMORY
-
-    def __init__(self, images: np.ndarray | list[np.ndarray]):
-        self.images = images
-
-    @contextlib.contextmanager
-    def _stack(self) -> Iterator[np.ndarray | list[np.ndarray]]:
-        yield self.images
-
-
-# ---------------------------------------------------------------- helpers
-def _take(stack: Any, positions: np.ndarray) -> list[np.ndarray] | np.ndarray:
-    """Read ``stack[positions]``, by one slice when contiguous (fast for HDF5)."""
-    if len(positions) == 0:
-        return []
-    if isinstance(stack, list):
-        return [stack[position] for position in positions]
-    if np.all(np.diff(positions) == 1):
-        return stack[int(positions[0]) : int(positions[-1]) + 1]
-    # HDF5 fancy indexing needs increasing, unique indices.
-    unique, inverse = np.unique(positions, return_inverse=True)
-    return np.asarray(stack[unique])[inverse]
-
-
-def _check_stack_shape(shape: tuple[int, ...], origin: str | Path) -> int:
-    """Number of images in a stack, after checking it is 3-D or 4-D."""
-    if len(shape) not in (3, 4):
-        raise ImageShapeError(
-            origin, f"image stack has shape {shape}; expected (N, H, W) or (N, B, H, W)"
-        )
-    return int(shape[0])
-
-
-def _images_key(requested: str | None, names: list[str], path: Path) -> str:
-    """The HDF5 dataset holding the images."""
-    key = requested or find_column(names, ARRAY_IMAGE_KEYS)
-    if key is None or key not in names:
-        raise MissingColumnError(path, key or "images", names)
-    return key
-
-
-def _columns_catalog(
-    columns: dict[str, np.ndarray],
-    count: int,
-    origin: Path,
-    *,
-    labels_key: str | None,
-    ids_key: str | None,
-) -> Table:
-    """Catalog from the 1-D arrays stored next to an image stack."""
-    from astropy.table import Table
-
-    for key in (labels_key, ids_key):
-        if key is not None and key not in columns:
-            raise MissingColumnError(origin, key, list(columns))
-    labels_key = labels_key or find_column(list(columns), ARRAY_LABEL_KEYS)
-    ids_key = ids_key or find_column(list(columns), ARRAY_ID_KEYS)
-    table = Table()
-    if ids_key is None:
-        table["id"] = np.arange(count).astype(str)
-    renamed = {ids_key: "id", labels_key: "label"}
-    for name, values in columns.items():
-        values = np.asarray(values)
-        if values.dtype.kind in "SO":
-            values = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
-        table[renamed.get(name, name)] = values
-    return normalise_ids(table, origin)
-
-
-def _npz_member_memmap(path: Path, key: str) -> np.ndarray | None:
-    """Memory-map an uncompressed NPZ member; None when it is compressed."""
-    with zipfile.ZipFile(path) as archive:
-        info = archive.getinfo(f"{key}.npy")
-    if info.compress_type != zipfile.ZIP_STORED:
-        return None
-    with open(path, "rb") as raw:
-        # The member starts after its local header, whose name and extra-field
-        # lengths can differ from the central directory's copy.
-        raw.seek(info.header_offset + 26)
-        name_length, extra_length = struct.unpack("<HH", raw.read(4))
-        raw.seek(info.header_offset + 30 + name_length + extra_length)
-        version = np.lib.format.read_magic(raw)
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, fortran_order, dtype = read_header(raw)
-        offset = raw.tell()
-    return np.memmap(
-        path, dtype=dtype, mode="r", shape=shape, offset=offset, order="F" if fortran_order else "C"
-    )
-
-
-def _stem(path: Path) -> str:
-    """File name without its (possibly compound, e.g. ``.fits.gz``) suffix."""
-    suffix = file_suffix(path)
-    return path.name[: -len(suffix)] if suffix else path.name
+            return preprocess_stack(stack_images(images, where), source=f"{self.name}[{start}:{stop}]")
+        if preprocess is not None:
+            images = [preprocess(image) for image in images]
+        return stack_images(images, where)
 
 
 def _label_values(column) -> list[Any]:
@@ -1039,17 +848,3 @@ def _class_names(column) -> list[str]:
         str(value)
         for value in sorted({value for value in _label_values(column) if value is not None})
     ]
-
-
-@contextlib.contextmanager
-def _progress_bar(total: int, enabled: bool, description: str) -> Iterator[Callable[[int], None]]:
-    """Yield a function that advances a rich progress bar (a no-op when disabled)."""
-    if not enabled:
-        yield lambda done: None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True)) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.advance(task, done)

@@ -31,8 +31,8 @@ from ..errors import (
     MissingWCSError,
     NoSourcesError,
 )
-from ..plots import display_rgb
 from .catalog import DEC_NAMES, RA_NAMES, find_column, normalise_ids, read_catalog
+from .display import display_rgb
 from .readers import _choose_image_hdu, image_format, read_image, to_bands_first
 from .writers import atomic_path, write_png, write_table
 

@@ -1,16 +1,24 @@
-"""Figures of the embedding tools: neighbour and outlier mosaics, probe curves."""
+"""Figures of the embedding tools: neighbour and outlier mosaics, probe curves.
+
+Each draws on the caller's axes or figure (or a new pyplot-free one) and
+returns it; given a path, it also saves the figure (see :mod:`tuningfork.plots`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.table import Table
 
 from ..data import GalaxyCollection
-from ..data.writers import atomic_path
 from ..errors import ConfigError, InputFileError
-from ..plots import mosaic
+from ..plots import mosaic, new_axes, save_figure
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
 
 
 def _images_by_id(collection: GalaxyCollection, ids: list[str]) -> list[np.ndarray]:
@@ -27,9 +35,11 @@ def _images_by_id(collection: GalaxyCollection, ids: list[str]) -> list[np.ndarr
 def neighbours_mosaic(
     collection: GalaxyCollection,
     neighbours: Table,
-    path: str | Path,
+    path: str | Path | None = None,
     query_image: np.ndarray | None = None,
-) -> Path:
+    *,
+    figure: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
     """Mosaic of a query's nearest galaxies, nearest first.
 
     Parameters
@@ -38,14 +48,17 @@ def neighbours_mosaic(
         The data set the embeddings were made from (images are read by id).
     neighbours : astropy.table.Table
         From :meth:`SimilarityIndex.neighbours` (``id``, ``distance``).
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
     query_image : ndarray, optional
         A query that is not in the collection (a new image), shown first.
+    figure : matplotlib.figure.Figure or SubFigure, optional
+        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
-    Path
+    matplotlib.figure.Figure or SubFigure
+        The figure drawn on.
     """
     ids = [str(galaxy_id) for galaxy_id in neighbours["id"]]
     images = _images_by_id(collection, ids)
@@ -54,12 +67,17 @@ def neighbours_mosaic(
     ]
     if query_image is not None:
         images, titles = [query_image, *images], ["query", *titles]
-    return mosaic(images, path, titles=titles, suptitle="nearest neighbours")
+    return mosaic(images, path, titles=titles, suptitle="nearest neighbours", figure=figure)
 
 
 def outliers_mosaic(
-    collection: GalaxyCollection, scores: Table, path: str | Path, top: int = 25
-) -> Path:
+    collection: GalaxyCollection,
+    scores: Table,
+    path: str | Path | None = None,
+    top: int = 25,
+    *,
+    figure: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
     """Mosaic of the most anomalous galaxies.
 
     Parameters
@@ -68,27 +86,36 @@ def outliers_mosaic(
         The data set the embeddings were made from.
     scores : astropy.table.Table
         From :func:`~tuningfork.embeddings.outliers.outlier_scores` (ranked).
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
     top : int
         Galaxies shown.
+    figure : matplotlib.figure.Figure or SubFigure, optional
+        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
-    Path
+    matplotlib.figure.Figure or SubFigure
+        The figure drawn on.
     """
     shown = scores[:top]
     ids = [str(galaxy_id) for galaxy_id in shown["id"]]
     titles = [f"#{rank} {galaxy_id}" for rank, galaxy_id in zip(shown["rank"], ids)]
     return mosaic(
-        _images_by_id(collection, ids), path, titles=titles, suptitle=f"top {len(ids)} outliers"
+        _images_by_id(collection, ids), path, titles=titles, suptitle=f"top {len(ids)} outliers",
+        figure=figure,
     )
 
 
 def probe_curves(
-    results: Table, metric: str, path: str | Path, baseline: Table | None = None
-) -> Path:
-    """Plot a probe metric against the fraction of labels used.
+    results: Table,
+    metric: str,
+    path: str | Path | None = None,
+    baseline: Table | None = None,
+    *,
+    ax: Axes | None = None,
+) -> Axes:
+    """Draw a probe metric against the fraction of labels used.
 
     Parameters
     ----------
@@ -97,26 +124,25 @@ def probe_curves(
     metric : str
         A metric column (``accuracy``, ``nmad``...); ``<metric>_std`` is drawn
         as error bars when present.
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
     baseline : astropy.table.Table, optional
         Same columns (``fraction``, ``metric``) for a supervised model trained
         from scratch on the same labels, drawn dashed.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure by default.
 
     Returns
     -------
-    Path
+    matplotlib.axes.Axes
+        The axes drawn on.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if metric not in results.colnames:
         raise ConfigError(
             f"probe results have no metric '{metric}' (columns: {', '.join(results.colnames)})"
         )
-    figure, axis = plt.subplots(figsize=(4.5, 3.2))
+    own = ax is None
+    axis = new_axes(ax, (4.5, 3.2))
     curves = [
         (name, results[results["probe"] == name], "-o") for name in dict.fromkeys(results["probe"])
     ]
@@ -137,8 +163,9 @@ def probe_curves(
     axis.set_xlabel("labels used (%)")
     axis.set_ylabel(metric.replace("_", " "))
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=120, format="png")
-    plt.close(figure)
-    return Path(path)
+    # Only a figure made here is ours to lay out; the caller's may hold other panels.
+    if own:
+        axis.figure.tight_layout()
+    if path is not None:
+        save_figure(axis.figure, path, dpi=120)
+    return axis

@@ -12,14 +12,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import GalaxyCollection
-from ..errors import ConfigError, MissingColumnError
+from ..errors import ConfigError
+from ..models import AstroPT, AstroPTConfig, astropt_model_config, save_model
+from ..models.runtime import BestWeights, make_trainer
 from ..preprocessing import PreprocessConfig, Preprocessor, d4_apply_each, random_d4
-from .astropt import AstroPT, AstroPTConfig, save_astropt
 
 #: Preprocessed images of a data set are kept in memory between epochs when
 #: they take less than this; larger sets are re-read each epoch.
@@ -28,31 +30,6 @@ CACHE_BYTES = 2 * 1024**3
 WARMUP_FRACTION = 0.1
 #: Gradients are clipped to this global norm, as in GPT-style training.
 GRADIENT_CLIP = 1.0
-
-
-def sed_values(collection: GalaxyCollection, columns: Sequence[str]) -> np.ndarray:
-    """Catalog values of the SED columns, NaN where masked or non-finite.
-
-    Parameters
-    ----------
-    collection : GalaxyCollection
-        Its catalog holds the columns.
-    columns : sequence of str
-        One column per band (fluxes or magnitudes).
-
-    Returns
-    -------
-    ndarray
-        float32 (n_galaxies, n_columns).
-    """
-    catalog = collection.catalog
-    values = np.full((len(collection), len(columns)), np.nan, dtype=np.float32)
-    for position, name in enumerate(columns):
-        if name not in catalog.colnames:
-            raise MissingColumnError(collection.name, name, catalog.colnames)
-        column = np.ma.filled(np.ma.asarray(catalog[name], dtype=np.float64), np.nan)
-        values[:, position] = np.where(np.isfinite(column), column, np.nan)
-    return values
 
 
 class GalaxyImages(Dataset):
@@ -96,104 +73,65 @@ class GalaxyImages(Dataset):
         return torch.from_numpy(image), torch.from_numpy(sed)
 
 
-def _lightning_module():
-    """The LightningModule class, defined lazily so importing this module stays light."""
-    import lightning as L
+class AstroPTModule(L.LightningModule):
+    """Lightning wrapper: next-token loss, AdamW, warm-up then cosine decay.
 
-    class AstroPTModule(L.LightningModule):
-        """Lightning wrapper: next-token loss, AdamW, warm-up then cosine decay.
+    Parameters
+    ----------
+    config : dict
+        :meth:`AstroPTConfig.to_dict`.
+    learning_rate : float
+        Peak learning rate of AdamW.
+    weight_decay : float
+        AdamW weight decay.
+    augment : bool
+        Apply a random rotation/flip (D4) to each training image; galaxy
+        orientation carries no information, so this multiplies the data.
+    seed : int
+        Seed of the augmentation.
+    """
 
-        Parameters
-        ----------
-        config : dict
-            :meth:`AstroPTConfig.to_dict`.
-        learning_rate : float
-            Peak learning rate of AdamW.
-        weight_decay : float
-            AdamW weight decay.
-        augment : bool
-            Apply a random rotation/flip (D4) to each training image; galaxy
-            orientation carries no information, so this multiplies the data.
-        seed : int
-            Seed of the augmentation.
-        """
+    def __init__(self, config: dict, learning_rate: float, weight_decay: float, augment: bool, seed: int):
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = AstroPT(AstroPTConfig.from_dict(config))
+        self._rng = np.random.default_rng(seed)
 
-        def __init__(
-            self, config: dict, learning_rate: float, weight_decay: float, augment: bool, seed: int
-        ):
-            super().__init__()
-            self.save_hyperparameters()
-            self.model = AstroPT(AstroPTConfig.from_dict(config))
-            self._rng = np.random.default_rng(seed)
+    def _sed(self, sed: torch.Tensor) -> torch.Tensor | None:
+        return sed if sed.shape[1] else None
 
-        def _sed(self, sed: torch.Tensor) -> torch.Tensor | None:
-            return sed if sed.shape[1] else None
+    def training_step(self, batch, batch_index):
+        images, sed = batch
+        if self.hparams.augment:
+            images = d4_apply_each(images, random_d4(self._rng, len(images)))
+        loss = self.model.loss(images, self._sed(sed))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
 
-        def training_step(self, batch, batch_index):
-            images, sed = batch
-            if self.hparams.augment:
-                images = d4_apply_each(images, random_d4(self._rng, len(images)))
-            loss = self.model.loss(images, self._sed(sed))
-            self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
-            return loss
+    def validation_step(self, batch, batch_index):
+        images, sed = batch
+        loss = self.model.loss(images, self._sed(sed))
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
 
-        def validation_step(self, batch, batch_index):
-            images, sed = batch
-            loss = self.model.loss(images, self._sed(sed))
-            self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
-
-        def configure_optimizers(self):
-            optimizer = torch.optim.AdamW(
-                self.parameters(),
-                lr=self.hparams.learning_rate,
-                weight_decay=self.hparams.weight_decay,
-            )
-            steps = max(1, int(self.trainer.estimated_stepping_batches))
-            # A short warm-up keeps the first steps of a randomly initialised
-            # transformer from diverging at the peak rate; a cosine decay follows.
-            schedule = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer,
-                max_lr=self.hparams.learning_rate,
-                total_steps=steps,
-                pct_start=WARMUP_FRACTION,
-            )
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": schedule, "interval": "step"},
-            }
-
-    return AstroPTModule
-
-
-def _best_weights_callback():
-    import lightning as L
-
-    class BestWeights(L.Callback):
-        """Keeps the per-epoch losses and, in memory, the weights of the best epoch.
-
-        Held in memory rather than in checkpoint files so that pretraining
-        writes nothing but the final model folder.
-        """
-
-        def __init__(self):
-            self.train: list[float] = []
-            self.val: list[float] = []
-            # Stays None without validation, and then the last epoch is kept.
-            self.best_state: dict[str, torch.Tensor] | None = None
-
-        def on_train_epoch_end(self, trainer, module):
-            self.train.append(float(trainer.callback_metrics["train_loss"]))
-
-        def on_validation_epoch_end(self, trainer, module):
-            loss = float(trainer.callback_metrics["val_loss"])
-            if not self.val or loss < min(self.val):
-                state = module.model.state_dict()
-                self.best_state = {
-                    name: value.detach().cpu().clone() for name, value in state.items()
-                }
-            self.val.append(loss)
-
-    return BestWeights()
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(
+            self.parameters(),
+            lr=self.hparams.learning_rate,
+            weight_decay=self.hparams.weight_decay,
+        )
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        # A short warm-up keeps the first steps of a randomly initialised
+        # transformer from diverging at the peak rate; a cosine decay follows.
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=self.hparams.learning_rate,
+            total_steps=steps,
+            pct_start=WARMUP_FRACTION,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": schedule, "interval": "step"},
+        }
 
 
 def pretrain(
@@ -225,7 +163,7 @@ def pretrain(
     out_dir : str or Path
         Model folder to write (``weights.safetensors`` + ``config.json``).
     size : str
-        A named size of :data:`~tuningfork.embeddings.astropt.MODEL_SIZES`.
+        A named size of :data:`~tuningfork.models.nets.astropt.MODEL_SIZES`.
     preprocess : PreprocessConfig, optional
         Image preprocessing; its ``output_size`` (pixels) is the model's
         image size.  Default: 64 px and no normalisation, because the model
@@ -263,8 +201,6 @@ def pretrain(
     Path
         The model folder.
     """
-    import lightning as L
-
     preprocess = preprocess or PreprocessConfig(output_size=64, normalisation="none")
     if preprocess.output_size is None or preprocess.polar:
         raise ConfigError(
@@ -289,7 +225,7 @@ def pretrain(
         raise ConfigError(f"pretraining data sets have different numbers of bands: {band_counts}")
     bands = next(iter(band_counts.values()))
     sed = (
-        np.concatenate([sed_values(collection, sed_columns) for collection in collections])
+        np.concatenate([collection.sed_values(sed_columns) for collection in collections])
         if sed_columns
         else None
     )
@@ -336,31 +272,22 @@ def pretrain(
             drop_last=shuffle and len(indices) > batch_size,
         )
 
-    module = _lightning_module()(config.to_dict(), learning_rate, weight_decay, augment, seed)
-    best = _best_weights_callback()
-    trainer = L.Trainer(
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        callbacks=[best],
-        gradient_clip_val=GRADIENT_CLIP,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+    module = AstroPTModule(config.to_dict(), learning_rate, weight_decay, augment, seed)
+    best = BestWeights("val_loss", "min")
+    trainer = make_trainer(
+        max_epochs=max_epochs, accelerator=accelerator, callbacks=[best], gradient_clip=GRADIENT_CLIP,
+        progress=progress,
     )
     trainer.fit(module, loader(rows[n_val:], True), loader(rows[:n_val], False) if n_val else None)
+    best.restore(module)
     model = module.model.cpu().eval()
-    if best.best_state is not None:
-        model.load_state_dict(best.best_state)
     metrics = {
-        "train_loss": best.train,
-        "val_loss": best.val,
-        "best_val_loss": min(best.val) if best.val else None,
+        "train_loss": best.train_losses,
+        "val_loss": best.scores,
+        "best_val_loss": min(best.scores) if best.scores else None,
         "n_train": int(len(rows) - n_val),
         "n_val": n_val,
         "epochs": max_epochs,
         "data": [collection.name for collection in collections],
     }
-    return save_astropt(model, out_dir, preprocess, metrics)
+    return save_model(out_dir, model, astropt_model_config(model, preprocess, metrics))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import GalaxyCollection, write_table
+from ..models import AstroPTEncoder
 from ..preprocessing import PreprocessConfig
-from .embed import AstroPTEncoder, extract_embeddings
+from .embed import extract_embeddings
 from .outliers import outlier_scores
 from .plots import neighbours_mosaic, outliers_mosaic
 from .pretrain import pretrain
@@ -65,11 +66,13 @@ def embeddings_tour(
         "model": model,
         "embeddings": embeddings.path,
         "neighbours": write_table(out / "similar.csv", neighbours),
-        "neighbours_mosaic": neighbours_mosaic(collection, neighbours, out / "similar.png"),
+        "neighbours_mosaic": out / "similar.png",
     }
+    neighbours_mosaic(collection, neighbours, paths["neighbours_mosaic"])
     scores = outlier_scores(embeddings.vectors, embeddings.ids, seed=seed)
     paths["outliers"] = write_table(out / "outliers.csv", scores)
-    paths["outliers_mosaic"] = outliers_mosaic(collection, scores, out / "outliers.png", top=16)
+    paths["outliers_mosaic"] = out / "outliers.png"
+    outliers_mosaic(collection, scores, paths["outliers_mosaic"], top=16)
     if console is not None:
         console.print(
             f"  AstroPT: tiny model pretrained on {len(collection)} galaxies ({model}); "

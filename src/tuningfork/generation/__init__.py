@@ -16,8 +16,9 @@ be added to a supervised training set for rare classes.
 >>> write_generated(sample, "generated")                            # doctest: +SKIP
 
 Modules: :mod:`~.scaling` (preprocessing to model space and back),
-:mod:`~.conditions`, :mod:`~.model` (the network), :mod:`~.folder` (model
-folders), :mod:`~.train`, :mod:`~.sample`, :mod:`~.evaluate`, :mod:`~.augment`
+:mod:`~.folder` (the generator view of a model folder; the network and its
+condition space are :mod:`tuningfork.models.nets.unet` and
+:mod:`tuningfork.models.conditions`), :mod:`~.train`, :mod:`~.sample`, :mod:`~.evaluate`, :mod:`~.augment`
 (rare-class augmentation; ``tuningfork train --augment-with``) and
 :mod:`~.tour` (the ``tuningfork demo`` stop).
 
@@ -37,11 +38,10 @@ Galaxy Zoo 2 sample (~240 000 galaxies), 1000 training steps, and sampling
 with DDIM or DPM-Solver in 50-100 steps at guidance 1.5-3.
 """
 
-from .augment import add_generated, folder_classifier, to_classifier_input
-from .conditions import ConditionSpace
+from ..models import ConditionalUNet, ConditionSpace, UNetConfig
+from .augment import folder_classifier, generate_for_classifier, to_classifier_input
 from .evaluate import evaluate_generator, frechet_distance, morphometry_ks, real_in_data_units
-from .folder import Generator, load_generator, save_generator
-from .model import ConditionalUNet, UNetConfig
+from .folder import Generator, load_generator
 from .sample import GeneratedSample, generate, sample_model_space, write_generated
 from .scaling import DiffusionScaling, inverse_stretch
 from .train import DEFAULT_PREPROCESS, diffusion_loss, noise_schedule, train_generator
@@ -54,19 +54,18 @@ __all__ = [
     "GeneratedSample",
     "Generator",
     "UNetConfig",
-    "add_generated",
     "diffusion_loss",
     "evaluate_generator",
     "folder_classifier",
     "frechet_distance",
     "generate",
+    "generate_for_classifier",
     "inverse_stretch",
     "load_generator",
     "morphometry_ks",
     "noise_schedule",
     "real_in_data_units",
     "sample_model_space",
-    "save_generator",
     "to_classifier_input",
     "train_generator",
     "write_generated",

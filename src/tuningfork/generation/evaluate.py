@@ -95,11 +95,10 @@ def real_in_data_units(generator: Generator, collection: GalaxyCollection) -> np
     ndarray
         float32 (n, bands, H, W) at the generator's resolution.
     """
-    from ..clustering.autoencoder import read_preprocessed
     from ..preprocessing import Preprocessor
 
     scaling = generator.scaling
-    stretched = read_preprocessed(collection, Preprocessor(scaling.preprocess))
+    stretched = collection.read_images(Preprocessor(scaling.preprocess))
     return scaling.to_data(scaling.to_model(stretched))
 
 
@@ -177,8 +176,7 @@ def _split_half_distance(embeddings: np.ndarray, rng: np.random.Generator) -> fl
 
 
 def _embedder(encoder) -> Callable[[np.ndarray], np.ndarray]:
-    from ..embeddings import load_encoder
-    from ..embeddings.embed import embed_arrays
+    from ..models import embed_arrays, load_encoder
 
     model = load_encoder(encoder) if isinstance(encoder, (str, Path)) else encoder
     return lambda images: embed_arrays(model, images)
@@ -209,7 +207,7 @@ def evaluate_generator(
         Real galaxies (held out from the generator's training if possible);
         with class conditioning, their label column holds the classes.
     encoder : Encoder, str or Path, optional
-        A tuningfork encoder (:func:`tuningfork.embeddings.load_encoder`:
+        A tuningfork encoder (:func:`tuningfork.models.load_encoder`:
         an AstroPT or autoencoder model folder, or an ``Encoder``) for the
         Frechet distance; skipped without one.
     classifier : callable, optional

@@ -1,4 +1,4 @@
-"""Generator model folders, in the layout of :mod:`tuningfork.models.folder`.
+"""Generators: a view of a generator model folder (:mod:`tuningfork.models.folder`).
 
 ``weights.safetensors`` holds the EMA weights; ``config.json`` is a
 :class:`~tuningfork.models.ModelConfig` whose ``architecture`` is
@@ -6,7 +6,8 @@
 and whose ``target`` says what the generator makes: the condition space, the
 affine map to model space (so samples can be returned in data units) and the
 noise schedule.  Preprocessing, package versions, metrics and the weights'
-checksum are stored as for every other model.
+checksum are stored as for every other model; :func:`tuningfork.models.load_model`
+reads it, and :meth:`Generator.from_loaded` adds the sampling settings.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptFileError, MissingFileError, ModelError
-from ..models.folder import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, _sha256, read_config, save_model
-from ..preprocessing import PreprocessConfig
-from .conditions import ConditionSpace
-from .model import ConditionalUNet, UNetConfig
+from ..models import (
+    ConditionalUNet,
+    ConditionSpace,
+    LoadedModel,
+    ModelConfig,
+    load_model,
+    read_config,
+)
+from ..models.folder import CONFIG_FILE
+from ..models.nets.unet import ARCHITECTURE
 from .scaling import DiffusionScaling
 
-ARCHITECTURE = "conditional-diffusion"
 #: ``target.kind`` of a generator's config.
 TARGET_KIND = "generation"
 
@@ -56,43 +62,64 @@ class Generator:
         """The condition space of the model."""
         return self.model.conditions
 
+    def model_config(self) -> ModelConfig:
+        """The model-folder config, for :func:`tuningfork.models.save_model`.
 
-def save_generator(generator: Generator, folder: str | Path) -> Path:
-    """Write a generator's model folder (each file replaced atomically).
+        Returns
+        -------
+        ModelConfig
+        """
+        unet = self.model.config
+        return ModelConfig(
+            architecture=ARCHITECTURE,
+            num_outputs=unet.bands,
+            in_channels=unet.bands,
+            image_size=unet.image_size,
+            preprocessing=self.scaling.preprocess.to_dict(),
+            target={
+                "kind": TARGET_KIND,
+                "conditions": self.conditions.to_dict(),
+                "scaling": self.scaling.to_dict(),
+                "noise_schedule": self.schedule,
+            },
+            architecture_options=unet.to_dict(),
+            metrics=self.metrics,
+        )
 
-    Parameters
-    ----------
-    generator : Generator
-        The trained generator.
-    folder : str or Path
-        Created if needed.
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel) -> Generator:
+        """The generator of a loaded generator model folder.
 
-    Returns
-    -------
-    Path
-        The folder.
-    """
-    unet = generator.model.config
-    config = ModelConfig(
-        architecture=ARCHITECTURE,
-        num_outputs=unet.bands,
-        in_channels=unet.bands,
-        image_size=unet.image_size,
-        preprocessing=generator.scaling.preprocess.to_dict(),
-        target={
-            "kind": TARGET_KIND,
-            "conditions": generator.conditions.to_dict(),
-            "scaling": generator.scaling.to_dict(),
-            "noise_schedule": generator.schedule,
-        },
-        architecture_options=unet.to_dict(),
-        metrics=generator.metrics,
-    )
-    return save_model(folder, generator.model, config)
+        Parameters
+        ----------
+        loaded : LoadedModel
+            From :func:`tuningfork.models.load_model`.
+
+        Returns
+        -------
+        Generator
+
+        Raises
+        ------
+        ModelError
+            For a folder holding another kind of model.
+        CorruptFileError
+            For incomplete generator settings.
+        """
+        config, folder = loaded.config, loaded.folder
+        _check_kind(config, folder)
+        try:
+            scaling = DiffusionScaling.from_dict(config.target["scaling"], loaded.preprocess)
+            schedule = dict(config.target["noise_schedule"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptFileError(
+                folder / CONFIG_FILE, f"incomplete generator settings ({type(error).__name__}: {error})"
+            ) from None
+        return cls(model=loaded.network, scaling=scaling, schedule=schedule, metrics=config.metrics, name=str(folder))
 
 
 def load_generator(folder: str | Path) -> Generator:
-    """Load a generator model folder written by :func:`save_generator`.
+    """Load a generator model folder (:func:`tuningfork.models.load_model`, then :meth:`Generator.from_loaded`).
 
     Parameters
     ----------
@@ -107,41 +134,26 @@ def load_generator(folder: str | Path) -> Generator:
     Raises
     ------
     MissingFileError
-        The folder does not exist.
+        The folder, its config or its weights do not exist.
     ModelError
-        The folder lacks a model file or holds another kind of model.
+        The folder holds another kind of model.
     CorruptFileError
         ``config.json`` is unreadable, or the weights are unreadable or not
         the ones the config was written with.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingFileError(folder, "generator folder")
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        if not (folder / name).is_file():
-            raise ModelError(f"{folder}: not a generator folder (no {name})")
-    config, digest = read_config(folder)
+    if not (folder / CONFIG_FILE).is_file():
+        raise ModelError(f"{folder}: not a generator folder (no {CONFIG_FILE})")
+    # The kind is checked before the weights are read, so that another
+    # model's folder gets this message rather than a weights error.
+    _check_kind(read_config(folder)[0], folder)
+    return Generator.from_loaded(load_model(folder))
+
+
+def _check_kind(config: ModelConfig, folder: Path) -> None:
     if config.architecture != ARCHITECTURE or config.target.get("kind") != TARGET_KIND:
         raise ModelError(
             f"{folder}: not a generator folder (architecture '{config.architecture}', not '{ARCHITECTURE}')"
         )
-    weights = folder / WEIGHTS_FILE
-    if digest is not None and _sha256(weights) != digest:
-        raise CorruptFileError(weights, f"does not match {CONFIG_FILE} (changed or half-written)")
-    try:
-        model = ConditionalUNet(
-            UNetConfig.from_dict(config.architecture_options), ConditionSpace.from_dict(config.target["conditions"])
-        )
-        scaling = DiffusionScaling.from_dict(config.target["scaling"], PreprocessConfig.from_dict(config.preprocessing))
-        schedule = dict(config.target["noise_schedule"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise CorruptFileError(folder / CONFIG_FILE, f"incomplete generator settings ({type(error).__name__}: {error})") from None
-    try:
-        load_model(model, str(weights), strict=True)
-    except (SafetensorError, RuntimeError, OSError) as error:
-        problem = str(error).splitlines()[0][:160]
-        raise CorruptFileError(weights, f"cannot load into the generator of {CONFIG_FILE}: {problem}") from None
-    return Generator(model=model.eval(), scaling=scaling, schedule=schedule, metrics=config.metrics, name=str(folder))

@@ -19,7 +19,7 @@ import torch
 from astropy.table import Table
 
 from ..errors import ConfigError
-from .conditions import Condition
+from ..models.conditions import Condition
 from .folder import Generator, load_generator
 
 SAMPLERS = ("ddim", "dpm-solver")
@@ -210,8 +210,9 @@ def write_generated(
     Path
         The catalog file.
     """
+    from ..data import display_rgb
     from ..data.writers import write_fits, write_png, write_table
-    from ..plots import display_rgb, mosaic
+    from ..plots import mosaic
 
     formats = tuple(formats)
     unknown = [fmt for fmt in formats if fmt not in IMAGE_FORMATS]

@@ -13,16 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..data import GalaxyCollection
 from ..errors import CatalogError, ConfigError
+from ..models import ConditionalUNet, ConditionSpace, UNetConfig, save_model
+from ..models.runtime import BestWeights, make_trainer
 from ..preprocessing import PreprocessConfig, Preprocessor, d4_apply_each, random_d4
-from .conditions import ConditionSpace
-from .folder import Generator, save_generator
-from .model import ConditionalUNet, UNetConfig
+from .folder import Generator
 from .scaling import DiffusionScaling, check_generator_preprocess
 
 #: Preprocessing of a generator by default: 32 px stamps, asinh stretch
@@ -103,80 +104,59 @@ def diffusion_loss(
     return F.mse_loss(model(noisy, steps, condition.to(device), dropped), noise)
 
 
-def _lightning_module():
-    """The LightningModule class, defined lazily so importing this module stays light."""
-    import lightning as L
+class DiffusionModule(L.LightningModule):
+    """DDPM training step, AdamW with cosine decay, EMA of the weights.
 
-    class DiffusionModule(L.LightningModule):
-        """DDPM training step, AdamW with cosine decay, EMA of the weights.
+    Parameters
+    ----------
+    model : ConditionalUNet
+        The network to train.
+    scheduler : diffusers.DDPMScheduler
+        Noise schedule.
+    learning_rate : float
+        Peak AdamW learning rate.
+    condition_dropout : float
+        Share of conditions replaced by the null condition.
+    ema_decay : float
+        Largest EMA decay (reached after a warm-up of the average).
+    augment : bool
+        Random D4 rotation/flip of each image (orientation carries no
+        morphology, so this multiplies the training set by eight).
+    seed : int
+        Seed of the augmentation.
+    """
 
-        Parameters
-        ----------
-        model : ConditionalUNet
-            The network to train.
-        scheduler : diffusers.DDPMScheduler
-            Noise schedule.
-        learning_rate : float
-            Peak AdamW learning rate.
-        condition_dropout : float
-            Share of conditions replaced by the null condition.
-        ema_decay : float
-            Largest EMA decay (reached after a warm-up of the average).
-        augment : bool
-            Random D4 rotation/flip of each image (orientation carries no
-            morphology, so this multiplies the training set by eight).
-        seed : int
-            Seed of the augmentation.
-        """
+    def __init__(self, model, scheduler, learning_rate, condition_dropout, ema_decay, augment, seed):
+        from diffusers.training_utils import EMAModel
 
-        def __init__(self, model, scheduler, learning_rate, condition_dropout, ema_decay, augment, seed):
-            from diffusers.training_utils import EMAModel
+        super().__init__()
+        self.model = model
+        self.scheduler = scheduler
+        self.learning_rate = learning_rate
+        self.condition_dropout = condition_dropout
+        self.augment = augment
+        self.ema = EMAModel(model.parameters(), decay=ema_decay)
+        self._rng = np.random.default_rng(seed)
 
-            super().__init__()
-            self.model = model
-            self.scheduler = scheduler
-            self.learning_rate = learning_rate
-            self.condition_dropout = condition_dropout
-            self.augment = augment
-            self.ema = EMAModel(model.parameters(), decay=ema_decay)
-            self._rng = np.random.default_rng(seed)
+    def on_fit_start(self):
+        self.ema.to(self.device)
 
-        def on_fit_start(self):
-            self.ema.to(self.device)
+    def training_step(self, batch, batch_index):
+        images, condition = batch
+        if self.augment:
+            images = d4_apply_each(images, random_d4(self._rng, len(images)))
+        loss = diffusion_loss(self.model, self.scheduler, images, condition, self.condition_dropout)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
 
-        def training_step(self, batch, batch_index):
-            images, condition = batch
-            if self.augment:
-                images = d4_apply_each(images, random_d4(self._rng, len(images)))
-            loss = diffusion_loss(self.model, self.scheduler, images, condition, self.condition_dropout)
-            self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
-            return loss
+    def on_train_batch_end(self, outputs, batch, batch_index):
+        self.ema.step(self.model.parameters())
 
-        def on_train_batch_end(self, outputs, batch, batch_index):
-            self.ema.step(self.model.parameters())
-
-        def configure_optimizers(self):
-            optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate, weight_decay=0.0)
-            steps = max(1, int(self.trainer.estimated_stepping_batches))
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    return DiffusionModule
-
-
-def _epoch_losses_callback():
-    import lightning as L
-
-    class EpochLosses(L.Callback):
-        """Records the mean training loss of every epoch."""
-
-        def __init__(self):
-            self.losses: list[float] = []
-
-        def on_train_epoch_end(self, trainer, module):
-            self.losses.append(float(trainer.callback_metrics["train_loss"]))
-
-    return EpochLosses()
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate, weight_decay=0.0)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def training_conditions(
@@ -209,9 +189,7 @@ def training_conditions(
         codes = collection.labels()
         space = ConditionSpace.from_classes(collection.class_names)
         return space, [space.names[code] for code in codes]
-    from ..embeddings.pretrain import sed_values
-
-    values = sed_values(collection, feature_columns)
+    values = collection.sed_values(feature_columns)
     bad_rows = np.flatnonzero(~np.all(np.isfinite(values), axis=1))
     if bad_rows.size:
         raise CatalogError(
@@ -289,7 +267,6 @@ def train_generator(
     ConfigError
         Invalid settings or an empty collection.
     """
-    import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
     preprocess = preprocess or DEFAULT_PREPROCESS
@@ -302,9 +279,7 @@ def train_generator(
         raise ConfigError(f"{collection.name}: no galaxies to train a generator on")
     space, conditions = training_conditions(collection, feature_columns)
 
-    from ..clustering.autoencoder import read_preprocessed
-
-    stretched = read_preprocessed(collection, Preprocessor(preprocess), batch_size=64)
+    stretched = collection.read_images(Preprocessor(preprocess), batch_size=64)
     scaling = DiffusionScaling.fit(stretched, preprocess)
     images = torch.from_numpy(scaling.to_model(stretched))
     settings = unet.to_dict() if isinstance(unet, UNetConfig) else dict(unet or {})
@@ -319,31 +294,24 @@ def train_generator(
     loss_before = _probe_loss(model, scheduler, probe)
     model.train()
 
-    module = _lightning_module()(model, scheduler, learning_rate, condition_dropout, ema_decay, augment, seed)
-    losses = _epoch_losses_callback()
+    module = DiffusionModule(model, scheduler, learning_rate, condition_dropout, ema_decay, augment, seed)
+    # Without validation it only records the loss of every epoch: the EMA
+    # weights, not a best epoch, are what gets saved.
+    record = BestWeights()
     loader = DataLoader(
         TensorDataset(images, encoded),
         batch_size=min(batch_size, len(images)),
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    trainer = L.Trainer(
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=progress,
-        callbacks=[losses],
-    )
+    trainer = make_trainer(max_epochs=max_epochs, accelerator=accelerator, callbacks=[record], progress=progress)
     trainer.fit(module, loader)
     model = module.model.cpu()
     module.ema.to("cpu")
     module.ema.copy_to(model.parameters())
     schedule = {key: value for key, value in scheduler.config.items() if not key.startswith("_")}
     metrics = {
-        "loss_per_epoch": losses.losses,
+        "loss_per_epoch": record.train_losses,
         # The same images, noise and steps before training and with the EMA
         # weights after it: the loss must have dropped.
         "fixed_batch_loss_before": loss_before,
@@ -361,7 +329,7 @@ def train_generator(
         },
     }
     generator = Generator(model.eval(), scaling, schedule, metrics, name=str(out_dir))
-    return save_generator(generator, out_dir)
+    return save_model(out_dir, generator.model, generator.model_config())
 
 
 def _probe_loss(model: ConditionalUNet, scheduler, probe: tuple[torch.Tensor, torch.Tensor]) -> float:

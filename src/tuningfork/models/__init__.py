@@ -1,100 +1,89 @@
-"""Network definitions and model folders.
+"""Every network of tuningfork and the contracts around them.
 
-:func:`build_network` makes any supported architecture by name:
-``"rotinv"`` (:class:`RotationInvariantNet`, the default), ``"hybrid"``
-(:func:`hybrid_net`), or any timm model name (:func:`timm_backbone`).
-:func:`save_model` / :func:`load_model` write and read a model folder.
+* :mod:`.registry`: :func:`create_model` builds any architecture by name
+  (``"rotinv"``, the default; ``"hybrid"``; ``"astropt"``;
+  ``"denoising_autoencoder"``; ``"conditional-diffusion"``;
+  ``"morphology"``; or any timm name), each registered by its own file in
+  :mod:`.nets` with :func:`register_model`.
+* :mod:`.folder`: one model-folder format; :func:`save_model` /
+  :func:`load_model` write and read every kind of model.
+* :mod:`.encoder` / :mod:`.encoding`: the :class:`Encoder` contract and
+  :func:`load_encoder`, which opens ``"morphology"``, ``"timm:NAME"`` or any
+  model folder.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from torch import nn
-
-from .backbones import timm_backbone
-from .ensemble import EnsembleNetwork
-from .folder import LoadedModel, ModelConfig, load_model, save_model
-from .hybrid import hybrid_net
-from .rotinv import RotationInvariantNet
+from . import nets
+from .conditions import ConditionSpace
+from .encoder import Encoder, embed_arrays, forward_in_batches, resolve_device
+from .encoding import (
+    AstroPTEncoder,
+    AutoencoderEncoder,
+    SupervisedEncoder,
+    TimmEncoder,
+    encoder_from_model,
+    load_encoder,
+    network_features,
+)
+from .folder import (
+    LoadedModel,
+    ModelConfig,
+    copy_matching_weights,
+    load_model,
+    read_config,
+    save_model,
+)
+from .nets.astropt import MODEL_SIZES, AstroPT, AstroPTConfig, astropt_model_config
+from .nets.autoencoder import DenoisingAutoencoder, autoencoder_model_config
+from .nets.descriptors import MorphologyEncoder
+from .nets.ensemble import EnsembleNetwork
+from .nets.hybrid import hybrid_net
+from .nets.rotinv import RotationInvariantNet
+from .nets.timm_backbone import timm_backbone
+from .nets.unet import ConditionalUNet, UNetConfig
+from .registry import TIMM_PREFIX, create_model, list_models, parse_model_name, register_model
 
 #: The architecture used when none is named.
 DEFAULT_ARCHITECTURE = "rotinv"
 
-
-def build_network(
-    architecture: str,
-    num_outputs: int,
-    in_channels: int = 3,
-    image_size: int = 64,
-    weights: str | Path | None = None,
-    **options: Any,
-) -> nn.Module:
-    """Create a network by architecture name.
-
-    Parameters
-    ----------
-    architecture : str
-        ``"rotinv"``, ``"hybrid"`` or a timm model name.
-    num_outputs : int
-        Number of logits.
-    in_channels : int
-        Bands of the input images.
-    image_size : int
-        Side of the square input, in pixels.
-    weights : str or Path, optional
-        Local pretrained-weights file; timm backbones only.
-    **options
-        Architecture-specific keyword arguments (e.g. ``group="c4"`` for
-        rotinv, ``drop_path_rate`` for hybrid and timm models), and
-        ``ensemble=K`` for an :class:`EnsembleNetwork` of K such networks.
-
-    Returns
-    -------
-    torch.nn.Module
-    """
-    from ..errors import ConfigError
-
-    members = options.pop("ensemble", 1)
-    if not isinstance(members, int) or members < 1:
-        raise ConfigError(f"ensemble must be a positive number of networks, got {members!r}")
-    if members > 1:
-        return EnsembleNetwork([
-            build_network(architecture, num_outputs, in_channels, image_size, weights, **options)
-            for _ in range(members)
-        ])
-    if architecture in ("rotinv", "hybrid") and weights is not None:
-        raise ConfigError(f"--weights applies to timm backbones only, not to '{architecture}'")
-    try:
-        if architecture == "rotinv":
-            return RotationInvariantNet(num_outputs, in_channels=in_channels, image_size=image_size, **options)
-        if architecture == "hybrid":
-            return hybrid_net(num_outputs, in_channels=in_channels, image_size=image_size, **options)
-        if architecture == "astropt":
-            # Self-supervised (tuningfork pretrain): no logits, num_outputs is unused.
-            from ..embeddings.astropt import AstroPT, AstroPTConfig
-
-            return AstroPT(AstroPTConfig(bands=in_channels, image_size=image_size, **options))
-        if architecture == "denoising_autoencoder":
-            # Fully convolutional (tuningfork denoise train): any image size, outputs = bands.
-            from ..clustering.autoencoder import DenoisingAutoencoder
-
-            return DenoisingAutoencoder(in_channels, **options)
-        return timm_backbone(architecture, num_outputs, in_channels=in_channels, weights=weights, **options)
-    except TypeError as error:
-        raise ConfigError(f"architecture '{architecture}': bad option ({error})") from error
-
-
 __all__ = [
     "DEFAULT_ARCHITECTURE",
+    "MODEL_SIZES",
+    "TIMM_PREFIX",
+    "AstroPT",
+    "AstroPTConfig",
+    "AstroPTEncoder",
+    "AutoencoderEncoder",
+    "ConditionSpace",
+    "ConditionalUNet",
+    "DenoisingAutoencoder",
+    "Encoder",
     "EnsembleNetwork",
     "LoadedModel",
     "ModelConfig",
+    "MorphologyEncoder",
     "RotationInvariantNet",
-    "build_network",
+    "SupervisedEncoder",
+    "TimmEncoder",
+    "UNetConfig",
+    "astropt_model_config",
+    "autoencoder_model_config",
+    "copy_matching_weights",
+    "create_model",
+    "embed_arrays",
+    "encoder_from_model",
+    "forward_in_batches",
     "hybrid_net",
+    "list_models",
+    "load_encoder",
     "load_model",
+    "nets",
+    "network_features",
+    "parse_model_name",
+    "read_config",
+    "register_model",
+    "resolve_device",
     "save_model",
     "timm_backbone",
 ]

@@ -13,6 +13,11 @@ A model folder holds
 Each file is written atomically, config last; the config records the
 SHA-256 of the weights it belongs to, so a folder whose save was interrupted
 half-way is detected on loading instead of silently mixing two models.
+
+Every kind of model (classifier, vote model, AstroPT, denoising
+autoencoder, generator) uses this one layout: :func:`save_model` writes it,
+:func:`load_model` reads it back as one :class:`LoadedModel`, rebuilding the
+network through the registry (:func:`tuningfork.models.create_model`).
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ from pathlib import Path
 
 from torch import nn
 
+from ..config import Serialisable
 from ..data.writers import atomic_path
-from ..errors import CorruptFileError, MissingFileError, ModelError
+from ..errors import ConfigError, CorruptFileError, MissingFileError, ModelError
+from ..preprocessing import PreprocessConfig
+from .registry import create_model, needs_target
 
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
@@ -36,13 +44,14 @@ _RECORDED_PACKAGES = ("tuningfork", "torch", "timm", "lightning", "numpy", "safe
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Serialisable):
     """What a model folder's ``config.json`` says.
 
     Parameters
     ----------
     architecture : str
-        ``"rotinv"``, ``"hybrid"`` or a timm model name.
+        A registered architecture (:func:`tuningfork.models.list_models`)
+        or a timm model name.
     num_outputs : int
         Number of network outputs (classes, or answers of the tree).
     in_channels : int
@@ -110,6 +119,11 @@ class LoadedModel:
     config: ModelConfig
     folder: Path
 
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        """The preprocessing the network was trained with."""
+        return PreprocessConfig.from_dict(self.config.preprocessing)
+
 
 def _package_versions() -> dict[str, str]:
     versions = {}
@@ -156,7 +170,7 @@ def save_model(folder: str | Path, network: nn.Module, config: ModelConfig) -> P
         save_safetensors(network, str(tmp))
         digest = _sha256(tmp)
     config.versions = _package_versions()
-    document = dataclasses.asdict(config) | {"weights_sha256": digest}
+    document = config.to_dict() | {"weights_sha256": digest}
     with atomic_path(folder / CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps(document, indent=2))
     return folder
@@ -189,7 +203,6 @@ def read_config(folder: str | Path) -> tuple[ModelConfig, str | None]:
     if not isinstance(document, dict):
         raise CorruptFileError(path, "not a JSON object")
     digest = document.pop("weights_sha256", None)
-    known = {item.name for item in dataclasses.fields(ModelConfig)}
     required = {item.name for item in dataclasses.fields(ModelConfig) if item.default is dataclasses.MISSING
                 and item.default_factory is dataclasses.MISSING}
     absent = sorted(required - set(document))
@@ -198,40 +211,59 @@ def read_config(folder: str | Path) -> tuple[ModelConfig, str | None]:
     version = document.get("format_version", FORMAT_VERSION)
     if version > FORMAT_VERSION:
         raise ModelError(f"{path}: written by a newer tuningfork (format {version}); upgrade to read it")
-    return ModelConfig(**{key: value for key, value in document.items() if key in known}), digest
+    try:
+        return ModelConfig.from_dict(document), digest
+    except ConfigError as error:
+        raise CorruptFileError(path, str(error)) from None
 
 
-def load_model(folder: str | Path) -> LoadedModel:
-    """Read a model folder and rebuild its network, ready for inference.
+def load_model(folder: str | Path, *, architecture: str | None = None) -> LoadedModel:
+    """Read a model folder of any kind and rebuild its network, ready for inference.
 
     Parameters
     ----------
     folder : str or Path
-        A folder written by :func:`save_model`.
+        A folder written by :func:`save_model` (by this or an earlier
+        release).
+    architecture : str, optional
+        Refuse a folder holding another architecture (e.g.
+        ``"denoising_autoencoder"`` where a denoiser is needed).
 
     Returns
     -------
     LoadedModel
+
+    Raises
+    ------
+    MissingFileError
+        For a missing folder, config or weights file.
+    CorruptFileError
+        For an unreadable config, or weights that are unreadable, do not fit
+        the network, or are not the ones the config was written with.
+    ModelError
+        For a folder of another architecture than ``architecture``, or
+        written by a newer tuningfork.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_model as load_safetensors
 
-    from . import build_network
-
     folder = Path(folder)
     config, digest = read_config(folder)
+    if architecture is not None and config.architecture != architecture:
+        article = "an" if architecture[:1] in "aeiou" else "a"
+        raise ModelError(f"{folder}: holds a '{config.architecture}' model, not {article} {architecture} model")
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise MissingFileError(weights, "model weights")
     if digest is not None and _sha256(weights) != digest:
         raise CorruptFileError(weights, "does not match config.json (changed or half-written); retrain or restore both")
-    network = build_network(
-        config.architecture,
-        config.num_outputs,
-        in_channels=config.in_channels,
-        image_size=config.image_size,
-        **config.architecture_options,
-    )
+    settings = {"in_channels": config.in_channels, "image_size": config.image_size, **config.architecture_options}
+    if needs_target(config.architecture):
+        settings["target"] = config.target
+    try:
+        network = create_model(config.architecture, config.num_outputs, **settings)
+    except (KeyError, TypeError) as error:
+        raise CorruptFileError(folder / CONFIG_FILE, f"incomplete {config.architecture} settings ({error})") from None
     try:
         load_safetensors(network, str(weights), strict=True)
     except (SafetensorError, RuntimeError, OSError) as error:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..errors import EmptyImageError, ImageShapeError, InputFileError, NoSourcesError
+from ..errors import EmptyImageError, ImageShapeError, NoSourcesError
+from .sky import estimate_sky
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,13 @@ class CentralSource:
         bool map of pixels statmorph must ignore: other sources and
         non-finite pixels.
     background : float
-        Sigma-clipped median of the sky, in image units.
+        Sky level subtracted (see :func:`~tuningfork.morphometry.sky.estimate_sky`),
+        in image units.
     background_rms : float
-        Sigma-clipped standard deviation of the sky, in image units.
+        Per-pixel scatter of the sky, in image units.
+    sky_flag : int
+        0 for a trusted sky; 1 when too little source-free sky was left or
+        the galaxy reaches the cutout edge (see :class:`SkyEstimate`).
     """
 
     image: np.ndarray
@@ -41,6 +46,7 @@ class CentralSource:
     mask: np.ndarray
     background: float
     background_rms: float
+    sky_flag: int = 0
 
 
 def label_nearest_centre(labels: np.ndarray) -> int:
@@ -71,6 +77,8 @@ def segment_central_source(
     nsigma: float = 1.5,
     min_pixels: int = 10,
     smoothing_fwhm: float = 2.0,
+    mask: np.ndarray | None = None,
+    sky: float | None = None,
     name: str = "image",
 ) -> CentralSource:
     """Detect sources with photutils and keep the one at the centre.
@@ -86,6 +94,13 @@ def segment_central_source(
     smoothing_fwhm : float
         FWHM of the Gaussian that smooths the image before detection, in
         pixels; it suppresses detections of single noise peaks.
+    mask : ndarray, optional
+        bool map of bad pixels (e.g. a survey's mask), left out of the sky
+        and of every source, and masked in the result.
+    sky : float, optional
+        Known sky level (0 for an image already sky-subtracted).  By
+        default it is measured on the source-free pixels
+        (:func:`~tuningfork.morphometry.sky.estimate_sky`).
     name : str
         Name of the image (file or id), used in error messages.
 
@@ -107,7 +122,7 @@ def segment_central_source(
         If the sky has zero scatter.
     """
     from astropy.convolution import convolve
-    from astropy.stats import sigma_clipped_stats
+    from astropy.utils.exceptions import AstropyUserWarning
     from photutils.segmentation import detect_sources, make_2dgaussian_kernel
     from photutils.utils.exceptions import NoDetectionsWarning
 
@@ -117,15 +132,24 @@ def segment_central_source(
     invalid = ~np.isfinite(pixels)
     if invalid.all():
         raise EmptyImageError(name, "no finite pixel")
-    _, background, background_rms = sigma_clipped_stats(pixels, mask=invalid, sigma=3.0)
-    if not background_rms > 0:
-        raise InputFileError(name, "sky has zero scatter; cannot set a detection threshold")
+    if mask is not None:
+        bad = np.asarray(mask, dtype=bool)
+        if bad.shape != pixels.shape:
+            raise ImageShapeError(name, f"mask shape {bad.shape} differs from image {pixels.shape}")
+        invalid = invalid | bad
+    estimate = estimate_sky(pixels, mask=invalid, level=sky, name=name)
+    background, background_rms = estimate.level, estimate.rms
     pixels -= background
     pixels[invalid] = 0.0
 
     kernel_size = 2 * int(np.ceil(2 * smoothing_fwhm)) + 1
     kernel = make_2dgaussian_kernel(smoothing_fwhm, size=kernel_size)
-    smoothed = convolve(pixels, kernel, mask=invalid)
+    with warnings.catch_warnings():
+        # A large masked region (a survey mask) leaves NaN after the
+        # interpolation; those pixels are masked in the detection anyway.
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        smoothed = convolve(pixels, kernel, mask=invalid)
+    smoothed = np.where(np.isfinite(smoothed), smoothed, 0.0)
     with warnings.catch_warnings():
         # An empty detection is reported below as a NoSourcesError instead.
         warnings.simplefilter("ignore", NoDetectionsWarning)
@@ -138,4 +162,6 @@ def segment_central_source(
     central = label_nearest_centre(labels)
     segmap = (labels == central).astype(np.int32)
     mask = invalid | ((labels > 0) & (labels != central))
-    return CentralSource(pixels, segmap, mask, float(background), float(background_rms))
+    return CentralSource(
+        pixels, segmap, mask, float(background), float(background_rms), estimate.flag
+    )

@@ -19,6 +19,7 @@ from .augment import (
 from .background import estimate_background, subtract_background, typical_noise
 from .config import PreprocessConfig
 from .geometry import center_crop, resize
+from .noise import estimate_noise_sigma
 from .nonfinite import band_medians, fill_masked, fill_nonfinite, nonfinite_mask
 from .normalise import NORMALISATIONS, normalise
 from .pipeline import Preprocessor
@@ -42,6 +43,7 @@ __all__ = [
     "d4_element",
     "d4_inverse",
     "estimate_background",
+    "estimate_noise_sigma",
     "extension_columns",
     "fill_masked",
     "fill_nonfinite",

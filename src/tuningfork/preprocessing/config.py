@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import Serialisable
 from ..errors import ConfigError
 from .normalise import NORMALISATIONS
 from .stretch import STRETCHES
@@ -27,13 +26,16 @@ def _is_real(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(Serialisable):
     """What :class:`~tuningfork.preprocessing.Preprocessor` does, step by step.
 
     Steps run in the order: mask non-finite pixels, subtract background,
     crop, resize, stretch, normalise, fill masked pixels, polar transform.
     The config is stored (as :meth:`to_dict`) in every model folder so that
-    prediction repeats exactly the preprocessing used in training.
+    prediction repeats exactly the preprocessing used in training;
+    :meth:`from_dict` rejects unknown keys and lets missing ones take their
+    defaults, so configs saved by older versions still load (see
+    :class:`~tuningfork.config.Serialisable`).
 
     Parameters
     ----------
@@ -158,76 +160,3 @@ class PreprocessConfig:
                 f"clip_percentiles must be [low, high] with 0 <= low < high <= 100, got {percentiles!r}"
             )
         object.__setattr__(self, "clip_percentiles", (float(percentiles[0]), float(percentiles[1])))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the settings as a JSON-ready dict (tuples become lists).
-
-        Returns
-        -------
-        dict
-            One key per field; ``from_dict(config.to_dict()) == config``.
-        """
-        settings = dataclasses.asdict(self)
-        settings["clip_percentiles"] = list(self.clip_percentiles)
-        return settings
-
-    @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> PreprocessConfig:
-        """Build a config from a dict such as :meth:`to_dict` returns.
-
-        Missing keys take their defaults, so configs saved by older versions
-        still load.
-
-        Parameters
-        ----------
-        settings : dict
-            Field names to values.
-
-        Returns
-        -------
-        PreprocessConfig
-
-        Raises
-        ------
-        ConfigError
-            For a key that is not a field, or an invalid value.
-        """
-        if not isinstance(settings, dict):
-            raise _fail(f"expected a mapping of settings, got {type(settings).__name__}")
-        known = [field.name for field in dataclasses.fields(cls)]
-        unknown = sorted(set(settings) - set(known))
-        if unknown:
-            raise _fail(
-                f"unknown key(s) {', '.join(map(repr, unknown))} (known: {', '.join(known)})"
-            )
-        return cls(**settings)
-
-    def to_json(self) -> str:
-        """Return the settings as a JSON string (see :meth:`to_dict`)."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> PreprocessConfig:
-        """Build a config from a JSON string written by :meth:`to_json`.
-
-        Parameters
-        ----------
-        text : str
-            JSON object of settings.
-
-        Returns
-        -------
-        PreprocessConfig
-
-        Raises
-        ------
-        ConfigError
-            For text that is not JSON, or invalid settings.
-        """
-        try:
-            settings = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise _fail(
-                f"settings are not valid JSON ({error.msg} at line {error.lineno})"
-            ) from None
-        return cls.from_dict(settings)

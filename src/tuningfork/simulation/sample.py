@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+from ..data.display import display_rgb
 from ..data.writers import write_fits, write_png, write_table
 from ..errors import ConfigError
-from ..plots import display_rgb
 from .classes import BAND_WAVELENGTHS_NM, SIMULATED_CLASSES
 from .render import NOISE_KINDS, PSF_KINDS, RenderConfig, render_all
 
@@ -338,7 +338,7 @@ def write_sample(
     out_dir : str or Path
         Folder to fill: ``images/<id>.fits`` (bands-first float32, header keys
         ``BANDS``, ``PIXSCALE``, ``LABEL``), ``images/<id>.png`` (asinh-stretched
-        colour preview, :func:`tuningfork.plots.display_rgb`) and ``catalog.csv``.
+        colour preview, :func:`tuningfork.data.display_rgb`) and ``catalog.csv``.
     formats : sequence of str
         Image formats among ``fits`` and ``png``; the catalog's ``file`` column
         points at the FITS file when written, else at the PNG.

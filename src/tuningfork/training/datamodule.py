@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from ..config import Serialisable
 from ..data import GalaxyCollection
-from ..errors import CatalogError, ConfigError, ImageShapeError, MissingColumnError, ModelError
-from ..preprocessing import Preprocessor
+from ..errors import CatalogError, ConfigError, MissingColumnError, ModelError
 from .losses import VOTE_LOSSES
 from .trees import get_tree
 
@@ -27,8 +27,12 @@ from .trees import get_tree
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test",)}
 
 
+#: The fields of a :class:`Target` that apply to each kind.
+_TARGET_FIELDS = {"classes": ("kind", "column", "class_names"), "votes": ("kind", "tree", "loss")}
+
+
 @dataclass
-class Target:
+class Target(Serialisable):
     """What a model learns.
 
     Parameters
@@ -51,16 +55,21 @@ class Target:
     tree: str | None = None
     loss: str | None = None
 
-    def to_dict(self) -> dict:
-        """The target as stored in a model folder's config."""
-        if self.kind == "classes":
-            return {"kind": "classes", "column": self.column, "class_names": list(self.class_names)}
-        return {"kind": "votes", "tree": self.tree, "loss": self.loss}
+    def __post_init__(self) -> None:
+        if self.kind not in _TARGET_FIELDS:
+            raise ConfigError(f"target kind must be one of {', '.join(_TARGET_FIELDS)}, got {self.kind!r}")
 
-    @classmethod
-    def from_dict(cls, settings: dict) -> Target:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**settings)
+    def to_dict(self) -> dict:
+        """The target as stored in a model folder's config.
+
+        Returns
+        -------
+        dict
+            Only the fields of its kind, so that a folder's config keeps the
+            form it has always had; :meth:`from_dict` reads it back.
+        """
+        settings = super().to_dict()
+        return {name: settings[name] for name in _TARGET_FIELDS[self.kind]}
 
     @property
     def num_outputs(self) -> int:
@@ -215,38 +224,6 @@ def split_indices(
     rows = np.arange(len(collection))
     train, val = train_test_split(rows, test_size=val_fraction, random_state=seed, stratify=stratify)
     return {"train": np.sort(train), "val": np.sort(val), "test": np.array([], dtype=int)}
-
-
-def load_images(collection: GalaxyCollection, preprocessor: Preprocessor, batch_size: int = 256, progress: bool = False) -> np.ndarray:
-    """Read and preprocess every image of a collection into one array.
-
-    Parameters
-    ----------
-    collection : GalaxyCollection
-    preprocessor : Preprocessor
-        Must produce images of one shape.
-    batch_size : int
-        Images read at a time.
-    progress : bool
-        Show a progress bar.
-
-    Returns
-    -------
-    ndarray
-        float32 (n_galaxies, bands, H, W).
-    """
-    batches = []
-    for batch in collection.iter_batches(batch_size, preprocess=preprocessor, progress=progress):
-        if isinstance(batch.images, list):
-            shapes = sorted({image.shape for image in batch.images})
-            raise ImageShapeError(
-                collection.name, f"preprocessed images differ in shape ({shapes[0]} vs {shapes[-1]}); set an output size"
-            )
-        batches.append(batch.images)
-    if len({batch.shape[1:] for batch in batches}) > 1:
-        raise ImageShapeError(collection.name, "preprocessed images differ in shape between batches; set an output size")
-    images = np.concatenate(batches).astype(np.float32, copy=False)
-    return images
 
 
 class GalaxyDataModule(L.LightningDataModule):

@@ -11,6 +11,7 @@ import numpy as np
 from ..data import GalaxyCollection, atomic_path
 from ..errors import CatalogError, ConfigError, MissingColumnError
 from ..models import load_model
+from ..models.runtime import network_logits
 from .calibration import (
     calibrated_probabilities,
     expected_calibration_error,
@@ -23,7 +24,7 @@ from .plots import (
     plot_confusion_matrix,
     plot_coverage_accuracy,
 )
-from .predict import check_labels, interpret, model_images, network_logits
+from .predict import check_labels, interpret, model_images
 from .trees import get_tree
 
 METRICS_FILE = "metrics.json"

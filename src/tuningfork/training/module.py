@@ -11,16 +11,15 @@ they are part of the Astroformer recipe for small training sets.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback
 from torch import nn
 
+from ..models.runtime import CpuBudget, find_callback
 from ..preprocessing import d4_apply_each, random_d4
 from .datamodule import Target
 from .losses import classification_loss, vote_loss
@@ -60,40 +59,6 @@ class Augmentation:
     shift_pixels: int = 2
     flux_scale: float = 0.1
     pixel_noise: float = 0.01
-
-
-class CpuBudget(Callback):
-    """Stop training when the process has used a given CPU time.
-
-    CPU time (``time.process_time``: all threads of this process) rather
-    than wall time makes budgets comparable on a shared machine.  The
-    learning-rate schedule reads :meth:`fraction_used`, so training anneals
-    properly however many epochs the budget allows.
-
-    Parameters
-    ----------
-    seconds : float
-        The budget, in CPU seconds.
-    """
-
-    def __init__(self, seconds: float):
-        self.seconds = float(seconds)
-        self._start: float | None = None
-
-    def on_fit_start(self, trainer, pl_module) -> None:
-        self._start = time.process_time()
-
-    def used(self) -> float:
-        """CPU seconds used since training started."""
-        return 0.0 if self._start is None else time.process_time() - self._start
-
-    def fraction_used(self) -> float:
-        """Share of the budget used so far."""
-        return self.used() / self.seconds
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.fraction_used() >= 1.0:
-            trainer.should_stop = True
 
 
 def shift_batch(images: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
@@ -177,10 +142,14 @@ class GalaxyModule(L.LightningModule):
     augmentation : Augmentation, optional
         Augmentation settings; ``Augmentation(d4=False, shift_pixels=0,
         flux_scale=0, pixel_noise=0)`` turns it off.
-    budget : CpuBudget, optional
-        When training is bounded by CPU time, the schedule follows it.
     seed : int
         Seed of the augmentation draws.
+
+    Notes
+    -----
+    When the trainer has a :class:`~tuningfork.models.runtime.CpuBudget`
+    (``make_trainer(budget_s=...)``), the learning-rate schedule follows the
+    share of the budget spent.
     """
 
     def __init__(
@@ -194,7 +163,6 @@ class GalaxyModule(L.LightningModule):
         mixup: float = 0.0,
         cutmix: float = 0.0,
         augmentation: Augmentation | None = None,
-        budget: CpuBudget | None = None,
         seed: int = 0,
     ):
         super().__init__()
@@ -205,7 +173,6 @@ class GalaxyModule(L.LightningModule):
         self.weight_decay = weight_decay
         self.label_smoothing = label_smoothing
         self.augmentation = augmentation or Augmentation()
-        self.budget = budget
         self.rng = np.random.default_rng(seed)
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights)
@@ -290,11 +257,12 @@ class GalaxyModule(L.LightningModule):
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        budget = find_callback(self.trainer, CpuBudget)
 
         def schedule(step: int) -> float:
             progress = step / total_steps
-            if self.budget is not None:
-                progress = max(progress, self.budget.fraction_used())
+            if budget is not None:
+                progress = max(progress, budget.fraction_used())
             progress = min(progress, 1.0)
             if progress < _WARMUP_SHARE:
                 return 0.04 + 0.96 * progress / _WARMUP_SHARE

@@ -1,41 +1,40 @@
 """Figures of a classifier's evaluation.
 
 Confusion matrix, reliability (calibration) curve, coverage-accuracy curve,
-and a mosaic of the most and least confident galaxies of each class.  All
-are written with matplotlib's Agg backend through
-:func:`tuningfork.data.writers.atomic_path`.
+and a mosaic of the most and least confident galaxies of each class.  Each
+draws on the caller's axes (or a new pyplot-free figure) and returns them;
+given a path, it also saves the figure (see :mod:`tuningfork.plots`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..data.writers import atomic_path
-from ..plots import mosaic
+from ..plots import mosaic, new_axes, save_figure
 from .calibration import coverage_accuracy_curve, expected_calibration_error, reliability_curve
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
 
 
-def _save_figure(fig, path: str | Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    _pyplot().close(fig)
-    return Path(path)
+def _finish(axis: Axes, own: bool, path: str | Path | None) -> Axes:
+    # Only a figure made here is ours to lay out; the caller's may hold other panels.
+    if own:
+        axis.figure.tight_layout()
+    if path is not None:
+        save_figure(axis.figure, path)
+    return axis
 
 
-def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
-    """Save a confusion matrix, coloured by row-normalised recall, annotated with counts.
+def plot_confusion_matrix(
+    matrix: np.ndarray, class_names: Sequence[str], path: str | Path | None = None, *, ax: Axes | None = None
+) -> Axes:
+    """Draw a confusion matrix, coloured by row-normalised recall, annotated with counts.
 
     Parameters
     ----------
@@ -43,19 +42,22 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
         (n_classes, n_classes) counts; rows are true classes, columns predicted.
     class_names : sequence of str
         Class names in matrix order.
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure by default.
 
     Returns
     -------
-    Path
+    matplotlib.axes.Axes
+        The axes drawn on.
     """
-    plt = _pyplot()
     matrix = np.asarray(matrix)
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.nan_to_num(matrix / matrix.sum(axis=1, keepdims=True))
     size = 1.2 + 0.6 * len(class_names)
-    fig, axis = plt.subplots(figsize=(size + 1.0, size))
+    own = ax is None
+    axis = new_axes(ax, (size + 1.0, size))
     image = axis.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
     for row in range(matrix.shape[0]):
         for col in range(matrix.shape[1]):
@@ -65,13 +67,19 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     axis.set_yticks(range(len(class_names)), class_names, fontsize=8)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    fig.colorbar(image, ax=axis, label="fraction of the true class")
-    fig.tight_layout()
-    return _save_figure(fig, path)
+    axis.figure.colorbar(image, ax=axis, label="fraction of the true class")
+    return _finish(axis, own, path)
 
 
-def plot_calibration(probabilities: np.ndarray, labels: np.ndarray, path: str | Path, n_bins: int = 15) -> Path:
-    """Save a reliability diagram: accuracy against confidence, with the ECE.
+def plot_calibration(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    path: str | Path | None = None,
+    n_bins: int = 15,
+    *,
+    ax: Axes | None = None,
+) -> Axes:
+    """Draw a reliability diagram: accuracy against confidence, with the ECE.
 
     Parameters
     ----------
@@ -79,19 +87,22 @@ def plot_calibration(probabilities: np.ndarray, labels: np.ndarray, path: str | 
         (n, n_classes) calibrated probabilities.
     labels : ndarray
         (n,) true class indices.
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
     n_bins : int
         Confidence bins.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure by default.
 
     Returns
     -------
-    Path
+    matplotlib.axes.Axes
+        The axes drawn on.
     """
-    plt = _pyplot()
     confidence, accuracy, count = reliability_curve(probabilities, labels, n_bins)
     filled = count > 0
-    fig, axis = plt.subplots(figsize=(4.2, 4.0))
+    own = ax is None
+    axis = new_axes(ax, (4.2, 4.0))
     axis.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="perfect calibration")
     axis.plot(confidence[filled], accuracy[filled], marker="o", label="model")
     axis.set_xlabel("confidence")
@@ -100,14 +111,18 @@ def plot_calibration(probabilities: np.ndarray, labels: np.ndarray, path: str | 
     axis.set_ylim(0, 1.02)
     axis.set_title(f"ECE = {expected_calibration_error(probabilities, labels, n_bins):.3f}", fontsize=9)
     axis.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    return _save_figure(fig, path)
+    return _finish(axis, own, path)
 
 
 def plot_coverage_accuracy(
-    confidence: np.ndarray, correct: np.ndarray, path: str | Path, targets: Sequence[float] = (0.95, 0.99)
-) -> Path:
-    """Save the coverage-accuracy curve: accuracy on the most confident share kept.
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    path: str | Path | None = None,
+    targets: Sequence[float] = (0.95, 0.99),
+    *,
+    ax: Axes | None = None,
+) -> Axes:
+    """Draw the coverage-accuracy curve: accuracy on the most confident share kept.
 
     Parameters
     ----------
@@ -115,18 +130,21 @@ def plot_coverage_accuracy(
         (n,) confidence of each prediction.
     correct : ndarray
         (n,) whether each is right.
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
     targets : sequence of float
         Accuracies drawn as horizontal guides.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure by default.
 
     Returns
     -------
-    Path
+    matplotlib.axes.Axes
+        The axes drawn on.
     """
-    plt = _pyplot()
     coverage, accuracy, _ = coverage_accuracy_curve(confidence, correct)
-    fig, axis = plt.subplots(figsize=(4.6, 3.6))
+    own = ax is None
+    axis = new_axes(ax, (4.6, 3.6))
     axis.plot(coverage, accuracy)
     for target in targets:
         axis.axhline(target, color="0.6", linestyle=":", linewidth=1)
@@ -135,8 +153,7 @@ def plot_coverage_accuracy(
     axis.set_ylabel("accuracy on the kept galaxies")
     axis.set_xlim(0, 1)
     axis.set_ylim(min(0.5, float(accuracy.min()) - 0.02), 1.005)
-    fig.tight_layout()
-    return _save_figure(fig, path)
+    return _finish(axis, own, path)
 
 
 def confidence_mosaic(
@@ -144,10 +161,12 @@ def confidence_mosaic(
     predicted: Sequence[str],
     confidence: np.ndarray,
     class_names: Sequence[str],
-    path: str | Path,
+    path: str | Path | None = None,
     per_class: int = 4,
-) -> Path:
-    """Save the most and least confident galaxies predicted in each class.
+    *,
+    figure: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """Draw the most and least confident galaxies predicted in each class.
 
     Each class takes one row: its ``per_class`` most confident galaxies, a
     blank tile, then its ``per_class`` least confident ones.
@@ -162,14 +181,17 @@ def confidence_mosaic(
         (n,) confidence of each prediction.
     class_names : sequence of str
         Classes, one row each (classes never predicted are left out).
-    path : str or Path
-        Output PNG.
+    path : str or Path, optional
+        Also save the figure there as PNG.
     per_class : int
         Galaxies on each side of a row.
+    figure : matplotlib.figure.Figure or SubFigure, optional
+        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
-    Path
+    matplotlib.figure.Figure or SubFigure
+        The figure drawn on.
     """
     predicted = np.asarray(predicted)
     tiles, titles = [], []
@@ -184,5 +206,5 @@ def confidence_mosaic(
         titles += ["" if index is None else f"{name} {confidence[index]:.2f}" for index in row]
     return mosaic(
         tiles, path, titles=titles, ncols=2 * per_class + 1,
-        suptitle="most confident (left) and least confident (right) per predicted class",
+        suptitle="most confident (left) and least confident (right) per predicted class", figure=figure,
     )

@@ -16,87 +16,18 @@ import torch
 
 from ..data import GalaxyCollection, write_table
 from ..errors import ConfigError, ModelError
-from ..models import EnsembleNetwork, LoadedModel, RotationInvariantNet, load_model
+from ..models import LoadedModel, load_model
 from ..models.export import OnnxRuntimeNetwork
-from ..preprocessing import D4_ELEMENTS, PreprocessConfig, Preprocessor, d4_apply_torch, d4_element
+from ..models.runtime import network_logits
+from ..preprocessing import PreprocessConfig, Preprocessor
 from .calibration import calibrated_probabilities, threshold_for_accuracy, triage
-from .datamodule import class_codes, load_images, open_collection
+from .datamodule import class_codes, open_collection
 from .losses import vote_fractions
 from .trees import get_tree
 
 #: How ``predict`` can run the network: eager PyTorch (CPU or GPU), or
 #: ONNX Runtime (CPU; faster there for the default network).
 INFERENCE_ENGINES = ("torch", "onnx")
-
-
-def tta_elements(network: torch.nn.Module) -> tuple[int, ...]:
-    """The D4 elements worth averaging over for a network.
-
-    A rotation-invariant network already averages over its own group, so
-    only one element per coset is needed: the mirror image for a ``c4``
-    network, nothing more for a ``d4`` one.  Other networks get all eight.
-    An ensemble is judged by its members.
-    """
-    if isinstance(network, EnsembleNetwork):
-        return tta_elements(network.members[0])
-    if isinstance(network, OnnxRuntimeNetwork):
-        return tta_elements(network.network)
-    if isinstance(network, RotationInvariantNet):
-        return (0,) if network.group == "d4" else (0, d4_element(0, True))
-    return D4_ELEMENTS
-
-
-def to_inference_layout(network: torch.nn.Module) -> torch.nn.Module:
-    """Put a network in evaluation mode with channels-last weights, in place.
-
-    oneDNN's CPU convolutions and pooling run about 30% faster on
-    channels-last tensors (431 -> 553 images/s for the default ``rotinv`` at
-    64 px on 2 cores); the results are the same up to float summation order.
-
-    Returns
-    -------
-    torch.nn.Module
-        The same network.
-    """
-    return network.eval().to(memory_format=torch.channels_last)
-
-
-def network_logits(
-    network: torch.nn.Module | OnnxRuntimeNetwork, images: np.ndarray, batch_size: int = 256, tta: bool = False
-) -> np.ndarray:
-    """Run a network over an image array in batches, without gradients.
-
-    Parameters
-    ----------
-    network : torch.nn.Module or OnnxRuntimeNetwork
-        Put in evaluation mode here (a torch network).
-    images : ndarray
-        float32 (n, bands, H, W); not modified.
-    batch_size : int
-        Images per forward pass.
-    tta : bool
-        Average the logits over D4 (test-time augmentation), using only the
-        elements :func:`tta_elements` says the network does not already
-        pool over.
-
-    Returns
-    -------
-    ndarray
-        float32 (n, outputs).
-    """
-    device = torch.device("cpu")
-    if isinstance(network, torch.nn.Module):
-        to_inference_layout(network)
-        device = next(network.parameters()).device
-    elements = tta_elements(network) if tta else (0,)
-    outputs = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).to(device)
-            batch = batch.contiguous(memory_format=torch.channels_last)
-            logits = sum(network(d4_apply_torch(batch, element)) for element in elements) / len(elements)
-            outputs.append(logits.float().cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
 
 
 @dataclass
@@ -173,7 +104,7 @@ def model_images(model: LoadedModel, collection: GalaxyCollection, batch_size: i
         float32 (n, bands, H, W).
     """
     preprocessor = Preprocessor(PreprocessConfig.from_dict(model.config.preprocessing))
-    images = load_images(collection, preprocessor, batch_size, progress)
+    images = collection.read_images(preprocessor, batch_size, progress)
     _check_input_shape(model, images.shape[1:], collection.name)
     return images
 
@@ -211,10 +142,6 @@ def collection_logits(
     preprocessor = Preprocessor(PreprocessConfig.from_dict(model.config.preprocessing))
     outputs = []
     for batch in collection.iter_batches(batch_size, preprocess=preprocessor, progress=progress):
-        if isinstance(batch.images, list):
-            shapes = sorted({image.shape for image in batch.images})
-            raise ModelError(f"{collection.name}: images preprocess to several shapes ({shapes[0]}, {shapes[-1]}); "
-                             f"model {model.folder} expects one")
         _check_input_shape(model, batch.images.shape[1:], collection.name)
         outputs.append(network_logits(network, batch.images, batch_size, tta))
     return np.concatenate(outputs)

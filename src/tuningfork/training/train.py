@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,10 +21,11 @@ from ..models import (
     EnsembleNetwork,
     LoadedModel,
     ModelConfig,
-    build_network,
+    create_model,
     save_model,
 )
 from ..models.folder import copy_matching_weights
+from ..models.runtime import BestWeights, make_trainer, network_logits
 from ..preprocessing import PreprocessConfig, Preprocessor
 from .calibration import (
     calibrated_probabilities,
@@ -39,15 +37,14 @@ from .datamodule import (
     GalaxyDataModule,
     Target,
     class_codes,
-    load_images,
     open_collection,
     split_indices,
     vote_table,
 )
 from .evaluate import first_question_majority, vote_metrics
 from .losses import balanced_class_weights
-from .module import Augmentation, CpuBudget, GalaxyModule
-from .predict import interpret, network_logits
+from .module import Augmentation, GalaxyModule
+from .predict import interpret
 from .trees import get_tree
 
 #: Peak learning rates that work for each family (AdamW, batch 64).
@@ -78,20 +75,6 @@ class TrainResult:
         return self.config.metrics
 
 
-@contextlib.contextmanager
-def _quiet_lightning(quiet: bool):
-    # Lightning announces devices and tips at INFO level; without a progress
-    # bar the caller asked for silence.
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    if quiet:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _preprocess_config(preprocess: PreprocessConfig | dict | None, image_size: int) -> PreprocessConfig:
     if preprocess is None:
         return PreprocessConfig(output_size=image_size)
@@ -107,6 +90,31 @@ def _resolve_target(collection: GalaxyCollection, target: str, tree: str | None,
         return Target(kind="votes", tree=get_tree(tree).name, loss=loss), votes, None
     codes, class_names = class_codes(collection, target)
     return Target(kind="classes", column=target, class_names=class_names), codes, codes
+
+
+def _with_extra(
+    images: np.ndarray, codes: np.ndarray, target: Target, extra_images: np.ndarray, extra_labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training images and class codes followed by the extra galaxies (new arrays)."""
+    if target.kind != "classes":
+        raise ConfigError("extra training galaxies can add to class labels only, not to votes")
+    extra_images = np.asarray(extra_images, dtype=np.float32)
+    labels = [str(label) for label in extra_labels]
+    if len(labels) != len(extra_images):
+        raise ConfigError(f"extra training galaxies: {len(extra_images)} images but {len(labels)} labels")
+    unknown = sorted(set(labels) - set(target.class_names))
+    if unknown:
+        raise ConfigError(
+            f"extra training galaxies: class(es) {', '.join(unknown)} not among the training classes "
+            f"({', '.join(target.class_names)})"
+        )
+    if extra_images.shape[1:] != images.shape[1:]:
+        raise ConfigError(
+            f"extra training galaxies are {extra_images.shape[1:]} images, the training split {images.shape[1:]}; "
+            "preprocess them the same way"
+        )
+    extra_codes = np.array([target.class_names.index(label) for label in labels], dtype=np.int64)
+    return np.concatenate([images, extra_images]), np.concatenate([np.asarray(codes, dtype=np.int64), extra_codes])
 
 
 def validation_summary(logits: np.ndarray, targets: np.ndarray, target: Target, model: LoadedModel) -> tuple[dict, dict, float]:
@@ -185,9 +193,7 @@ def train(
     devices: int | str = "auto",
     num_workers: int = 0,
     progress: bool = True,
-    augment_with: str | Path | None = None,
-    rare_classes: Sequence[str] = (),
-    generated_per_class: int = 100,
+    extra_train: tuple[np.ndarray, Sequence[str]] | None = None,
 ) -> TrainResult:
     """Train a classifier (or Galaxy Zoo vote model) and write a model folder.
 
@@ -261,14 +267,12 @@ def train(
         DataLoader worker processes.
     progress : bool
         Show progress bars.
-    augment_with : str or Path, optional
-        Generator model folder (``tuningfork generate train``): add
-        ``generated_per_class`` generated galaxies of each of ``rare_classes``
-        to the training split (classes only; validation stays real).
-    rare_classes : sequence of str
-        Classes to augment with generated galaxies.
-    generated_per_class : int
-        Generated galaxies added per rare class.
+    extra_train : (ndarray, sequence of str), optional
+        More training galaxies, e.g. generated ones of rare classes
+        (:func:`tuningfork.generation.generate_for_classifier`): float32
+        (n, bands, H, W) images already preprocessed as the training split
+        is (``preprocess``), and their class names.  They join the training
+        split only (class targets only; validation stays real).
 
     Returns
     -------
@@ -287,7 +291,7 @@ def train(
     if ensemble != 1:
         options["ensemble"] = ensemble
     # Built before the images are read, so a bad architecture fails at once.
-    network = build_network(
+    network = create_model(
         architecture, spec.num_outputs, in_channels=collection[0].image.shape[0],
         image_size=prep_config.output_size, weights=weights, **options,
     )
@@ -295,18 +299,11 @@ def train(
         for member in (network.members if isinstance(network, EnsembleNetwork) else [network]):
             copy_matching_weights(member, init_from)
     preprocessor = Preprocessor(prep_config)
-    train_images = load_images(collection.subset(splits["train"]), preprocessor, progress=progress)
-    val_images = load_images(collection.subset(splits["val"]), preprocessor, progress=progress)
+    train_images = collection.subset(splits["train"]).read_images(preprocessor, 256, progress)
+    val_images = collection.subset(splits["val"]).read_images(preprocessor, 256, progress)
     train_targets = targets[splits["train"]]
-    if augment_with is not None:
-        from ..generation.augment import add_generated
-
-        if spec.kind != "classes":
-            raise ConfigError(f"{augment_with}: generated galaxies can augment class labels only, not votes")
-        train_images, train_targets = add_generated(
-            train_images, train_targets, spec.class_names, augment_with, rare_classes, generated_per_class,
-            prep_config, seed=seed,
-        )
+    if extra_train is not None:
+        train_images, train_targets = _with_extra(train_images, train_targets, spec, *extra_train)
     weights_per_class = None
     if class_weights == "balanced":
         weights_per_class = balanced_class_weights(train_targets, len(spec.class_names))
@@ -376,7 +373,7 @@ def _fit_member(
     batch_size: int,
     module_options: dict,
 ) -> L.Trainer:
-    """Train one network in place with Lightning and load its best validation checkpoint.
+    """Train one network in place with Lightning and keep the weights of its best validation.
 
     Returns
     -------
@@ -384,30 +381,23 @@ def _fit_member(
         The finished trainer (epochs run, which process writes).
     """
     L.seed_everything(seed, workers=True, verbose=False)
-    budget = CpuBudget(budget_s) if budget_s else None
-    module = GalaxyModule(network, spec, budget=budget, seed=seed, **module_options)
+    module = GalaxyModule(network, spec, seed=seed, **module_options)
     datamodule = GalaxyDataModule(*train_data, *val_data, batch_size=batch_size, seed=seed, num_workers=num_workers)
     if spec.kind == "votes":
         monitor, mode = "val_loss", "min"
     else:
         # Weighted classes mean a rare class matters: plain accuracy would
-        # pick the checkpoint that ignores it.
+        # pick the epoch that ignores it.
         weighted = module_options.get("class_weights") is not None
         monitor, mode = ("val_balanced_accuracy" if weighted else "val_accuracy"), "max"
-    with _quiet_lightning(not progress), tempfile.TemporaryDirectory(prefix="tuningfork-checkpoints-") as checkpoint_dir:
-        checkpoint = L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=checkpoint_dir, monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True
-        )
-        callbacks = [checkpoint] + ([budget] if budget else [])
-        if patience:
-            callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
-        trainer = L.Trainer(
-            max_epochs=epochs, accelerator=accelerator, devices=devices, callbacks=callbacks,
-            logger=False, enable_progress_bar=progress, enable_model_summary=False,
-            deterministic="warn", default_root_dir=checkpoint_dir, num_sanity_val_steps=0,
-        )
-        trainer.fit(module, datamodule=datamodule)
-        if checkpoint.best_model_path:
-            state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
+    best = BestWeights(monitor, mode)
+    callbacks = [best]
+    if patience:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+    trainer = make_trainer(
+        max_epochs=epochs, accelerator=accelerator, devices=devices, callbacks=callbacks, budget_s=budget_s,
+        progress=progress,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    best.restore(module)
     return trainer

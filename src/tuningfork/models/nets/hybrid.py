@@ -16,7 +16,10 @@ from __future__ import annotations
 from timm.models.maxxvit import MaxxVit, MaxxVitCfg, MaxxVitConvCfg, MaxxVitTransformerCfg
 from torch import nn
 
+from ..registry import register_model
 
+
+@register_model("hybrid")
 def hybrid_net(
     num_outputs: int,
     in_channels: int = 3,
@@ -58,7 +61,8 @@ def hybrid_net(
     Returns
     -------
     torch.nn.Module
-        A :class:`timm.models.maxxvit.MaxxVit`.
+        A :class:`timm.models.maxxvit.MaxxVit`; its features are timm's
+        ``forward_head(forward_features(x), pre_logits=True)``.
     """
     config = MaxxVitCfg(
         embed_dim=tuple(widths),

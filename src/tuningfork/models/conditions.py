@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from ..config import Serialisable
 from ..errors import ConfigError, MissingColumnError
 
 CONDITION_KINDS = ("class", "features")
@@ -28,7 +28,7 @@ Condition = str | Sequence[float] | np.ndarray
 
 
 @dataclass(frozen=True)
-class ConditionSpace:
+class ConditionSpace(Serialisable):
     """The conditions a generator understands.
 
     Parameters
@@ -53,6 +53,10 @@ class ConditionSpace:
     maximum: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        # JSON gives lists; the space is frozen and hashable with tuples.
+        object.__setattr__(self, "names", tuple(str(name) for name in self.names))
+        for key in ("mean", "std", "minimum", "maximum"):
+            object.__setattr__(self, key, tuple(float(value) for value in getattr(self, key)))
         if self.kind not in CONDITION_KINDS:
             raise ConfigError(
                 f"ConditionSpace: unknown kind '{self.kind}' (choose from {', '.join(CONDITION_KINDS)})"
@@ -227,23 +231,3 @@ class ConditionSpace:
         if self.kind == "class":
             return [str(value) for value in table["label"]]
         return [np.array([float(row[name]) for name in self.names]) for row in table]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready description, stored in the model folder."""
-        return {
-            "kind": self.kind,
-            "names": list(self.names),
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "minimum": list(self.minimum),
-            "maximum": list(self.maximum),
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ConditionSpace:
-        """Rebuild from :meth:`to_dict`."""
-        return cls(
-            values["kind"],
-            tuple(values["names"]),
-            *(tuple(float(v) for v in values.get(key, ())) for key in ("mean", "std", "minimum", "maximum")),
-        )

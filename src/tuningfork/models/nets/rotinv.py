@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ...errors import ConfigError
+from ..registry import register_model
 
 #: The subgroups of D4 that the network can pool over, by name.
 SYMMETRY_GROUPS = {"c4": 4, "d4": 8}
@@ -94,6 +95,14 @@ class RotationInvariantNet(nn.Module):
         Width of the dense layer of the head.
     dropout : float
         Dropout before each dense layer of the head.
+
+    Notes
+    -----
+    The backbone (:meth:`forward_features`: viewpoint stack and pooling) and
+    the classifier ``head`` are separate, as in timm: ``forward(x) ==
+    head(forward_features(x))``, and ``forward_head(features,
+    pre_logits=True)`` returns what the last linear layer reads, the
+    features an encoder uses.
     """
 
     def __init__(
@@ -137,6 +146,10 @@ class RotationInvariantNet(nn.Module):
         self.view_head = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * side * side, view_features), nn.ReLU(inplace=True)
         )
+        #: Length of the pooled backbone features.
+        self.num_features = 2 * view_features
+        #: Length of the pre-logit features (timm's name).
+        self.head_hidden_size = hidden
         self.head = nn.Sequential(
             nn.Dropout(dropout),
             nn.Linear(2 * view_features, hidden),
@@ -145,11 +158,48 @@ class RotationInvariantNet(nn.Module):
             nn.Linear(hidden, num_outputs),
         )
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Return logits for a batch of (batch, bands, H, W) images."""
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled viewpoint features, (batch, num_features), of (batch, bands, H, W) images."""
         views = dihedral_views(images, self.group)[..., : self.crop_size, : self.crop_size]
         order, batch = views.shape[:2]
         features = self.view_head(self.features(views.reshape(order * batch, *views.shape[2:])))
         features = features.reshape(order, batch, -1)
-        pooled = torch.cat([features.mean(dim=0), features.amax(dim=0)], dim=1)
-        return self.head(pooled)
+        return torch.cat([features.mean(dim=0), features.amax(dim=0)], dim=1)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits of pooled features, or (``pre_logits``) what the last linear layer reads.
+
+        Parameters
+        ----------
+        features : Tensor
+            (batch, num_features) from :meth:`forward_features`.
+        pre_logits : bool
+            Stop before the output layer: (batch, head_hidden_size).
+
+        Returns
+        -------
+        Tensor
+        """
+        return self.head[:-1](features) if pre_logits else self.head(features)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Return logits for a batch of (batch, bands, H, W) images."""
+        return self.forward_head(self.forward_features(images))
+
+
+@register_model("rotinv")
+def rotinv(num_outputs: int, in_channels: int = 3, image_size: int = 64, **options) -> RotationInvariantNet:
+    """Registry constructor of :class:`RotationInvariantNet` (the default architecture).
+
+    Parameters
+    ----------
+    num_outputs, in_channels, image_size : int
+        As for :class:`RotationInvariantNet`.
+    **options
+        Its other keyword arguments.
+
+    Returns
+    -------
+    RotationInvariantNet
+    """
+    return RotationInvariantNet(num_outputs, in_channels=in_channels, image_size=image_size, **options)

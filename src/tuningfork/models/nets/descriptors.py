@@ -35,7 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..errors import ConfigError, FeatureError, ImageShapeError
+from ...errors import ConfigError, FeatureError, ImageShapeError
+from ...preprocessing import PreprocessConfig
+from ...preprocessing.noise import estimate_noise_sigma
+from ..encoder import Encoder
+from ..registry import register_model
 
 #: ``encoder`` value of :class:`~tuningfork.clustering.ClusterConfig` for these descriptors.
 MORPHOLOGY_ENCODER = "morphology"
@@ -305,8 +309,6 @@ def describe_morphology(
     ConfigError
         For a polar grid too coarse for the requested modes.
     """
-    from .autoencoder import estimate_noise_sigma
-
     if n_radii < 4 or n_angles < 2 * n_modes + 2 or n_modes < 1:
         raise ConfigError(
             f"morphology descriptors: need n_radii >= 4, n_modes >= 1 and n_angles >= "
@@ -462,8 +464,8 @@ def normalise_descriptors(
     return (residual / np.where(spread > 0, spread, 1.0)).astype(np.float32)
 
 
-class MorphologyEncoder:
-    """:func:`describe_morphology` as a clustering encoder.
+class MorphologyEncoder(Encoder):
+    """:func:`describe_morphology` as an encoder: a network without weights.
 
     ``encode`` returns the raw descriptors of a batch; the pipeline collects
     them for the whole data set with :meth:`describe` and calls
@@ -475,19 +477,34 @@ class MorphologyEncoder:
         Include the polar-grid angular Fourier modes.
     n_radii, n_angles, n_modes : int
         See :func:`describe_morphology`.
+    bands : int
+        Bands of the images, which sets :attr:`dim` (one colour gradient per
+        band after the first).
+    preprocess : PreprocessConfig, optional
+        Preprocessing of its images when used on its own (``tuningfork
+        embed``); the default ``PreprocessConfig()``.  The clustering
+        pipeline applies its own.
     """
 
     def __init__(
-        self, angular: bool = True, n_radii: int = 32, n_angles: int = 64, n_modes: int = 4
+        self,
+        angular: bool = True,
+        n_radii: int = 32,
+        n_angles: int = 64,
+        n_modes: int = 4,
+        bands: int = 1,
+        preprocess: PreprocessConfig | None = None,
     ):
+        self.bands = bands
+        self.preprocess = preprocess or PreprocessConfig()
         self.angular = angular
         self.n_radii = n_radii
         self.n_angles = n_angles
         self.n_modes = n_modes
         self.name = MORPHOLOGY_ENCODER
 
-    def describe(self, images: np.ndarray) -> MorphologyDescriptors:
-        """Descriptors and log S/N of (n, bands, H, W) images."""
+    def descriptors(self, images: np.ndarray) -> MorphologyDescriptors:
+        """Descriptors, their names and log S/N of (n, bands, H, W) images (any number of bands)."""
         return describe_morphology(
             images,
             angular=self.angular,
@@ -496,6 +513,55 @@ class MorphologyEncoder:
             n_modes=self.n_modes,
         )
 
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        """Raw descriptors, float32 (n, n_descriptors), of (n, bands, H, W) images."""
-        return self.describe(images).values
+    def describe(self, images: np.ndarray | None = None) -> dict | MorphologyDescriptors:
+        """What made the embeddings (:meth:`Encoder.describe`), or, given images, their :meth:`descriptors`.
+
+        Parameters
+        ----------
+        images : ndarray, optional
+            (n, bands, H, W) images.  Passing them is the older spelling of
+            :meth:`descriptors`, kept for callers that still use it.
+
+        Returns
+        -------
+        dict or MorphologyDescriptors
+        """
+        if images is None:
+            return super().describe()
+        return self.descriptors(images)
+
+    @property
+    def dim(self) -> int:
+        """Number of descriptors of images with :attr:`bands` bands."""
+        radial = 8 + len(GROWTH_RADII)
+        angular = (len(RING_EDGES) - 1) * (self.n_modes + 1) if self.angular else 0
+        return radial + angular + self.bands - 1
+
+    def encode(self, images: np.ndarray, sed: np.ndarray | None = None) -> np.ndarray:
+        """Raw descriptors, float32 (n, dim), of (n, bands, H, W) images (``sed`` is ignored)."""
+        images = np.asarray(images)
+        if images.ndim == 4 and images.shape[1] != self.bands:
+            raise ImageShapeError(
+                "morphology encoder input", f"{images.shape[1]} bands but the encoder expects {self.bands}"
+            )
+        return self.descriptors(images).values
+
+
+@register_model(MORPHOLOGY_ENCODER)
+def morphology(num_outputs: int = 0, in_channels: int = 1, image_size: int | None = None, **options) -> MorphologyEncoder:
+    """Registry constructor of the weightless :class:`MorphologyEncoder`.
+
+    Parameters
+    ----------
+    num_outputs, image_size : int
+        Ignored: the descriptors suit any image size.
+    in_channels : int
+        Bands of the images (sets the dimension).
+    **options
+        ``angular``, ``n_radii``, ``n_angles``, ``n_modes``, ``preprocess``.
+
+    Returns
+    -------
+    MorphologyEncoder
+    """
+    return MorphologyEncoder(bands=in_channels, **options)

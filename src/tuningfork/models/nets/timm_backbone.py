@@ -18,13 +18,16 @@ import timm
 from timm.models import adapt_input_conv, load_state_dict
 from torch import nn
 
-from ..errors import ConfigError, CorruptFileError, MissingFileError
+from ...errors import ConfigError, CorruptFileError, MissingFileError
+from ..registry import TIMM, register_model
 
 
+@register_model(TIMM)
 def timm_backbone(
     name: str,
     num_outputs: int,
     in_channels: int = 3,
+    image_size: int | None = None,
     weights: str | Path | None = None,
     drop_path_rate: float = 0.0,
     dropout: float = 0.0,
@@ -39,6 +42,8 @@ def timm_backbone(
         Number of logits.
     in_channels : int
         Bands of the input image.
+    image_size : int, optional
+        Unused: timm CNNs take any size (kept for the registry's signature).
     weights : str or Path, optional
         Local file of pretrained weights for this architecture (safetensors
         or a PyTorch state dict; any number of classes).  Without it the
@@ -51,6 +56,8 @@ def timm_backbone(
     Returns
     -------
     torch.nn.Module
+        Features (pooled, pre-logit) are timm's
+        ``forward_head(forward_features(x), pre_logits=True)``.
     """
     if name not in timm.list_models():
         raise ConfigError(f"unknown architecture '{name}': not rotinv, hybrid, or a timm model name")

@@ -11,18 +11,23 @@ sampling time (Ho & Salimans 2022).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
-from .conditions import ConditionSpace
+from ...config import Serialisable
+from ...errors import ConfigError
+from ..conditions import ConditionSpace
+from ..registry import register_model
+
+#: Architecture name of a generator's model folder.
+ARCHITECTURE = "conditional-diffusion"
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(Serialisable):
     """Size of the denoising UNet.
 
     Parameters
@@ -73,21 +78,6 @@ class UNetConfig:
     def embedding_dim(self) -> int:
         """Width of UNet2DModel's timestep embedding (4 x the first level's channels)."""
         return 4 * self.channels[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings."""
-        settings = asdict(self)
-        settings["channels"] = list(self.channels)
-        return settings
-
-    @classmethod
-    def from_dict(cls, settings: dict[str, Any]) -> UNetConfig:
-        """Rebuild from :meth:`to_dict` (unknown keys raise ConfigError)."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(settings) - known)
-        if unknown:
-            raise ConfigError(f"UNetConfig: unknown key(s) {', '.join(unknown)}")
-        return cls(**settings)
 
 
 class ConditionalUNet(nn.Module):
@@ -213,3 +203,29 @@ class ConditionalUNet(nn.Module):
         both = self(torch.cat([noisy, noisy]), timestep, torch.cat([condition, condition]), dropped)
         conditional, unconditional = both[:count], both[count:]
         return unconditional + guidance * (conditional - unconditional)
+
+
+@register_model(ARCHITECTURE, needs_target=True)
+def conditional_unet(
+    num_outputs: int = 3, in_channels: int = 3, image_size: int = 32, *, target: dict[str, Any], **options
+) -> ConditionalUNet:
+    """Registry constructor of :class:`ConditionalUNet`, from a generator folder's settings.
+
+    Parameters
+    ----------
+    num_outputs : int
+        Ignored (the outputs are the image bands).
+    in_channels, image_size : int
+        Image bands and side, unless ``options`` give ``bands`` / ``image_size``.
+    target : dict
+        The folder's target; its ``conditions`` are the
+        :meth:`ConditionSpace.to_dict` of the condition space.
+    **options
+        The other :class:`UNetConfig` fields.
+
+    Returns
+    -------
+    ConditionalUNet
+    """
+    settings = {"image_size": image_size, "bands": in_channels, **options}
+    return ConditionalUNet(UNetConfig.from_dict(settings), ConditionSpace.from_dict(target["conditions"]))

@@ -1,7 +1,7 @@
 """An autoregressive patch transformer in the manner of AstroPT.
 
 The model reads an image as a sequence of patches (spiral from the centre, see
-:mod:`tuningfork.embeddings.patches`), optionally followed by one token per
+:mod:`tuningfork.models.patches`), optionally followed by one token per
 photometric band (the SED), and learns to predict every token from the ones
 before it with a causal transformer.  No labels are needed (AstroPT, Smith
 et al. 2024; Euclid Q1 multi-modal model, Siudek et al. 2025).
@@ -20,16 +20,17 @@ thousand galaxies rather than millions:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError, ModelError
-from ..preprocessing import PreprocessConfig
-from .patches import PATCH_ORDERS, image_to_patches
+from ...config import Serialisable
+from ...errors import ConfigError
+from ...preprocessing import PreprocessConfig
+from ..folder import ModelConfig
+from ..patches import PATCH_ORDERS, image_to_patches
+from ..registry import register_model
 
 #: ``galaxy``: each image minus its median, divided by its 99th percentile
 #: (over all bands at once); ``none``: pixels as preprocessed.
@@ -56,7 +57,7 @@ MODEL_SIZES: dict[str, dict[str, int]] = {
 
 
 @dataclass
-class AstroPTConfig:
+class AstroPTConfig(Serialisable):
     """Architecture of an :class:`AstroPT` model; serialisable to a dict.
 
     Parameters
@@ -164,19 +165,6 @@ class AstroPTConfig:
     def embedding_dim(self) -> int:
         """Length of an embedding (see ``pooling``)."""
         return self.embed_dim * (self.depth if self.pooling == "layers" else 1)
-
-    def to_dict(self) -> dict:
-        """Plain-JSON form of the config."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> AstroPTConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"AstroPT config: unknown keys {sorted(unknown)}")
-        return cls(**values)
 
 
 class AstroPT(nn.Module):
@@ -418,68 +406,54 @@ class AstroPT(nn.Module):
 
 
 ARCHITECTURE = "astropt"
+#: ``target`` of an AstroPT model folder.
+TARGET = {"kind": "self-supervised", "objective": "next-token prediction (Huber)"}
 
 
-def save_astropt(
-    model: AstroPT, folder: str | Path, preprocess: PreprocessConfig, metrics: dict
-) -> Path:
-    """Save a model folder like every tuningfork model (:func:`tuningfork.models.save_model`).
+@register_model(ARCHITECTURE)
+def astropt(num_outputs: int = 0, in_channels: int = 3, image_size: int = 64, **options) -> AstroPT:
+    """Registry constructor of :class:`AstroPT` (self-supervised: ``num_outputs`` is unused).
+
+    Parameters
+    ----------
+    num_outputs : int
+        Ignored; the model predicts its own tokens.
+    in_channels, image_size : int
+        ``bands`` and ``image_size`` of the :class:`AstroPTConfig`.
+    **options
+        Its other fields.
+
+    Returns
+    -------
+    AstroPT
+    """
+    return AstroPT(AstroPTConfig.from_dict({"bands": in_channels, "image_size": image_size, **options}))
+
+
+def astropt_model_config(model: AstroPT, preprocess: PreprocessConfig, metrics: dict) -> ModelConfig:
+    """The model-folder config of a trained :class:`AstroPT`, for :func:`tuningfork.models.save_model`.
 
     Parameters
     ----------
     model : AstroPT
         The trained model.
-    folder : str or Path
-        Created if needed; earlier files are replaced atomically.
     preprocess : PreprocessConfig
-        The preprocessing the model was trained with.
+        The preprocessing it was trained with.
     metrics : dict
         Training record (losses per epoch...), JSON-serialisable.
 
     Returns
     -------
-    Path
-        The folder.
+    ModelConfig
     """
-    from ..models.folder import ModelConfig, save_model
-
     options = model.config.to_dict()
-    config = ModelConfig(
+    return ModelConfig(
         architecture=ARCHITECTURE,
         num_outputs=0,
         in_channels=options.pop("bands"),
         image_size=options.pop("image_size"),
         preprocessing=preprocess.to_dict(),
-        target={"kind": "self-supervised", "objective": "next-token prediction (Huber)"},
+        target=dict(TARGET),
         architecture_options=options,
         metrics=metrics,
     )
-    return save_model(folder, model, config)
-
-
-def load_astropt(folder: str | Path):
-    """Load a model folder written by :func:`save_astropt`.
-
-    Parameters
-    ----------
-    folder : str or Path
-        The model folder.
-
-    Returns
-    -------
-    model : AstroPT
-        In evaluation mode, on the CPU.
-    preprocess : PreprocessConfig
-        The preprocessing to apply to images before :meth:`AstroPT.embed`.
-    config : tuningfork.models.ModelConfig
-        The folder's config (metrics, versions).
-    """
-    from ..models.folder import load_model, read_config
-
-    config, _ = read_config(folder)
-    if config.architecture != ARCHITECTURE:
-        raise ModelError(
-            f"{folder}: holds a '{config.architecture}' model, not an {ARCHITECTURE} model"
-        )
-    loaded = load_model(folder)
-    return loaded.network, PreprocessConfig.from_dict(loaded.config.preprocessing), loaded.config

@@ -1,0 +1,193 @@
+"""Batches: runs of consecutive galaxies read together, as one image stack.
+
+A :class:`Batch` always holds one float32 ``(n, bands, H, W)`` array, so
+every consumer (a network, a feature extractor, a writer) can use it as is.
+Images of different sizes cannot share a batch: they raise an
+:class:`~tuningfork.errors.ImageShapeError` that names the first image whose
+shape differs and says to resize them with a preprocess; single galaxies of
+any size are read with ``collection[i]`` or by iterating a collection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, ImageShapeError
+
+# What to do about images of several sizes, said in every shape error.
+RESIZE_HINT = (
+    "pass a preprocess that gives every image one size "
+    "(e.g. Preprocessor(PreprocessConfig(output_size=64)))"
+)
+
+
+@dataclass(frozen=True)
+class Galaxy:
+    """One galaxy of a collection.
+
+    Attributes
+    ----------
+    id : str
+        Catalog id.
+    image : ndarray
+        float32 ``(bands, height, width)``.
+    row : dict
+        The galaxy's catalog row (column name to Python value, None when masked).
+    """
+
+    id: str
+    image: np.ndarray
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A run of consecutive galaxies read together.
+
+    Attributes
+    ----------
+    ids : list of str
+        Catalog ids.
+    images : ndarray
+        float32 ``(n, bands, height, width)``.
+    rows : list of dict
+        Catalog rows, as in :class:`Galaxy`.
+    """
+
+    ids: list[str]
+    images: np.ndarray
+    rows: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def check_batch_size(batch_size: Any, name: str) -> int:
+    """Return ``batch_size`` as an int after checking it is a positive integer.
+
+    Parameters
+    ----------
+    batch_size : int
+        Galaxies per batch.
+    name : str
+        The collection, named in the error.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ConfigError
+        Not a positive integer.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ConfigError(f"{name}: batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def stack_images(images: Sequence[np.ndarray], where: Callable[[int], str]) -> np.ndarray:
+    """Stack images of one shape into a float32 ``(n, bands, H, W)`` array.
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        ``(bands, H, W)`` images.
+    where : callable
+        ``where(i)`` names image ``i`` (its file) in the error.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(n, bands, H, W)``; ``(0, 0, 0, 0)`` for no images.
+
+    Raises
+    ------
+    ImageShapeError
+        Naming the first image whose shape differs from the first one's.
+    """
+    if len(images) == 0:
+        return np.zeros((0, 0, 0, 0), dtype=np.float32)
+    first = images[0].shape
+    for index, image in enumerate(images):
+        if image.shape != first:
+            raise ImageShapeError(
+                where(index),
+                f"image is {_shape(image.shape)} but {where(0)} is {_shape(first)}; "
+                f"a batch holds images of one size: {RESIZE_HINT}",
+            )
+    return np.stack(images).astype(np.float32, copy=False)
+
+
+def concatenate_batches(batches: Iterator[Batch], name: str) -> np.ndarray:
+    """Concatenate the images of batches into one array, checking they share a shape.
+
+    Parameters
+    ----------
+    batches : iterator of Batch
+        Typically ``collection.iter_batches(...)``.
+    name : str
+        The collection, named in the error.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(n, bands, H, W)``.
+
+    Raises
+    ------
+    ImageShapeError
+        Two batches differ in image shape (naming the first id of the odd one).
+    """
+    stacks, first = [], None
+    for batch in batches:
+        if first is None:
+            first = batch
+        elif batch.images.shape[1:] != first.images.shape[1:]:
+            raise ImageShapeError(
+                name,
+                f"galaxy {batch.ids[0]} is {_shape(batch.images.shape[1:])} but galaxy {first.ids[0]} is "
+                f"{_shape(first.images.shape[1:])}; {RESIZE_HINT}",
+            )
+        stacks.append(batch.images)
+    if not stacks:
+        return np.zeros((0, 0, 0, 0), dtype=np.float32)
+    return np.concatenate(stacks).astype(np.float32, copy=False)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, enabled: bool, description: str) -> Iterator[Callable[[int], None]]:
+    """Yield a function that advances a rich progress bar on stderr (a no-op when disabled).
+
+    Parameters
+    ----------
+    total : int
+        Steps in all.
+    enabled : bool
+        Show the bar.
+    description : str
+        Its label.
+
+    Yields
+    ------
+    callable
+        ``advance(done)`` moves the bar on by ``done`` steps.
+    """
+    if not enabled:
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True)) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.advance(task, done)
