@@ -8,13 +8,13 @@ import pytest
 from scipy.stats import spearmanr
 
 from tuningfork.clustering.encoders import rotation_consistency
+from tuningfork.clustering.trend import SnrTrend
 from tuningfork.clustering.voting import score_groups
 from tuningfork.errors import ConfigError, FeatureError, ImageShapeError
 from tuningfork.models import load_encoder
 from tuningfork.models.nets.descriptors import (
     MorphologyEncoder,
     describe_morphology,
-    normalise_descriptors,
 )
 from tuningfork.morphometry import measure_morphology
 from tuningfork.simulation import simulate
@@ -65,10 +65,8 @@ def test_descriptors_group_galaxies_by_class(galaxies):
     images, labels = galaxies
     encoder = MorphologyEncoder()
     described = encoder.descriptors(images)
-    # The older spelling still gives the descriptors; without images, the embeddings' metadata.
-    np.testing.assert_array_equal(encoder.describe(images).values, described.values)
     assert encoder.describe()["encoder"] == "morphology"
-    features = normalise_descriptors(described.values, described.log_snr)
+    features = SnrTrend.fit(described.values, described.log_snr).transform(described.values, described.log_snr)
     groups = KMeans(3, n_init=5, random_state=0).fit_predict(features)
     assert score_groups(groups, labels)["purity"] > 0.8
     ellipticity = described.values[:, described.names.index("ellipticity")]
@@ -111,11 +109,11 @@ def test_snr_trend_is_removed_and_columns_standardised():
     log_snr = rng.uniform(np.log(10), np.log(300), 400)
     morphology = rng.normal(size=(400, 2))
     biased = morphology + np.stack([2 * log_snr, (log_snr - 4) ** 2], axis=1)
-    normalised = normalise_descriptors(biased, log_snr, degree=2)
+    normalised = SnrTrend.fit(biased, log_snr, degree=2).transform(biased, log_snr)
     assert np.allclose(normalised.std(axis=0), 1.0, atol=1e-5)
     assert abs(np.corrcoef(normalised[:, 0], log_snr)[0, 1]) < 0.05
     assert np.corrcoef(normalised[:, 1], morphology[:, 1])[0, 1] > 0.95
-    only_scaled = normalise_descriptors(biased, log_snr, degree=0)
+    only_scaled = SnrTrend.fit(biased, log_snr, degree=0).transform(biased, log_snr)
     assert np.corrcoef(only_scaled[:, 0], log_snr)[0, 1] > 0.5
 
 
@@ -132,7 +130,7 @@ def test_bad_input_is_a_clear_error(galaxies):
     with pytest.raises(ConfigError, match="n_angles"):
         describe_morphology(images[:2], n_angles=6, n_modes=4)
     with pytest.raises(FeatureError, match="galaxies.csv: \\(3,\\) S/N values"):
-        normalise_descriptors(np.zeros((4, 2)), np.zeros(3), name="galaxies.csv")
+        SnrTrend.fit(np.zeros((4, 2)), np.zeros(3), name="galaxies.csv")
     assert isinstance(load_encoder("morphology"), MorphologyEncoder)
 
 

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .clustering.pipeline import DEFAULT_PREPROCESS, ClusterConfig
+from .clustering.config import DEFAULT_PREPROCESS, ClusterConfig
 from .errors import TuningforkError
 
 console = Console()

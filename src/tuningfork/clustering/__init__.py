@@ -10,74 +10,21 @@ rotation-invariant morphology descriptors (:mod:`tuningfork.models.nets.descript
 :func:`run_cluster_pipeline` chains it all, resumably.
 """
 
-from .autoencoder import (
-    apply_denoiser,
-    denoise,
-    denoising_gain,
-    embed,
-    train_autoencoder,
-    train_denoiser,
-)
-from .encoders import PolarStep, rotation_consistency
-from .features import check_features, load_features, save_features
-from .pipeline import (
-    ClusterConfig,
-    ClusterResult,
-    FittedClustering,
-    assign_groups,
-    kmeans_groups,
-    raw_pixel_features,
-    run_cluster_pipeline,
-)
-from .reduction import PCAProjection, fit_pca
-from .sweep import sweep_k
-from .voting import (
-    CLUSTERING_MODELS,
-    VoteResult,
-    VotingClustering,
-    VotingSettings,
-    align_labels,
-    consensus_alignment,
-    consensus_vote,
-    label_alignment,
-    read_groups,
-    score_groups,
-    vote_aligned,
-    voting_clustering,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CLUSTERING_MODELS",
-    "ClusterConfig",
-    "ClusterResult",
-    "FittedClustering",
-    "PCAProjection",
-    "PolarStep",
-    "VoteResult",
-    "VotingClustering",
-    "VotingSettings",
-    "align_labels",
-    "apply_denoiser",
-    "assign_groups",
-    "check_features",
-    "consensus_alignment",
-    "consensus_vote",
-    "denoise",
-    "denoising_gain",
-    "embed",
-    "fit_pca",
-    "kmeans_groups",
-    "label_alignment",
-    "load_features",
-    "raw_pixel_features",
-    "read_groups",
-    "rotation_consistency",
-    "run_cluster_pipeline",
-    "save_features",
-    "score_groups",
-    "sweep_k",
-    "train_autoencoder",
-    "train_denoiser",
-    "vote_aligned",
-    "voting_clustering",
-]
+import lazy_loader
+
+# Submodules load on first use, so that `tuningfork --help` and a notebook's
+# `import tuningfork.X` do not pay for torch and Lightning until they are needed.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "autoencoder": ["apply_denoiser", "denoise", "denoising_gain", "embed", "train_autoencoder", "train_denoiser"],
+        "encoders": ["PolarStep", "rotation_consistency"],
+        "features": ["check_features", "load_features", "save_features"],
+        "pipeline": ["ClusterConfig", "ClusterResult", "FittedClustering", "assign_groups", "kmeans_groups", "raw_pixel_features", "run_cluster_pipeline"],
+        "reduction": ["PCAProjection", "fit_pca"],
+        "sweep": ["sweep_k"],
+        "voting": ["CLUSTERING_MODELS", "VoteResult", "VotingClustering", "VotingSettings", "align_labels", "consensus_alignment", "consensus_vote", "label_alignment", "read_groups", "score_groups", "vote_aligned", "voting_clustering"],
+    },
+)

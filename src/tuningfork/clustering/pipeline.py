@@ -25,189 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Serialisable
 from ..errors import ConfigError, MissingFileError
 from ..models import load_encoder, load_model, read_config
 from ..models.encoding import AutoencoderEncoder
 from ..models.nets.autoencoder import ARCHITECTURE as AUTOENCODER
 from ..models.nets.descriptors import MORPHOLOGY_ENCODER, MorphologyEncoder
+from .config import OWN_AUTOENCODER, ClusterConfig
 from .reduction import PCAProjection
 from .trend import SnrTrend
-from .voting import VotingClustering, VotingSettings, check_n_clusters
+from .voting import VotingClustering, check_n_clusters
 
-#: ``encoder`` value that uses the latent space of the pipeline's own denoiser.
-OWN_AUTOENCODER = "autoencoder"
-DEFAULT_PREPROCESS = {"output_size": 64}
 # The raw-pixel baseline: 32 x 32 block averages, 50 principal components.
 # Pixels are mostly sky noise, so a variance fraction would keep hundreds of
 # noise components (minutes of SVD at 10^4 galaxies) that only blur k-means.
 RAW_PIXEL_VALUES = 1024
 RAW_PIXEL_COMPONENTS = 50
-
-
-# The voting settings default to the estimator's own.
-_VOTING = VotingSettings()
-
-
-@dataclass(frozen=True)
-class ClusterConfig(Serialisable):
-    """Settings of :func:`run_cluster_pipeline`.
-
-    Parameters
-    ----------
-    n_clusters : int
-        Groups K of every voting member (20 in the paper).
-    n_bootstrap : int
-        Bootstrap resamples B.
-    models : tuple of str
-        Clustering algorithms of the members.
-    threshold : float
-        Fraction of members that must agree to classify a galaxy.
-    max_fit_samples : int or None
-        Bootstrap resample size cap (bounds Ward's quadratic cost).
-    pca_components : int or float
-        Components kept, or variance fraction explained.
-    encoder : str
-        ``"morphology"`` (default): rotation-invariant morphology descriptors
-        (:mod:`~tuningfork.clustering.descriptors`), which need no weights
-        and, unlike a ConvNeXt without its pretrained weights, group by
-        shape; a timm architecture (``convnext_large`` in the paper) with
-        ``encoder_weights``; a tuningfork model folder (autoencoder,
-        supervised or foundation model); or ``"autoencoder"`` for the
-        bottleneck of the pipeline's own denoiser (requires ``denoise``).
-        Folders and ``"autoencoder"`` saw Cartesian images in training and
-        so exclude ``polar``.
-    encoder_weights : str, optional
-        Local weights file of the timm architecture.
-    input_size : int
-        Side, in pixels, of the timm encoder's input.
-    snr_trend_degree : int
-        ``"morphology"`` only: degree of the polynomial in log S/N removed
-        from every descriptor over the data set, so that groups do not
-        follow brightness (0: only standardise).
-    denoise : bool
-        Train a denoising autoencoder on the images and denoise before
-        encoding.  Off by default: on simulated galaxies of S/N 20-200 it
-        did not make the morphology descriptors' groups purer (see
-        ``benchmarks/results/clustering.md``); the paper denoised before its
-        ConvNeXt.
-    denoise_epochs, denoise_channels, denoise_depth : int
-        Autoencoder training length and size.
-    denoise_max_train : int
-        Galaxies drawn at random to train the autoencoder.
-    polar : bool
-        The polar step.  Timm encoders see the image resampled on a polar
-        grid with an extended angle axis; the ``"morphology"`` encoder adds
-        the amplitudes of angular Fourier modes measured on a polar grid.
-    polar_radii, polar_angles : int
-        Polar grid.
-    polar_extension : float
-        Fraction of the turn repeated after 2 pi (timm encoders; a Fourier
-        transform along the angle needs none).
-    preprocess : dict, optional
-        :class:`~tuningfork.preprocessing.PreprocessConfig` settings; by
-        default those stored in an encoder model folder, else 64 x 64
-        pixels, linear stretch, min-max normalised.
-    label_column : str, optional
-        Catalog column of known classes, for the ``evaluate`` stage; rows
-        with a blank label are clustered but not scored.
-    sweep_k : tuple of int
-        K values for the ``sweep`` stage (empty: no sweep).
-    morphometry : bool
-        Measure every galaxy with statmorph (slow: about a second each).
-    workers : int
-        Processes for the morphometry.
-    embedding_map : {'umap', 'pca'}
-        Projection of the embedding map plot.
-    batch_size : int
-        Images per encoder batch.
-    seed : int
-        Seed of every random step.
-    """
-
-    n_clusters: int = _VOTING.n_clusters
-    n_bootstrap: int = _VOTING.n_bootstrap
-    models: tuple[str, ...] = _VOTING.models
-    threshold: float = _VOTING.threshold
-    max_fit_samples: int | None = _VOTING.max_fit_samples
-    pca_components: float | int = 0.9
-    encoder: str = MORPHOLOGY_ENCODER
-    encoder_weights: str | None = None
-    input_size: int = 224
-    snr_trend_degree: int = 2
-    denoise: bool = False
-    denoise_epochs: int = 20
-    denoise_channels: int = 16
-    denoise_depth: int = 3
-    denoise_max_train: int = 5000
-    polar: bool = True
-    polar_radii: int = 32
-    polar_angles: int = 64
-    polar_extension: float = 0.5
-    preprocess: dict | None = None
-    label_column: str | None = None
-    sweep_k: tuple[int, ...] = ()
-    morphometry: bool = False
-    workers: int = 1
-    embedding_map: str = "umap"
-    batch_size: int = 64
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "models", tuple(self.models))
-        object.__setattr__(self, "sweep_k", tuple(int(k) for k in self.sweep_k))
-        check_n_clusters(self.n_clusters, max(self.n_clusters, 2), "ClusterConfig")
-        if self.encoder == OWN_AUTOENCODER and not self.denoise:
-            raise ConfigError(
-                "ClusterConfig: encoder 'autoencoder' needs denoise=True "
-                "(it is the denoiser's latent)"
-            )
-        if self.encoder == OWN_AUTOENCODER and self.polar:
-            raise ConfigError(
-                "ClusterConfig: encoder 'autoencoder' was trained on Cartesian images; "
-                "set polar=False"
-            )
-        if self.embedding_map not in ("umap", "pca"):
-            raise ConfigError(
-                f"ClusterConfig: embedding_map must be 'umap' or 'pca', got {self.embedding_map!r}"
-            )
-        for name in (
-            "n_bootstrap",
-            "denoise_epochs",
-            "denoise_max_train",
-            "batch_size",
-            "workers",
-            "input_size",
-            "polar_radii",
-            "polar_angles",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"ClusterConfig: {name} must be at least 1, got {getattr(self, name)}"
-                )
-        if self.snr_trend_degree < 0:
-            raise ConfigError(
-                f"ClusterConfig: snr_trend_degree must be 0 or more, got {self.snr_trend_degree}"
-            )
-
-    def preprocess_config(self):
-        """The :class:`~tuningfork.preprocessing.PreprocessConfig` of the images."""
-        from ..preprocessing import PreprocessConfig
-
-        return PreprocessConfig.from_dict(
-            DEFAULT_PREPROCESS if self.preprocess is None else self.preprocess
-        )
-
-    def voting(self) -> VotingClustering:
-        """The unfitted :class:`VotingClustering` of these settings."""
-        return VotingClustering(
-            self.n_clusters,
-            n_bootstrap=self.n_bootstrap,
-            models=self.models,
-            threshold=self.threshold,
-            max_fit_samples=self.max_fit_samples,
-            seed=self.seed,
-        )
 
 
 #: Folder of a pipeline run that holds its fitted clustering.
@@ -364,8 +196,10 @@ def _fingerprint(settings: dict) -> str:
 class _StageLog:
     """``stages.json``: the fingerprint of every finished stage."""
 
+    FILE = "stages.json"
+
     def __init__(self, out_dir: Path, force: bool):
-        self.path = out_dir / "stages.json"
+        self.path = out_dir / self.FILE
         self.done = {} if force or not self.path.is_file() else json.loads(self.path.read_text())
         self.ran: list[str] = []
         self.skipped: list[str] = []
@@ -391,6 +225,32 @@ class _StageLog:
         self.ran.append(stage)
         with atomic_path(self.path) as tmp:
             tmp.write_text(json.dumps(self.done, indent=2, sort_keys=True))
+
+
+def check_run_folder(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Refuse, before any work, a run folder that cannot be written or holds something else.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The run folder.  One with ``stages.json`` is an earlier run, which a
+        rerun resumes (``force`` recomputes it), so it is accepted.
+    overwrite : bool
+        Also accept a non-empty folder that is not a run.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OutputExistsError, OutputError
+        See :func:`tuningfork.data.writers.check_output`.
+    """
+    from ..data.writers import check_output
+
+    out_dir = Path(out_dir)
+    return check_output(out_dir, kind="folder", overwrite=overwrite or (out_dir / _StageLog.FILE).is_file())
 
 
 def _weights_identity(path: str | None) -> dict | None:
@@ -516,6 +376,7 @@ def run_cluster_pipeline(
     config: ClusterConfig | None = None,
     *,
     force: bool = False,
+    overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> ClusterResult:
     """Run (or resume) the unsupervised morphology pipeline.
@@ -533,6 +394,10 @@ def run_cluster_pipeline(
         Settings; defaults to ``ClusterConfig()``.
     force : bool
         Recompute every stage.
+    overwrite : bool
+        Write into a non-empty ``out_dir`` that is not an earlier run (one
+        with ``stages.json``, which is resumed); without it such a folder
+        raises :class:`~tuningfork.errors.OutputExistsError` before any work.
     log : callable, optional
         Receives one line per stage (run or reused).
 
@@ -557,6 +422,7 @@ def run_cluster_pipeline(
     from .reduction import fit_pca
     from .voting import read_groups, score_groups
 
+    check_run_folder(out_dir, overwrite)
     config = config or ClusterConfig()
     say = log or (lambda message: None)
     collection = _open(source, config.label_column)
@@ -626,6 +492,7 @@ def run_cluster_pipeline(
                 base_channels=config.denoise_channels,
                 depth=config.denoise_depth,
                 skips=_denoiser_skips(config),
+                overwrite=True,
             )
             stages.record("denoise", denoise_print)
         report("denoise", reused)
@@ -741,7 +608,7 @@ def run_cluster_pipeline(
             morphometry = read_catalog(files["morphometry"])
         else:
             morphometry = morphometry_catalog(
-                collection, n_workers=config.workers, output=files["morphometry"]
+                collection, n_workers=config.workers, output=files["morphometry"], overwrite=True
             )
             stages.record("morphometry", morph_print)
         report("morphometry", reused)
@@ -820,6 +687,7 @@ def assign_groups(
     *,
     label_column: str | None = None,
     force: bool = False,
+    overwrite: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> ClusterResult:
     """Put galaxies in the groups of a clustering fitted on other galaxies.
@@ -845,6 +713,10 @@ def assign_groups(
         Catalog column of known classes, to score the groups.
     force : bool
         Recompute every stage.
+    overwrite : bool
+        Write into a non-empty ``out_dir`` that is not an earlier run (one
+        with ``stages.json``, which is resumed); without it such a folder
+        raises :class:`~tuningfork.errors.OutputExistsError` before any work.
     log : callable, optional
         Receives one line per stage (run or reused).
 
@@ -866,6 +738,7 @@ def assign_groups(
     from .features import load_features, save_features
     from .voting import read_groups, score_groups
 
+    check_run_folder(out_dir, overwrite)
     fitted = FittedClustering.load(model)
     config = fitted.config
     say = log or (lambda message: None)
@@ -1039,7 +912,7 @@ def _describe(
         images = batch.images
         if denoiser is not None:
             images = denoise(denoiser, images, config.batch_size)
-        described = encoder.describe(images)
+        described = encoder.descriptors(images)
         values.append(described.values)
         log_snr.append(described.log_snr)
     values, log_snr = np.concatenate(values), np.concatenate(log_snr)

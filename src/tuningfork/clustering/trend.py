@@ -100,8 +100,7 @@ class SnrTrend:
         -------
         ndarray
             float32 (n_galaxies, n_descriptors); on the fitted galaxies, zero
-            mean and unit variance, as
-            :func:`~tuningfork.models.nets.descriptors.normalise_descriptors`.
+            mean and unit variance (zero for a column without scatter).
         """
         matrix, snr = _checked(values, log_snr, name)
         if matrix.shape[1] != self.scale.size:

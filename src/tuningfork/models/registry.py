@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 from ..errors import ConfigError
 
@@ -22,6 +23,8 @@ from ..errors import ConfigError
 TIMM_PREFIX = "timm:"
 #: Registry name of the timm fallback constructor.
 TIMM = "timm"
+#: Registry name of the morphology-descriptor encoder, also a ``load_encoder`` spec.
+MORPHOLOGY_ENCODER = "morphology"
 #: Registry name of the ensemble wrapper that ``ensemble=K`` builds.
 ENSEMBLE = "ensemble"
 # Registered helpers that are not architectures of their own.
@@ -37,6 +40,14 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+
+
+def _registry() -> dict[str, _Entry]:
+    # Each file of .nets registers itself when imported; importing them on
+    # first use keeps `import tuningfork.models` free of torch.
+    from . import nets  # noqa: F401
+
+    return _REGISTRY
 
 
 def register_model(name: str, *, needs_target: bool = False) -> Callable[[Callable], Callable]:
@@ -75,7 +86,7 @@ def list_models() -> list[str]:
     list of str
         Sorted.
     """
-    return sorted(name for name in _REGISTRY if name not in _HIDDEN)
+    return sorted(name for name in _registry() if name not in _HIDDEN)
 
 
 def parse_model_name(name: str) -> tuple[str, str]:
@@ -95,7 +106,7 @@ def parse_model_name(name: str) -> tuple[str, str]:
     text = str(name)
     if text.startswith(TIMM_PREFIX):
         return TIMM, text[len(TIMM_PREFIX) :]
-    if text in _REGISTRY and text not in _HIDDEN:
+    if text in _registry() and text not in _HIDDEN:
         return "tuningfork", text
     return TIMM, text
 
@@ -150,7 +161,7 @@ def create_model(
     if not isinstance(members, int) or members < 1:
         raise ConfigError(f"ensemble must be a positive number of networks, got {members!r}")
     if members > 1:
-        ensemble = _REGISTRY[ENSEMBLE].constructor
+        ensemble = _registry()[ENSEMBLE].constructor
         return ensemble([
             create_model(name, num_outputs, in_channels=in_channels, image_size=image_size, weights=weights, **options)
             for _ in range(members)

@@ -21,9 +21,9 @@ once (about a millisecond per galaxy, where statmorph takes about a second):
 Every quantity is a ratio, so a descriptor does not change when an image is
 scaled, and radii are in units of the galaxy's own ``r50``.  Noise still
 biases some of them (faint galaxies look clumpier and more asymmetric):
-:func:`normalise_descriptors` removes, over a whole data set, the part of
-each descriptor that a quadratic in log S/N explains, so groups follow
-morphology rather than brightness.
+:class:`tuningfork.clustering.trend.SnrTrend` removes, over a whole data set,
+the part of each descriptor that a quadratic in log S/N explains, so groups
+follow morphology rather than brightness.
 """
 
 from __future__ import annotations
@@ -35,14 +35,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ...errors import ConfigError, FeatureError, ImageShapeError
+from ...errors import ConfigError, ImageShapeError
 from ...preprocessing import PreprocessConfig
 from ...preprocessing.noise import estimate_noise_sigma
 from ..encoder import Encoder
-from ..registry import register_model
+from ..registry import MORPHOLOGY_ENCODER, register_model
 
-#: ``encoder`` value of :class:`~tuningfork.clustering.ClusterConfig` for these descriptors.
-MORPHOLOGY_ENCODER = "morphology"
 #: Growth-curve samples, in half-light radii.
 GROWTH_RADII = (0.25, 0.5, 1.5, 2.0, 3.0)
 #: Edges of the rings of the angular Fourier modes, in half-light radii; rings
@@ -413,63 +411,13 @@ def describe_morphology(
     return MorphologyDescriptors(values.astype(np.float32), tuple(names), log_snr)
 
 
-def normalise_descriptors(
-    values: np.ndarray, log_snr: np.ndarray, degree: int = 2, name: str = "descriptors"
-) -> np.ndarray:
-    """Remove the trend of each descriptor with S/N over a data set, then standardise.
-
-    Each column is fitted, by least squares over all galaxies, with a
-    polynomial of ``degree`` in log S/N; the residual keeps how a galaxy
-    differs from galaxies equally bright relative to their noise.  The
-    residuals are then scaled to unit variance, so that no descriptor
-    dominates the clustering by its units.
-
-    Parameters
-    ----------
-    values : ndarray
-        (n_galaxies, n_descriptors) from :func:`describe_morphology`.
-    log_snr : ndarray
-        (n_galaxies,) natural log of each galaxy's S/N.
-    degree : int
-        Polynomial degree; 0 only centres and scales.
-    name : str
-        What to call the data in error messages.
-
-    Returns
-    -------
-    ndarray
-        float32 (n_galaxies, n_descriptors), zero mean, unit variance (zero
-        for a column without scatter).
-
-    Raises
-    ------
-    FeatureError
-        For mismatched shapes or fewer galaxies than fitted coefficients.
-    """
-    matrix = np.asarray(values, dtype=np.float64)
-    snr = np.asarray(log_snr, dtype=np.float64)
-    if matrix.ndim != 2 or snr.shape != (matrix.shape[0],):
-        raise FeatureError(
-            f"{name}: {snr.shape} S/N values for descriptors of shape {matrix.shape}"
-        )
-    if matrix.shape[0] <= degree + 1:
-        raise FeatureError(
-            f"{name}: {matrix.shape[0]} galaxies, more than {degree + 1} needed to fit the S/N trend"
-        )
-    # Centring log S/N keeps the Vandermonde matrix well conditioned.
-    design = np.vander(snr - snr.mean(), degree + 1)
-    coefficients, *_ = np.linalg.lstsq(design, matrix, rcond=None)
-    residual = matrix - design @ coefficients
-    spread = residual.std(axis=0)
-    return (residual / np.where(spread > 0, spread, 1.0)).astype(np.float32)
-
-
 class MorphologyEncoder(Encoder):
     """:func:`describe_morphology` as an encoder: a network without weights.
 
-    ``encode`` returns the raw descriptors of a batch; the pipeline collects
-    them for the whole data set with :meth:`describe` and calls
-    :func:`normalise_descriptors`, which needs every galaxy at once.
+    ``encode`` returns the raw descriptors of a batch; the clustering
+    pipeline collects them for the whole data set with :meth:`descriptors`
+    and fits their S/N trend (:class:`tuningfork.clustering.trend.SnrTrend`),
+    which needs every galaxy at once.
 
     Parameters
     ----------
@@ -512,23 +460,6 @@ class MorphologyEncoder(Encoder):
             n_angles=self.n_angles,
             n_modes=self.n_modes,
         )
-
-    def describe(self, images: np.ndarray | None = None) -> dict | MorphologyDescriptors:
-        """What made the embeddings (:meth:`Encoder.describe`), or, given images, their :meth:`descriptors`.
-
-        Parameters
-        ----------
-        images : ndarray, optional
-            (n, bands, H, W) images.  Passing them is the older spelling of
-            :meth:`descriptors`, kept for callers that still use it.
-
-        Returns
-        -------
-        dict or MorphologyDescriptors
-        """
-        if images is None:
-            return super().describe()
-        return self.descriptors(images)
 
     @property
     def dim(self) -> int:
