@@ -145,7 +145,7 @@ def run_variants(collection, config: ClusterConfig, work: Path, log) -> dict:
     results = {}
     for name, variant in variants.items():
         log(f"  {name}")
-        result = run_cluster_pipeline(collection, work / name, variant)
+        result = run_cluster_pipeline(collection, work / name, variant, overwrite=True)
         if result.scores is not None:
             scores = result.scores
         else:

@@ -186,7 +186,7 @@ def supervised_from_scratch(stack, labels, train_rows, test_rows, settings, seed
         split_column=None,
         val_fraction=min(0.5, max(0.2, n_classes / len(train_rows))),
         seed=seed,
-        progress=False,
+        progress=False, overwrite=True
     )
     model = load_model(folder)
     logits = collection_logits(model, collection.subset(test_rows))
@@ -258,7 +258,7 @@ def pretrain_stack(images, folder, settings, patch_size, epochs, accelerator, se
         patch_size=patch_size,
         max_epochs=epochs,
         accelerator=accelerator,
-        seed=seed,
+        seed=seed, overwrite=True
     )
     record = load_model(folder, architecture="astropt").config.metrics
     return {**record, "seconds": time.perf_counter() - start}
@@ -507,7 +507,7 @@ def markdown(report: dict) -> str:
             "|---|---|",
             *(f"| {encoder} | {value:.3f} |" for encoder, value in part["precision_at_10"].items()),
             "",
-            f"Pretraining: {record['seconds']:.0f} s, {record['epochs']} epochs on "
+            f"Pretraining: {record['seconds']:.0f} s, {record['epochs_run']} epochs on "
             f"{part['n_pretrain']} galaxies; training loss {record['train_loss'][0]:.4f} "
             f"(first epoch) to {record['train_loss'][-1]:.4f}, best validation loss "
             f"{record['best_val_loss']:.4f}. Stage times (s): "

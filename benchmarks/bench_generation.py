@@ -204,7 +204,7 @@ def run_dataset(name: str, collection: GalaxyCollection, rare: str, generator_pr
     epochs = max(1, int(np.ceil(sizes.generator_steps / np.ceil(len(training) / batch_size))))
     generator_folder = train_generator(
         training, work / f"{name}-generator", preprocess=generator_preprocess,
-        unet={"channels": sizes.unet_channels}, max_epochs=epochs, batch_size=batch_size, seed=0,
+        unet={"channels": sizes.unet_channels}, max_epochs=epochs, batch_size=batch_size, seed=0, overwrite=True
     )
     generator = load_generator(generator_folder)
     record["generator"] = {
@@ -221,7 +221,7 @@ def run_dataset(name: str, collection: GalaxyCollection, rare: str, generator_pr
     encoder_folder, _ = train_denoiser(
         GalaxyCollection.from_arrays(encoder_images), work / f"{name}-encoder",
         preprocess=PreprocessConfig(output_size=sizes.image_size, subtract_background=False),
-        epochs=sizes.encoder_epochs, seed=0,
+        epochs=sizes.encoder_epochs, seed=0, overwrite=True
     )
     record["encoder_train_seconds"] = round(time.perf_counter() - started, 1)
 
@@ -234,7 +234,7 @@ def run_dataset(name: str, collection: GalaxyCollection, rare: str, generator_pr
             extra = {"extra_train": generate_for_classifier(generator, [rare], sizes.n_generated,
                                                             classifier_preprocess, seed=seed)} if augmented else {}
             train(collection.subset(np.concatenate([train_rows, rows_of(collection, "val")])), folder,
-                  preprocess=classifier_preprocess, seed=seed, progress=False, **options, **extra)
+                  preprocess=classifier_preprocess, seed=seed, progress=False, **options, **extra, overwrite=True)
             scores = rare_class_scores(folder, test, rare)
             augmentation.append({"seed": seed, "augmented": augmented, **scores,
                                  "seconds": round(time.perf_counter() - started, 1)})
@@ -253,7 +253,7 @@ def run_dataset(name: str, collection: GalaxyCollection, rare: str, generator_pr
     classifier = folder_classifier(work / f"{name}-classifier-{sizes.seeds[0]}-real", generator)
     summary, ks = evaluate_generator(
         generator, test, encoder=encoder_folder, classifier=classifier, n_per_condition=sizes.n_evaluate,
-        steps=sizes.sampler_steps, seed=0, n_workers=sizes.morphometry_workers,
+        steps=sizes.sampler_steps, seed=0, n_workers=sizes.morphometry_workers, overwrite=True
     )
     record["evaluation_seconds"] = round(time.perf_counter() - started, 1)
     record["mosaic"] = str(sample_mosaic(name, generator, test, sizes).relative_to(RESULTS.parent.parent))

@@ -68,7 +68,7 @@ def main() -> None:
             folder = Path(scratch) / f"rotinv_{seed}"
             train(train_set, folder, architecture="rotinv", preprocess=preprocess, epochs=FULL["max_epochs"],
                   budget_s=args.budget_s, split_column=None, val_fraction=0.15, seed=seed, accelerator="cpu",
-                  progress=False)
+                  progress=False, overwrite=True)
             members.append(member_spiral_probabilities(folder, test_images))
             print(f"member {seed}: accuracy {np.mean((members[-1] > 0.5) == is_spiral):.3f}", flush=True)
     members = np.stack(members)

@@ -194,8 +194,8 @@ def run_network(name: str, train_set, test_set, preprocess, settings: dict, args
     folder = work / name
     result = train(train_set, folder, architecture=architecture, preprocess=preprocess, epochs=settings["max_epochs"],
                    budget_s=settings["budget_s"], split_column=None, val_fraction=0.15, seed=args.seed,
-                   accelerator="cpu", progress=False, **options)
-    metrics = evaluate(folder, test_set, work / f"{name}_evaluation")
+                   accelerator="cpu", progress=False, **options, overwrite=True)
+    metrics = evaluate(folder, test_set, work / f"{name}_evaluation", overwrite=True)
     onnx_path = None
     if args.onnx:
         from tuningfork.models.export import export_onnx
@@ -223,7 +223,7 @@ def run_network(name: str, train_set, test_set, preprocess, settings: dict, args
     if architecture == "rotinv":
         # The default model pools over rotations; averaging with the mirror
         # image makes it flip-invariant too, at twice the inference cost.
-        averaged = evaluate(folder, test_set, work / f"{name}_tta_evaluation", tta=True)
+        averaged = evaluate(folder, test_set, work / f"{name}_tta_evaluation", tta=True, overwrite=True)
         rows[f"{name} + flip TTA"] = row | {
             "test_accuracy": averaged["accuracy"], "test_balanced_accuracy": averaged["balanced_accuracy"],
             "test_macro_f1": averaged["macro_f1"], "test_ece": averaged["ece"],
@@ -248,7 +248,7 @@ def pretrain_on_gz1(preprocess: PreprocessConfig, settings: dict, args, work: Pa
     # features serve the rare disk classes too.
     result = train(gz1, folder, target="label_merged", architecture="rotinv", preprocess=gz1_preprocess,
                    epochs=settings["max_epochs"], budget_s=settings["budget_s"], split_column=None, val_fraction=0.1,
-                   class_weights="balanced", seed=args.seed, accelerator="cpu", progress=False)
+                   class_weights="balanced", seed=args.seed, accelerator="cpu", progress=False, overwrite=True)
     return {"folder": folder, "n_galaxies": len(gz1), "cpu_s": result.metrics["train_cpu_seconds"],
             "val_balanced_accuracy": result.metrics["val_balanced_accuracy"]}
 

@@ -9,6 +9,8 @@ from scipy.special import softmax
 from tuningfork.errors import ConfigError
 from tuningfork.training.calibration import (
     calibrated_probabilities,
+    class_purity,
+    class_thresholds,
     coverage_accuracy_curve,
     expected_calibration_error,
     fit_temperature,
@@ -109,3 +111,69 @@ def test_triage_split_and_queue_order():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ConfigError, match="3 predictions but 2 labels"):
         fit_temperature(np.zeros((3, 2)), np.array([0, 1]))
+
+
+def _two_class_predictions(n, rng):
+    """Predictions of two classes: class 0 is right as often as its confidence says,
+    class 1 (the noisy one) 10 points less often."""
+    predicted = rng.integers(0, 2, n)
+    confidence = rng.uniform(0.5, 1.0, n)
+    right_rate = confidence - 0.1 * predicted
+    return confidence, rng.random(n) < right_rate, predicted
+
+
+def test_class_thresholds_reach_the_purity_in_each_class_on_new_draws():
+    rng = np.random.default_rng(1)
+    target = 0.85
+    thresholds = class_thresholds(*_two_class_predictions(4000, rng), 2, target)
+    # Purity above t is (1 + t) / 2 for the clean class, 0.1 less for the noisy
+    # one: thresholds near 0.7 and 0.9.
+    assert 0.65 < thresholds[0] < 0.75 and 0.85 < thresholds[1] < 0.95
+    purities = np.array([class_purity(*_two_class_predictions(4000, rng), thresholds)["purity"] for _ in range(20)])
+    # Over 20 held-out draws each class is on target on average, and no draw falls
+    # below it by more than three standard errors of a purity on these counts.
+    assert (purities.mean(axis=0) >= target - 0.01).all()
+    assert (purities.min(axis=0) >= target - 3 * np.sqrt(target * (1 - target) / 200)).all()
+
+
+def test_one_global_threshold_lets_the_noisy_class_below_the_target():
+    rng = np.random.default_rng(2)
+    confidence, correct, predicted = _two_class_predictions(4000, rng)
+    threshold, _ = threshold_for_accuracy(confidence, correct, 0.85)
+    purity = class_purity(confidence, correct, predicted, np.full(2, threshold))["purity"]
+    assert purity[1] < 0.82 and purity[0] > 0.85
+
+
+def test_a_class_without_enough_galaxies_gets_no_threshold():
+    confidence = np.array([0.99] * 30 + [0.95] * 5)
+    correct = np.ones(35, dtype=bool)
+    predicted = np.array([0] * 30 + [1] * 5)
+    thresholds = class_thresholds(confidence, correct, predicted, 3, 0.9, min_count=20)
+    assert thresholds[0] == 0.99 and np.isinf(thresholds[1:]).all()
+    # The minimum count applies within a class too: 10 right ones are not enough.
+    assert np.isinf(class_thresholds(confidence[:10], correct[:10], predicted[:10], 1, 0.9, min_count=20)).all()
+
+
+def test_threshold_for_accuracy_minimum_count():
+    confidence = np.array([0.9, 0.8, 0.7, 0.6])
+    correct = np.array([True, True, False, True])
+    assert threshold_for_accuracy(confidence, correct, 1.0) == (0.8, 0.5)
+    assert threshold_for_accuracy(confidence, correct, 1.0, min_count=3) == (float("inf"), 0.0)
+    assert threshold_for_accuracy(confidence, correct, 0.75, min_count=3) == (0.6, 1.0)
+
+
+def test_class_purity_by_hand():
+    confidence = np.array([0.9, 0.8, 0.7, 0.95, 0.6])
+    correct = np.array([True, False, True, True, False])
+    predicted = np.array([0, 0, 0, 1, 1])
+    scores = class_purity(confidence, correct, predicted, np.array([0.75, 0.5, np.inf]))
+    np.testing.assert_array_equal(scores["n_predicted"], [3, 2, 0])
+    np.testing.assert_array_equal(scores["n_confident"], [2, 2, 0])
+    np.testing.assert_allclose(scores["coverage"], [2 / 3, 1.0, np.nan])
+    np.testing.assert_allclose(scores["purity"], [0.5, 0.5, np.nan])
+
+
+def test_triage_with_one_threshold_per_galaxy():
+    probabilities = np.array([[0.8, 0.2], [0.8, 0.2], [0.3, 0.7]])
+    result = triage(probabilities, np.array([0.9, 0.5, 0.5]))
+    np.testing.assert_array_equal(result.confident, [False, True, True])

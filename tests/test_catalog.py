@@ -194,3 +194,22 @@ def test_image_paths_relative_to_base(tmp_path):
 def test_find_column_ignores_case_and_prefers_order():
     assert find_column(["OBJID", "name"], ("id", "objid", "name")) == "OBJID"
     assert find_column(["x"], ("id",)) is None
+
+
+def test_csv_values_that_start_like_numbers_stay_text(tmp_path):
+    # astropy's fast CSV reader parses the numeric prefix, turning "nan.fits" into NaN.
+    path = tmp_path / "catalog.csv"
+    path.write_text(
+        "id,file,label,file_g,mag\n"
+        "007,nan.fits,spiral,inf_g.fits,18.5\n"
+        "nan,nanjpg.jpeg,elliptical,123,nan\n"
+    )
+    table = read_catalog(path)
+    assert list(table["id"]) == ["007", "nan"]
+    assert list(table["file"]) == ["nan.fits", "nanjpg.jpeg"]
+    assert list(table["file_g"]) == ["inf_g.fits", "123"]
+    assert list(table["label"]) == ["spiral", "elliptical"]
+    # Whole numbers are still numbers.
+    assert table["mag"].dtype.kind == "f" and np.isnan(table["mag"][1])
+    schema = CatalogSchema.infer(table)
+    assert schema.file_column == "file" and schema.bands == ["g"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,8 +160,9 @@ def test_failed_cutout_keeps_earlier_output(tmp_path):
                   "--psf-fwhm", 2).exit_code == 0
     before = (out / "catalog.csv").read_bytes()
     (tmp_path / "noradec.csv").write_text("id,flux\na,1\n")
-    result = invoke("cutout", tmp_path / "field.fits", "--catalog", tmp_path / "noradec.csv", "--out", out)
-    assert result.exit_code == 2
+    result = invoke("cutout", tmp_path / "field.fits", "--catalog", tmp_path / "noradec.csv", "--out", out,
+                    "--overwrite")
+    assert result.exit_code == 2 and "noradec.csv" in result.output
     assert (out / "catalog.csv").read_bytes() == before
 
 
@@ -181,3 +184,25 @@ def test_outputs_are_readable_by_others(simulated):
     # Atomic writes go through mkstemp, which would leave owner-only files.
     mode = (simulated / "catalog.csv").stat().st_mode & 0o777
     assert mode & 0o044 == 0o044
+
+
+def test_train_is_quiet_by_default(tmp_path):
+    # Lightning's device lines, cloud tips and its own deprecation warning go
+    # to the terminal unless kept back; so did wandb's scratch folders.
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(0, 1, (12, 24, 24)).astype(np.float32)
+    np.savez(tmp_path / "tiny.npz", images=images, labels=np.array(["a", "b"] * 6))
+    tmp_before = {path.name for path in Path(tempfile.gettempdir()).glob("*wandb*")}
+    command = [sys.executable, "-m", "tuningfork.cli", "train", "tiny.npz", "--out", "model", "--image-size", "24",
+               "--crop-pixels", "0", "--epochs", "1", "--batch-size", "6"]
+    done = subprocess.run(command, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout + done.stderr
+    for noise in ("GPU available", "TPU available", "💡 Tip", "LOCAL_RANK", "deprecated", "Trainer.fit"):
+        assert noise not in printed, printed
+    assert (tmp_path / "model" / "config.json").is_file()
+    assert not list(tmp_path.glob("*wandb*"))
+    assert {path.name for path in Path(tempfile.gettempdir()).glob("*wandb*")} <= tmp_before

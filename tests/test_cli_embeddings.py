@@ -186,3 +186,18 @@ def test_embed_with_the_morphology_encoder(tmp_path):
     )
     assert result.exit_code == 2 and "2 bands but the encoder expects 3" in output
     assert "Traceback" not in output
+
+
+def test_pretrain_stops_at_the_cpu_budget_and_says_so(workspace, tmp_path):
+    from tuningfork.models import load_model
+
+    _, catalog, _ = workspace
+    result, output = invoke(
+        "pretrain", catalog, "--out", tmp_path / "model", "--image-size", 16, "--patch-size", 4,
+        "--epochs", 500, "--budget", 0.5, "--batch-size", 16, "--accelerator", "cpu",
+    )
+    assert result.exit_code == 0, output
+    assert "preprocessing: central 50% of each stamp, resized to 16 px" in output
+    assert "CPU budget reached after" in output
+    metrics = load_model(tmp_path / "model", architecture="astropt").config.metrics
+    assert metrics["budget_reached"] and 1 <= metrics["epochs_run"] < 500

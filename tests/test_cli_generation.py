@@ -88,3 +88,15 @@ def test_train_adds_generated_galaxies_of_the_rare_classes(generator, tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "classifier" / "config.json").read_text())
     assert config["metrics"]["n_generated"] == 3
+
+
+def test_train_stops_at_the_cpu_budget_and_says_so(generator, tmp_path):
+    from tuningfork.generation import load_generator
+
+    result = invoke("generate", "train", generator / "sim" / "catalog.csv", "--out", tmp_path / "budgeted",
+                    "--epochs", 1000, "--budget", 1, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "CPU budget reached after" in result.output
+    metrics = load_generator(tmp_path / "budgeted").metrics
+    assert metrics["budget_reached"] and metrics["settings"]["budget_s"] == 1
+    assert 1 <= metrics["epochs_run"] < 1000 and metrics["train_cpu_seconds"] >= 1

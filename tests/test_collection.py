@@ -422,3 +422,70 @@ def test_sed_values_turn_masked_entries_into_nan():
     assert values[0, 0] == 20.0 and np.isnan(values[1, 0])
     with pytest.raises(MissingColumnError, match="no column 'flux_z'"):
         collection.sed_values(["flux_z"])
+
+
+def test_catalog_naming_nan_files_opens(tmp_path):
+    for name in ("nan.fits", "nanjpg.fits"):
+        fits.PrimaryHDU(galaxy()).writeto(tmp_path / name)
+    (tmp_path / "catalog.csv").write_text("id,file,label\na,nan.fits,x\nb,nanjpg.fits,y\n")
+    collection = GalaxyCollection.open(tmp_path / "catalog.csv")
+    assert len(collection) == 2 and collection.schema.file_column == "file"
+    np.testing.assert_allclose(collection[0].image[0], galaxy())
+
+
+def test_multi_extension_fits_opens_every_image_hdu(tmp_path):
+    path = tmp_path / "mef.fits"
+    images = [galaxy(flux=100.0 * (index + 1)) for index in range(100)]
+    fits.HDUList([fits.PrimaryHDU(), *map(fits.ImageHDU, images)]).writeto(path)
+    collection = GalaxyCollection.open(path)
+    assert len(collection) == 100
+    assert collection.ids[:2] == ["mef[1]", "mef[2]"] and collection.ids[-1] == "mef[100]"
+    stack = collection.read_images(batch_size=32)
+    np.testing.assert_allclose(stack[:, 0], np.stack(images), rtol=1e-6)
+    # Naming an HDU reads only that one.
+    assert len(GalaxyCollection.open(path, hdu=7)) == 1
+
+
+def test_multi_extension_fits_ids_use_extnames_and_skip_masks(tmp_path):
+    named = tmp_path / "named.fits"
+    fits.HDUList(
+        [fits.PrimaryHDU(galaxy(), header=fits.Header({"EXTNAME": "NGC1"})),
+         fits.ImageHDU(galaxy(), name="NGC2"),
+         fits.ImageHDU(np.zeros((24, 24), np.uint8), name="MASK")]
+    ).writeto(named)  # fmt: skip
+    assert GalaxyCollection.open(named).ids == ["named[NGC1]", "named[NGC2]"]
+    # An image with its mask, as write_stamps writes it, is one galaxy.
+    stamp = tmp_path / "stamp.fits"
+    fits.HDUList([fits.PrimaryHDU(galaxy()), fits.ImageHDU(np.zeros((24, 24), np.uint8), name="MASK")]
+                 ).writeto(stamp)  # fmt: skip
+    assert GalaxyCollection.open(stamp).ids == ["stamp"]
+
+
+def test_real_cosmos_image_file_opens_as_its_100_galaxies(shared_data):
+    path = shared_data / "cosmos-f814w" / "real_galaxy_images_extension.fits"
+    collection = GalaxyCollection.open(path)
+    assert len(collection) == 100
+    assert collection[40].image.shape == (1, 190, 190)
+
+
+def test_progress_bar_only_on_a_terminal_outside_ci(fits_catalog, capfd, monkeypatch):
+    import io
+
+    import rich.console
+
+    from tuningfork.data import batches
+
+    collection = GalaxyCollection.open(fits_catalog)
+    list(collection.iter_batches(batch_size=2, progress=True))
+    assert capfd.readouterr() == ("", "")  # not a terminal
+    screen = io.StringIO()
+    real_console = rich.console.Console
+    monkeypatch.setattr(
+        rich.console, "Console", lambda **_: real_console(file=screen, force_terminal=True)
+    )
+    for ci, shown in (("true", False), ("", True)):
+        monkeypatch.setenv("CI", ci)
+        screen.truncate(0)
+        with batches.progress_bar(3, True, "reading stamps") as advance:
+            advance(3)
+        assert ("reading stamps" in screen.getvalue()) is shown

@@ -13,9 +13,11 @@ from tuningfork.data import cutouts
 from tuningfork.data.catalog import read_catalog
 from tuningfork.errors import (
     CatalogError,
+    ConfigError,
     CorruptFileError,
     EmptyCatalogError,
     ImageShapeError,
+    InputFileError,
     MissingColumnError,
     MissingFileError,
     MissingWCSError,
@@ -312,6 +314,120 @@ def test_failed_write_keeps_earlier_output(tmp_path, sky_field, monkeypatch):
     assert (tmp_path / "0.fits").read_bytes() == first_stamp
     assert catalog_path.read_text() == first_catalog
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+# --- (3b) one galaxy, one stamp: deblending and provenance --------------------------
+
+
+PSF = galsim.Gaussian(fwhm=3.0)  # the PSF that detect_sources assumes
+
+
+def _knotty_spiral_field(seed: int, size: int = 400, flux: float = 6e4) -> np.ndarray:
+    """A face-on spiral (exponential disc, de Vaucouleurs bulge, star-forming knots) in noise."""
+    canvas = galsim.ImageF(size, size, scale=1.0)
+    disc = galsim.Exponential(half_light_radius=25.0, flux=0.5 * flux)
+    knots = galsim.RandomKnots(
+        npoints=40, half_light_radius=25.0, flux=0.35 * flux, rng=galsim.BaseDeviate(seed)
+    )
+    bulge = galsim.DeVaucouleurs(half_light_radius=3.0, flux=0.15 * flux)
+    galsim.Convolve(disc + knots + bulge, PSF).drawImage(image=canvas, add_to_image=True)
+    canvas.addNoise(galsim.GaussianNoise(galsim.BaseDeviate(seed + 1), sigma=1.0))
+    return canvas.array.astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_knotty_spiral_gives_one_stamp_by_default(seed):
+    field = _knotty_spiral_field(seed)
+    # photutils' deblending at its defaults cuts the spiral into knots (9-16 pieces here).
+    assert len(cutouts.cutout_field(field, deblend=True)) >= 5
+    stamps = cutouts.cutout_field(field)
+    assert len(stamps) == 1
+    row = stamps.table[0]
+    assert np.hypot(row["x"] - 199.5, row["y"] - 199.5) < 3
+    assert row["size"] >= 120  # the stamp holds the whole disc, not a knot
+
+
+def test_well_separated_galaxies_give_two_stamps_and_deblend_splits_touching_ones():
+    def pair(separation: float) -> np.ndarray:
+        canvas = galsim.ImageF(300, 300, scale=1.0)
+        galaxy = galsim.Convolve(galsim.Exponential(half_light_radius=6.0, flux=2e4), PSF)
+        for dx in (-separation / 2, separation / 2):
+            galaxy.drawImage(image=canvas, add_to_image=True, offset=(dx, 0))
+        canvas.addNoise(galsim.GaussianNoise(galsim.BaseDeviate(5), sigma=1.0))
+        return canvas.array.astype(np.float32)
+
+    apart = cutouts.cutout_field(pair(80.0))
+    assert len(apart) == 2
+    assert sorted(np.round(apart.table["x"] - 149.5)) == [-40, 40]
+    touching = pair(24.0)
+    # Their isophotes merge at 3 sigma: one segment unless deblending is asked for.
+    assert len(cutouts.cutout_field(touching)) == 1
+    assert len(cutouts.cutout_field(touching, deblend=True, contrast=0.01, nlevels=64)) == 2
+
+
+def test_deblending_settings_are_checked():
+    with pytest.raises(ConfigError, match="contrast"):
+        cutouts.detect_sources(np.zeros((64, 64), np.float32), deblend=True, contrast=2.0)
+
+
+def test_real_cosmos_spiral_field_gives_one_stamp(shared_data):
+    # No large COSMOS field is shipped: the largest knotty face-on spiral stamp
+    # (HDU 36, 144 px) is embedded in a 543 px field of its own noise level.
+    folder = shared_data / "cosmos-f814w"
+    catalog = Table.read(folder / "real_galaxy_catalog_26_extension_example.fits")
+    (variance,) = catalog["NOISE_VARIANCE"][catalog["GAL_HDU"] == 36]
+    spiral = fits.getdata(folder / "real_galaxy_images_extension.fits", 36).astype(np.float32)
+    field = np.random.default_rng(0).normal(0, np.sqrt(variance), (543, 543)).astype(np.float32)
+    start = (543 - spiral.shape[0]) // 2
+    field[start : start + spiral.shape[0], start : start + spiral.shape[1]] = spiral
+    assert len(cutouts.cutout_field(field, deblend=True)) >= 4  # nucleus and arm knots
+    stamps = cutouts.cutout_field(field)
+    assert len(stamps) == 1
+    assert np.hypot(stamps.table["x"][0] - 271, stamps.table["y"][0] - 271) < 10
+    assert stamps.table["size"][0] >= 144
+
+
+def test_stamps_carry_the_field_provenance_cards_without_raw_warnings(tmp_path, sky_field):
+    import warnings
+
+    image, wcs, ra, dec = sky_field
+    header = wcs.to_header()
+    # Non-standard cards that make astropy's WCS emit FITSFixedWarning.
+    header["RADECSYS"] = "FK5"
+    header["DATE-OBS"] = "2004-01-02"
+    header.remove("MJDREF", ignore_missing=True)
+    path = tmp_path / "hst.fits"
+    fits.HDUList(
+        [fits.PrimaryHDU(header=fits.Header([("TELESCOP", "HST"), ("INSTRUME", "ACS")])),
+         fits.ImageHDU(image, header=header, name="SCI")]
+    ).writeto(path)  # fmt: skip
+    with fits.open(path, mode="update") as hdul:
+        hdul["SCI"].header["FILTER"] = ("F814W", "element selected from filter wheel")
+        hdul["SCI"].header["EXPTIME"] = (2028.0, "exposure duration (seconds)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stamps = cutouts.cutout_field(path, catalog=Table({"ra": ra, "dec": dec}), size=STAMP,
+                                      out_dir=tmp_path / "out", also_png=False)  # fmt: skip
+    written = read_catalog(tmp_path / "out" / cutouts.CATALOG_NAME)
+    for name in written["file"]:
+        stamp_header = fits.getheader(tmp_path / "out" / name)
+        assert stamp_header["TELESCOP"] == "HST" and stamp_header["INSTRUME"] == "ACS"
+        assert stamp_header["FILTER"] == "F814W" and stamp_header["EXPTIME"] == 2028.0
+        assert stamp_header.comments["EXPTIME"] == "exposure duration (seconds)"
+    assert stamps.cards["FILTER"][0] == "F814W"
+    # An array field has no header to copy.
+    assert cutouts.cutout_field(image, catalog=Table({"x": [60.3], "y": [50.6]})).cards == {}
+
+
+def test_field_with_several_images_asks_for_hdu(tmp_path, sky_field):
+    image = sky_field[0]
+    path = tmp_path / "chips.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(image, name="SCI1"),
+                  fits.ImageHDU(image, name="SCI2")]).writeto(path)  # fmt: skip
+    with pytest.raises(InputFileError, match="--hdu") as error:
+        cutouts.cutout_field(path)
+    _one_line_naming(error.value, "chips.fits")
+    assert len(cutouts.cutout_field(path, hdu="SCI2", extended_only=False)) == len(SOURCE_PIXELS)
 
 
 # --- (4) errors ---------------------------------------------------------------------------

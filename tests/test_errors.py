@@ -33,6 +33,8 @@ EXAMPLES = {
     errors.ConfigError: errors.ConfigError("stretch must be one of linear, asinh"),
     errors.ModelError: errors.ModelError("model: wrong architecture"),
     errors.FeatureError: errors.FeatureError("features: NaN"),
+    errors.OutputError: errors.OutputError("out/p.parquet", "folder is not writable"),
+    errors.OutputExistsError: errors.OutputExistsError("out/p.parquet"),
 }
 
 #: The builtin each family refines, so that ``except ValueError`` works for users.
@@ -45,6 +47,8 @@ BUILTINS = {
     errors.ConfigError: ValueError,
     errors.ModelError: ValueError,
     errors.FeatureError: ValueError,
+    errors.OutputError: OSError,
+    errors.OutputExistsError: FileExistsError,
 }
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tuningfork.data import GalaxyCollection
-from tuningfork.embeddings.pretrain import pretrain
+from tuningfork.embeddings.pretrain import DEFAULT_PREPROCESS, pretrain, pretrain_preprocess
 from tuningfork.errors import ConfigError
 from tuningfork.models import load_model
 from tuningfork.models.patches import image_to_patches
@@ -81,3 +81,51 @@ def test_bad_settings_are_clear_errors(galaxies, tmp_path):
     with pytest.raises(ConfigError, match="validation_fraction must be in"):
         pretrain(galaxies, tmp_path / "m", validation_fraction=1.5)
     assert not (tmp_path / "m").exists()
+
+
+def test_a_cpu_budget_stops_early_and_is_recorded(galaxies, tmp_path):
+    folder = pretrain(
+        galaxies,
+        tmp_path / "astropt",
+        preprocess=PreprocessConfig(output_size=16, normalisation="none"),
+        patch_size=4,
+        max_epochs=500,
+        budget_s=0.5,
+        batch_size=8,
+        accelerator="cpu",
+    )
+    metrics = load_model(folder, architecture="astropt").config.metrics
+    assert metrics["budget_reached"] and metrics["budget_s"] == 0.5
+    assert 1 <= metrics["epochs_run"] < 500 and metrics["max_epochs"] == 500
+    assert metrics["train_cpu_seconds"] >= 0.5
+
+
+def test_without_a_budget_every_epoch_runs(galaxies, tmp_path):
+    folder = pretrain(
+        galaxies,
+        tmp_path / "astropt",
+        preprocess=PreprocessConfig(output_size=16),
+        patch_size=4,
+        max_epochs=2,
+        batch_size=8,
+        accelerator="cpu",
+    )
+    metrics = load_model(folder, architecture="astropt").config.metrics
+    assert metrics["epochs_run"] == 2 and not metrics["budget_reached"]
+
+
+def test_default_preprocessing_crops_the_centre_and_keeps_colours():
+    default = pretrain_preprocess()
+    assert default == DEFAULT_PREPROCESS
+    assert default.crop_fraction == 0.5 and default.output_size == 32
+    assert default.normalisation == "none" and not default.subtract_background
+    chosen = pretrain_preprocess(image_size=48, crop_pixels=200, stretch="asinh")
+    assert (chosen.crop_pixels, chosen.crop_fraction, chosen.output_size, chosen.stretch) == (
+        200,
+        None,
+        48,
+        "asinh",
+    )
+    assert pretrain_preprocess(crop_fraction=1.0).crop_fraction == 1.0
+    with pytest.raises(ConfigError, match="at most one of crop_pixels and crop_fraction"):
+        pretrain_preprocess(crop_pixels=200, crop_fraction=0.5)

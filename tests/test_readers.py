@@ -266,3 +266,39 @@ def test_suffix_helpers():
     assert image_format("x.jpeg") == "raster"
     with pytest.raises(UnsupportedFormatError, match="no suffix"):
         image_format("noext")
+
+
+# ------------------------------------------------------------------ broken files say one line
+@pytest.mark.parametrize("keep", [1000, 2880 + 100])
+def test_truncated_fits_gives_the_error_and_no_raw_warnings(tmp_path, keep):
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from tuningfork.cli import app
+
+    whole = tmp_path / "whole.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(galaxy(64))]).writeto(whole)
+    truncated = tmp_path / "truncated.fits"
+    truncated.write_bytes(whole.read_bytes()[:keep])
+    with warnings.catch_warnings():
+        # astropy's "Header size is not multiple of 2880" VerifyWarning used to escape.
+        warnings.simplefilter("error")
+        with pytest.raises(CorruptFileError) as error:
+            read_image(truncated)
+        result = CliRunner().invoke(app, ["info", str(truncated)])
+    assert_one_line_naming(error, truncated)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "WARNING" not in result.output
+
+
+def test_galaxy_hdus_lists_images_but_not_their_masks(tmp_path):
+    from tuningfork.data.readers import galaxy_hdus
+
+    path = tmp_path / "mef.fits"
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.ImageHDU(galaxy(), name="SCI"), fits.ImageHDU(galaxy(), name="ERR"),
+         fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])]), fits.ImageHDU(galaxy())]
+    ).writeto(path)  # fmt: skip
+    assert galaxy_hdus(path) == [(1, "SCI"), (4, "")]

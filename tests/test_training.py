@@ -13,7 +13,7 @@ from tuningfork.data import GalaxyCollection
 from tuningfork.errors import ConfigError, MissingColumnError, ModelError
 from tuningfork.models import load_model
 from tuningfork.preprocessing import PreprocessConfig
-from tuningfork.training.calibration import threshold_for_accuracy
+from tuningfork.training.calibration import class_thresholds
 from tuningfork.training.datamodule import split_indices
 from tuningfork.training.evaluate import evaluate
 from tuningfork.training.module import Augmentation, GalaxyModule, affine_batch, shift_batch
@@ -165,11 +165,14 @@ def test_unknown_inference_engine_is_refused(model_folder, dataset):
 
 
 def test_predict_target_accuracy_uses_the_validation_split(model_folder, dataset):
-    validation = load_model(model_folder).config.validation
-    threshold, _ = threshold_for_accuracy(np.array(validation["confidence"]), np.array(validation["correct"]), 0.6)
+    config = load_model(model_folder).config
+    validation = config.validation
+    thresholds = class_thresholds(validation["confidence"], validation["correct"], validation["predicted"],
+                                  len(config.class_names), 0.6)
     table = predict(model_folder, dataset, target_accuracy=0.6)
-    assert table.meta["confidence_threshold"] == threshold
-    np.testing.assert_array_equal(table["triage"] == "confident", table["confidence"] >= threshold)
+    codes = [config.class_names.index(name) for name in table["predicted_class"]]
+    np.testing.assert_array_equal(table["threshold"], thresholds[codes])
+    np.testing.assert_array_equal(table["triage"] == "confident", table["confidence"] >= table["threshold"])
     with pytest.raises(ConfigError, match="not both"):
         predict(model_folder, dataset, target_accuracy=0.9, min_confidence=0.9)
 

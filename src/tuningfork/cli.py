@@ -9,7 +9,9 @@ with their own input.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +25,8 @@ console = Console()
 # Option defaults are read from the library's settings, so each lives in one place.
 _CLUSTER = ClusterConfig()
 error_console = Console(stderr=True)
+_Overwrite = Annotated[bool, typer.Option(help="Replace existing outputs (each only once its new "
+                                                 "version is complete).")]
 
 
 def _one_line_errors(func):
@@ -89,11 +93,13 @@ def preview(
     group_by: Annotated[str | None, typer.Option(help="Catalog column to group rows by.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for picking galaxies.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Save a mosaic PNG of cutouts with the chosen stretch."""
     from .data import GalaxyCollection
     from .plots import preview_collection
 
+    _check_outputs(overwrite, out)
     collection = GalaxyCollection.open(path, skip_missing=skip_missing)
     preview_collection(collection, out, n=n, stretch=stretch, size=size, group_by=group_by, seed=seed)
     console.print(f"wrote {out}")
@@ -111,10 +117,16 @@ def cutout(
     nsigma: Annotated[float, typer.Option(help="Detection threshold above the background rms.")] = 3.0,
     npixels: Annotated[int, typer.Option(help="Minimum connected pixels of a source.")] = 20,
     psf_fwhm: Annotated[float, typer.Option(help="PSF FWHM in pixels; extended sources are wider.")] = 3.0,
+    deblend: Annotated[bool, typer.Option(help="Split touching sources (photutils deblending); off "
+                                               "by default so a knotty spiral stays one galaxy.")] = False,
+    contrast: Annotated[float, typer.Option(help="With --deblend: flux fraction a component needs to "
+                                                 "be split off (higher keeps more together).")] = 0.001,
+    nlevels: Annotated[int, typer.Option(help="With --deblend: number of deblending thresholds.")] = 32,
     all_sources: Annotated[bool, typer.Option(help="Also cut point-like sources.")] = False,
     keep_outside: Annotated[bool, typer.Option(help="Keep positions outside the field as "
                                                     "flagged empty stamps.")] = False,
     format: Annotated[str, typer.Option(help="Stamp format: fits or npy.")] = "fits",
+    overwrite: _Overwrite = False,
 ) -> None:
     """Cut stamps from a survey image at catalog positions or around detected galaxies."""
     from .data.cutouts import cutout_field
@@ -122,7 +134,8 @@ def cutout(
     hdu_key = int(hdu) if hdu is not None and hdu.isdigit() else hdu
     stamps = cutout_field(image, catalog=catalog, size=size, out_dir=out, hdu=hdu_key,
                           keep_outside=keep_outside, extended_only=not all_sources, nsigma=nsigma,
-                          npixels=npixels, psf_fwhm=psf_fwhm, format=format)
+                          npixels=npixels, psf_fwhm=psf_fwhm, deblend=deblend, contrast=contrast,
+                          nlevels=nlevels, format=format, overwrite=overwrite)
     edge = int(sum(bool(flag) for flag in stamps.table["edge"]))
     console.print(f"wrote {len(stamps.images)} stamps ({edge} at the field edge, padded and flagged) "
                   f"and {out / 'catalog.csv'}")
@@ -144,15 +157,17 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same galaxies.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes to render with.")] = 2,
     formats: Annotated[str, typer.Option(help="Comma-separated image formats: fits, png.")] = "fits,png",
+    overwrite: _Overwrite = False,
 ) -> None:
     """Render labelled galaxies with GalSim (8 classes) and write images plus a catalog."""
     from .simulation import simulate as render
     from .simulation import write_sample
 
+    _check_outputs(overwrite, folder=out)
     sample = render(n, size=size, bands=_split(bands), pixel_scale=pixel_scale, psf=psf,
                     psf_fwhm=psf_fwhm, noise=noise, classes=_split(classes) if classes else None,
                     seed=seed, workers=workers, progress=True)
-    catalog_path = write_sample(sample, out, formats=_split(formats))
+    catalog_path = write_sample(sample, out, formats=_split(formats), overwrite=overwrite)
     console.print(f"wrote {n} galaxies and {catalog_path}")
 
 
@@ -173,31 +188,45 @@ def pretrain(
     data: Annotated[list[Path], typer.Argument(help="Data sets to pretrain on (labels are ignored).")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("astropt-model"),
     size: Annotated[str, typer.Option(help="Model size: tiny, small, base or large.")] = "tiny",
-    image_size: Annotated[int, typer.Option(help="Side of the model's input in pixels.")] = 64,
+    image_size: Annotated[int | None, typer.Option(help="Side of the model's input in pixels "
+                                                        "[default: 32].")] = None,
     crop_pixels: Annotated[int | None, typer.Option(help="Keep the central square of this "
                                                             "many pixels before resizing.")] = None,
-    stretch: Annotated[str, typer.Option(help="linear (JPEG composites) or asinh (FITS).")] = "linear",
+    crop_fraction: Annotated[float | None, typer.Option(help="Or keep this fraction of each side "
+                                                              "[default: 0.5; 1 keeps all].")] = None,
+    stretch: Annotated[str | None, typer.Option(help="linear (JPEG composites) or asinh (FITS) "
+                                                     "[default: linear].")] = None,
     patch_size: Annotated[int, typer.Option(help="Patch side in pixels; divides --image-size.")] = 8,
     sed_columns: Annotated[str | None, typer.Option(help="Comma-separated catalog columns "
                                                             "(one per band) read as SED tokens.")] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 10,
+    epochs: Annotated[int, typer.Option(help="Passes over the data at most.")] = 30,
+    budget: Annotated[float | None, typer.Option(help="CPU-time budget in seconds; training stops "
+                                                      "when it is spent.")] = None,
     batch_size: Annotated[int, typer.Option(help="Galaxies per step.")] = 64,
-    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 3e-4,
+    learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of weights, split and augmentation.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Pretrain the AstroPT patch transformer without labels and save a model folder."""
     from .data import GalaxyCollection
     from .embeddings import pretrain as run_pretraining
-    from .preprocessing import PreprocessConfig
+    from .embeddings.pretrain import pretrain_preprocess
+    from .models import load_model
 
+    _check_outputs(overwrite, folder=out)
     collections = [GalaxyCollection.open(path, skip_missing=skip_missing) for path in data]
-    preprocess = PreprocessConfig(crop_pixels=crop_pixels, output_size=image_size, stretch=stretch)
+    preprocess = pretrain_preprocess(image_size, crop_pixels, crop_fraction, stretch)
+    crop = (f"central {preprocess.crop_pixels} px" if preprocess.crop_pixels
+            else f"central {preprocess.crop_fraction or 1:.0%}")
+    console.print(f"preprocessing: {crop} of each stamp, resized to {preprocess.output_size} px, "
+                  f"{preprocess.stretch} stretch")
     folder = run_pretraining(collections, out, size=size, preprocess=preprocess, patch_size=patch_size,
                              sed_columns=_split(sed_columns) if sed_columns else (), max_epochs=epochs,
-                             batch_size=batch_size, learning_rate=learning_rate, accelerator=accelerator,
-                             seed=seed, progress=True)
+                             budget_s=budget, batch_size=batch_size, learning_rate=learning_rate,
+                             accelerator=accelerator, seed=seed, progress=True, overwrite=overwrite)
+    _report_budget(load_model(folder, architecture="astropt").config.metrics)
     console.print(f"wrote {folder}")
 
 
@@ -214,17 +243,21 @@ def embed(
     batch_size: Annotated[int, typer.Option(help="Galaxies per batch.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Embed every galaxy with an encoder; write ids and vectors to Parquet + NPY."""
     from .data import GalaxyCollection
     from .embeddings import extract_embeddings
     from .models import load_encoder
 
+    _check_outputs(overwrite, out)
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
     if bands is None:
         bands = collection[0].image.shape[0] if len(collection) else 3
     model = load_encoder(encoder, weights=weights, bands=bands, device=device)
-    written = extract_embeddings(collection, model, out, batch_size=batch_size, progress=True)
+    with _collapse_warnings():
+        written = extract_embeddings(collection, model, out, batch_size=batch_size, progress=True,
+                                     overwrite=overwrite)
     console.print(f"wrote {len(written)} embeddings of dimension {written.dim} to {out}")
 
 
@@ -243,6 +276,7 @@ def similar(
                                                       "one that was embedded).")] = None,
     out: Annotated[Path, typer.Option(help="Neighbours table (CSV, Parquet or FITS).")] = Path("similar.csv"),
     mosaic: Annotated[Path, typer.Option(help="Mosaic PNG of the neighbours.")] = Path("similar.png"),
+    overwrite: _Overwrite = False,
 ) -> None:
     """Find the galaxies most similar to a galaxy id or a new image (faiss index)."""
     from .data import GalaxyCollection, write_table
@@ -256,7 +290,9 @@ def similar(
         raise ConfigError("give exactly one query: --id or --image")
     if image is not None and encoder is None:
         raise ConfigError(f"{image}: a query image needs --encoder (the one that made {embeddings})")
-    vectors = load_embeddings(embeddings)
+    _check_outputs(overwrite, out, mosaic)
+    with _collapse_warnings():
+        vectors = load_embeddings(embeddings)
     index = open_or_build_index(vectors, rebuild=rebuild, kind=kind, metric=metric)
     query, query_image = id, None
     if image is not None:
@@ -284,13 +320,16 @@ def outliers(
     mosaic: Annotated[Path, typer.Option(help="Mosaic PNG of the top outliers.")] = Path("outliers.png"),
     top: Annotated[int, typer.Option(help="Outliers in the mosaic.")] = 25,
     seed: Annotated[int, typer.Option(help="Seed of the isolation forest.")] = 0,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Rank galaxies by how anomalous their embeddings are (rank average of detectors)."""
     from .data import GalaxyCollection, write_table
     from .embeddings import load_embeddings, outlier_scores
     from .embeddings.plots import outliers_mosaic
 
-    vectors = load_embeddings(embeddings)
+    _check_outputs(overwrite, out, mosaic)
+    with _collapse_warnings():
+        vectors = load_embeddings(embeddings)
     table = outlier_scores(vectors.vectors, vectors.ids, detectors=_split(detectors), n_neighbors=neighbors,
                            seed=seed)
     write_table(out, table)
@@ -318,6 +357,7 @@ def probe(
     out: Annotated[Path, typer.Option(help="Metrics table (CSV, Parquet or FITS).")] = Path("probes.csv"),
     plot: Annotated[Path, typer.Option(help="PNG of metric vs label fraction.")] = Path("probes.png"),
     seed: Annotated[int, typer.Option(help="Seed of the split and label subsets.")] = 0,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Fit linear and kNN probes on a fraction of the labels and score held-out galaxies."""
     from .data import read_catalog, write_table
@@ -325,6 +365,7 @@ def probe(
     from .embeddings.plots import probe_curves
     from .embeddings.probes import probe_catalog
 
+    _check_outputs(overwrite, out, plot)
     table = probe_catalog(load_embeddings(embeddings), read_catalog(catalog), column,
                           split_column=split_column, test_fraction=test_fraction, seed=seed, task=task,
                           fractions=_fractions(fractions), probes=_split(probes),
@@ -333,6 +374,28 @@ def probe(
     probe_curves(table, "accuracy" if "accuracy" in table.colnames else "nmad", plot)
     console.print(table)
     console.print(f"wrote {out} and {plot}")
+
+
+@contextlib.contextmanager
+def _collapse_warnings():
+    """Print collapsed-embeddings warnings as one ``warning:`` line instead of Python's two."""
+    from .embeddings.store import CollapsedEmbeddingsWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CollapsedEmbeddingsWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, CollapsedEmbeddingsWarning):
+            error_console.print(f"[bold yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def _report_budget(metrics: dict) -> None:
+    """Say how many epochs ran when the CPU budget stopped training."""
+    if metrics.get("budget_reached"):
+        console.print(f"CPU budget reached after {metrics['epochs_run']} epochs "
+                      f"({metrics['train_cpu_seconds']:.0f} CPU s)")
 
 
 def _embedded_data(embeddings, data: Path | None) -> Path | None:
@@ -353,6 +416,16 @@ def _fractions(text: str) -> list[float]:
         return [float(value) for value in _split(text)]
     except ValueError:
         raise ConfigError(f"label fractions must be comma-separated numbers, got '{text}'") from None
+
+
+def _check_outputs(overwrite: bool, *files: Path, folder: Path | None = None) -> None:
+    """Refuse unwritable or existing outputs before any work (the library checks again when it writes)."""
+    from .data.writers import check_output
+
+    for path in files:
+        check_output(path, overwrite=overwrite)
+    if folder is not None:
+        check_output(folder, kind="folder", overwrite=overwrite)
 
 
 def _split(text: str) -> list[str]:
@@ -400,6 +473,8 @@ def cluster(
     embedding_map: Annotated[str, typer.Option(help="umap or pca.")] = _CLUSTER.embedding_map,
     seed: Annotated[int, typer.Option(help="Seed of every random step.")] = _CLUSTER.seed,
     force: Annotated[bool, typer.Option(help="Recompute every stage.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty OUT that is not an earlier cluster "
+                                                 "run (an earlier run is resumed).")] = False,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
 ) -> None:
     """Unsupervised groups by bagging voting clustering of (denoised, polar) encoder features.
@@ -409,12 +484,13 @@ def cluster(
     clustering fitted earlier assigns DATA.
     """
     from .clustering import assign_groups, run_cluster_pipeline
-    from .clustering.pipeline import FITTED_FOLDER
+    from .clustering.pipeline import FITTED_FOLDER, check_run_folder
     from .data import GalaxyCollection
     from .errors import ConfigError
 
     if fit_on is not None and model is not None:
         raise ConfigError("cluster: give --fit-on (fit, then assign) or --model (assign only), not both")
+    check_run_folder(out, overwrite)
     given = {key: value for key, value in {"output_size": size, "stretch": stretch}.items() if value is not None}
     preprocess = {**DEFAULT_PREPROCESS, **given} if given else None
     config = ClusterConfig(
@@ -431,13 +507,17 @@ def cluster(
     if fit_on is not None:
         fit_collection = GalaxyCollection.open(fit_on, skip_missing=skip_missing)
         console.print(f"fitting on {fit_on} into {out / 'fit'}")
-        run_cluster_pipeline(fit_collection, out / "fit", config, force=force, log=console.print)
+        run_cluster_pipeline(fit_collection, out / "fit", config, force=force, overwrite=overwrite,
+                             log=console.print)
         model = out / "fit" / FITTED_FOLDER
     if model is not None:
-        result = assign_groups(collection, model, out, label_column=label_column, force=force, log=console.print)
+        # OUT was checked above, before --fit-on wrote its fit/ folder into it.
+        result = assign_groups(collection, model, out, label_column=label_column, force=force,
+                               overwrite=overwrite or fit_on is not None, log=console.print)
         fitted_with = f"the groups of {model}"
     else:
-        result = run_cluster_pipeline(collection, out, config, force=force, log=console.print)
+        result = run_cluster_pipeline(collection, out, config, force=force, overwrite=overwrite,
+                                      log=console.print)
         fitted_with = f"{k} groups"
     classified = int(sum(result.groups["classified"]))
     console.print(f"{classified} of {len(result.groups)} galaxies classified into {fitted_with}; wrote {out}")
@@ -465,16 +545,19 @@ def denoise_train(
     noise_sigma: Annotated[float | None, typer.Option(help="Injected noise (default: each image's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Train a denoising autoencoder on your own images (noise injected on the fly)."""
     from .clustering import train_denoiser
     from .data import GalaxyCollection
     from .preprocessing import PreprocessConfig
 
+    _check_outputs(overwrite, folder=out)
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
     folder, metrics = train_denoiser(
         collection, out, preprocess=PreprocessConfig(output_size=size, stretch=stretch), max_images=max_images,
         seed=seed, epochs=epochs, base_channels=channels, depth=depth, noise_sigma=noise_sigma,
+        overwrite=overwrite,
     )
     console.print(f"trained on {metrics['n_train']} galaxies, final loss {metrics['final_train_loss']:.4g}; "
                   f"wrote {folder}")
@@ -486,13 +569,15 @@ def denoise_apply(
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
     out: Annotated[Path, typer.Option(help="Output NPZ (images + ids).")] = Path("denoised.npz"),
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Denoise every galaxy with a trained autoencoder; write an NPZ stack with ids."""
     from .clustering import apply_denoiser
     from .data import GalaxyCollection
 
+    _check_outputs(overwrite, out)
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
-    console.print(f"wrote {apply_denoiser(model, collection, out)}")
+    console.print(f"wrote {apply_denoiser(model, collection, out, overwrite=overwrite)}")
 
 
 @app.command()
@@ -515,6 +600,7 @@ def morphometry(
     bulge_disk: Annotated[bool, typer.Option(help="Also fit a Sersic bulge + exponential disk (statmorph's "
                                                     "double Sersic, second index fixed to 1).")] = False,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Gini, M20, CAS, Sersic index, half-light radius and flags with statmorph."""
     import numpy as np
@@ -531,6 +617,7 @@ def morphometry(
     if sky_subtracted and sky is not None:
         raise ConfigError("morphometry: give --sky-subtracted or --sky, not both")
     sky_level: float | str = 0.0 if sky_subtracted else ("auto" if sky is None else sky)
+    _check_outputs(overwrite, out)
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
     quantities = ALL_QUANTITIES if all_quantities else DEFAULT_QUANTITIES
     # A bulge + exponential disk is the usual two-component model of a disk
@@ -538,7 +625,7 @@ def morphometry(
     extra = ({"include_doublesersic": True, "doublesersic_model_args": {"n_2": 1.0, "fixed": {"n_2": True}}}
              if bulge_disk else {})
     table = morphometry_catalog(collection, band=band, gain=gain, mask=mask, psf=psf, sky=sky_level,
-                                n_workers=workers, output=out,
+                                n_workers=workers, output=out, overwrite=overwrite,
                                 quantities=quantities + (DOUBLESERSIC_QUANTITIES if bulge_disk else ()),
                                 **extra)
     measured = np.asarray(table["measured"], dtype=bool)
@@ -578,7 +665,9 @@ def generate_train(
     channels: Annotated[str, typer.Option(help="Comma-separated UNet channels per level.")] = "32,64,64",
     layers_per_block: Annotated[int, typer.Option(help="Residual blocks per UNet level.")] = 1,
     attention_levels: Annotated[int, typer.Option(help="Lowest-resolution levels with self-attention.")] = 1,
-    epochs: Annotated[int, typer.Option(help="Passes over the data.")] = 30,
+    epochs: Annotated[int, typer.Option(help="Passes over the data at most.")] = 30,
+    budget: Annotated[float | None, typer.Option(help="CPU-time budget in seconds; training stops "
+                                                      "when it is spent.")] = None,
     batch_size: Annotated[int, typer.Option(help="Galaxies per step.")] = 32,
     learning_rate: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
     condition_dropout: Annotated[float, typer.Option(help="Share of steps trained without the condition "
@@ -587,22 +676,26 @@ def generate_train(
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of weights, noise and augmentation.")] = 0,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Train a class- or feature-conditioned diffusion generator (DDPM, EMA weights)."""
     from .data import GalaxyCollection
     from .generation import load_generator, train_generator
     from .preprocessing import PreprocessConfig
 
+    _check_outputs(overwrite, folder=out)
     collection = GalaxyCollection.open(data, label_column=label_column, skip_missing=skip_missing)
     preprocess = PreprocessConfig(output_size=image_size, crop_pixels=crop_pixels, stretch=stretch,
                                   normalisation="none")
     unet = {"channels": _integers(channels, "--channels"), "layers_per_block": layers_per_block,
             "attention_levels": attention_levels}
     folder = train_generator(collection, out, feature_columns=_split(feature_columns) if feature_columns else None,
-                             preprocess=preprocess, unet=unet, max_epochs=epochs, batch_size=batch_size,
+                             preprocess=preprocess, unet=unet, max_epochs=epochs, budget_s=budget,
+                             batch_size=batch_size,
                              learning_rate=learning_rate, condition_dropout=condition_dropout, ema_decay=ema_decay,
-                             accelerator=accelerator, seed=seed, progress=True)
+                             accelerator=accelerator, seed=seed, progress=True, overwrite=overwrite)
     metrics = load_generator(folder).metrics
+    _report_budget(metrics)
     console.print(f"trained on {metrics['n_train']} galaxies; fixed-batch loss "
                   f"{metrics['fixed_batch_loss_before']:.4f} -> {metrics['fixed_batch_loss_after']:.4f}; wrote {folder}")
 
@@ -619,14 +712,16 @@ def generate_sample(
     sampler: Annotated[str, typer.Option(help="ddim or dpm-solver.")] = "ddim",
     seed: Annotated[int, typer.Option(help="Seed of the initial noise; the same seed gives the same galaxies.")] = 0,
     formats: Annotated[str, typer.Option(help="Comma-separated image formats: fits, png.")] = "fits,png",
+    overwrite: _Overwrite = False,
 ) -> None:
     """Generate galaxies for given conditions; write FITS/PNG, a conditions catalog and mosaics."""
     from .generation import generate, load_generator, write_generated
 
+    _check_outputs(overwrite, folder=out)
     model = load_generator(generator)
     conditions = [parsed for text in condition for parsed in model.conditions.parse(text, model.name)]
     sample = generate(model, conditions, n=n, guidance=guidance, steps=steps, seed=seed, sampler=sampler)
-    catalog = write_generated(sample, out, formats=_split(formats))
+    catalog = write_generated(sample, out, formats=_split(formats), overwrite=overwrite)
     extrapolated = int(sum(sample.catalog["extrapolated"]))
     note = f" ({extrapolated} outside the training range)" if extrapolated else ""
     console.print(f"wrote {len(sample)} galaxies{note} and {catalog}")
@@ -650,23 +745,40 @@ def generate_evaluate(
     out: Annotated[Path, typer.Option(help="Per-condition table (CSV, Parquet or FITS); the KS table is "
                                            "written beside it.")] = Path("generator-evaluation.csv"),
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Frechet distance, conditional accuracy and statmorph KS statistics per condition."""
     from .data import GalaxyCollection
     from .generation import evaluate_generator, load_generator
     from .generation.augment import folder_classifier
 
+    _check_outputs(overwrite, out)
     model = load_generator(generator)
     real = GalaxyCollection.open(data, label_column=label_column, skip_missing=skip_missing)
     summary, ks = evaluate_generator(
         model, real, encoder=encoder, classifier=folder_classifier(classifier, model) if classifier else None,
         n_per_condition=n, guidance=guidance, steps=steps, seed=seed, morphometry=morphometry, n_workers=workers,
-        output=out,
+        output=out, overwrite=overwrite,
     )
     console.print(summary)
     if ks is not None:
         console.print(ks["group", "quantity", "n_real", "n_generated", "ks_statistic", "ks_pvalue"])
     console.print(f"wrote {out}")
+
+
+def _print_training_choices(metrics: dict, balance_classes: bool | None) -> None:
+    """Say which crop and class weighting ``train`` chose, and how to change them."""
+    if metrics.get("crop"):
+        console.print(f"crop: {metrics['crop']['text']}; --crop-pixels to set it, 0 for the whole stamp")
+    weighting = metrics.get("class_weighting") or {}
+    ratio = weighting.get("imbalance_ratio")
+    if ratio is None:
+        return
+    if weighting["scheme"] is not None:
+        why = f"classes are imbalanced (largest/smallest = {ratio:.0f})" if balance_classes is None else "asked for"
+        console.print(f"{why}: using sqrt-inverse-frequency class weights; --no-balance-classes to turn off")
+    elif balance_classes is None and ratio > 1:
+        console.print(f"classes: largest/smallest = {ratio:.1f}, no class weights; --balance-classes to add them")
 
 
 @app.command("train")
@@ -684,7 +796,9 @@ def train_command(
                                                         "all but a changed output layer start from it.")] = None,
     image_size: Annotated[int, typer.Option(help="Side of the network input in pixels.")] = 64,
     crop_pixels: Annotated[int | None, typer.Option(help="Keep the central square of this many "
-                                                            "pixels before resizing.")] = None,
+                                                            "pixels before resizing; by default measured "
+                                                            "from the galaxies' footprints; 0 keeps the "
+                                                            "whole stamp.")] = None,
     stretch: Annotated[str, typer.Option(help="linear (JPEG composites) or asinh (FITS).")] = "linear",
     normalisation: Annotated[str, typer.Option(help="Per-band minmax or zscore, or none (keeps the "
                                                     "colours of JPEG composites).")] = "minmax",
@@ -695,7 +809,10 @@ def train_command(
     batch_size: Annotated[int, typer.Option(help="Galaxies per step.")] = 64,
     learning_rate: Annotated[float | None, typer.Option(help="Peak AdamW learning rate.")] = None,
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.1,
-    balance_classes: Annotated[bool, typer.Option(help="Weight classes inversely to frequency.")] = False,
+    balance_classes: Annotated[bool | None, typer.Option(
+        "--balance-classes/--no-balance-classes",
+        help="Weight the loss by the square root of the inverse class frequency; by default on when the "
+             "largest training class outnumbers the smallest more than 3 times.")] = None,
     mixup: Annotated[float, typer.Option(help="Mixup alpha (0: off).")] = 0.0,
     cutmix: Annotated[float, typer.Option(help="Cutmix alpha (0: off).")] = 0.0,
     split_column: Annotated[str, typer.Option(help="Column with train/val/test values.")] = "split",
@@ -708,14 +825,17 @@ def train_command(
                                                               "train'): add generated galaxies of --rare-classes.")] = None,
     rare_classes: Annotated[str | None, typer.Option(help="Comma-separated classes to augment.")] = None,
     generated_per_class: Annotated[int, typer.Option(help="Generated galaxies added per rare class.")] = 100,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Train a classifier (or Galaxy Zoo vote model) and write a calibrated model folder."""
     from .data import GalaxyCollection
     from .preprocessing import PreprocessConfig
     from .training import train
+    from .training.train import TrainingWarning
 
+    _check_outputs(overwrite, folder=out)
     collection = GalaxyCollection.open(data, label_column=None if tree else target, skip_missing=skip_missing)
-    preprocess = PreprocessConfig(crop_pixels=crop_pixels, output_size=image_size, stretch=stretch,
+    preprocess = PreprocessConfig(crop_pixels=crop_pixels or None, output_size=image_size, stretch=stretch,
                                   normalisation=normalisation)
     extra_train = None
     if augment_with is not None:
@@ -723,16 +843,23 @@ def train_command(
 
         extra_train = generate_for_classifier(augment_with, _split(rare_classes) if rare_classes else (),
                                               generated_per_class, preprocess, seed=seed)
-    result = train(
-        collection, out, target, architecture, tree=tree, vote_loss=vote_loss, preprocess=preprocess,
-        epochs=epochs, budget_s=budget, batch_size=batch_size, learning_rate=learning_rate,
-        label_smoothing=label_smoothing, class_weights="balanced" if balance_classes else None, mixup=mixup,
-        cutmix=cutmix, ensemble=ensemble, weights=weights, init_from=init_from, split_column=split_column,
-        val_fraction=val_fraction, patience=patience,
-        seed=seed, accelerator=accelerator, extra_train=extra_train,
-    )
+    # The warnings are printed below, with the metrics they are about.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrainingWarning)
+        result = train(
+            collection, out, target, architecture, tree=tree, vote_loss=vote_loss, preprocess=preprocess,
+            epochs=epochs, budget_s=budget, batch_size=batch_size, learning_rate=learning_rate,
+            label_smoothing=label_smoothing, class_weights={None: "auto", True: "sqrt", False: None}[balance_classes],
+            crop=None if crop_pixels is not None else "auto", mixup=mixup,
+            cutmix=cutmix, ensemble=ensemble, weights=weights, init_from=init_from, split_column=split_column,
+            val_fraction=val_fraction, patience=patience,
+            seed=seed, accelerator=accelerator, extra_train=extra_train, overwrite=overwrite,
+        )
+    _print_training_choices(result.metrics, balance_classes)
     shown = {key: value for key, value in result.metrics.items() if key.startswith(("val_", "train_"))}
     console.print(shown)
+    for note in result.metrics["warnings"]:
+        console.print(f"[bold yellow]warning:[/] {note}")
     console.print(f"wrote {result.folder}")
 
 
@@ -741,27 +868,40 @@ def predict_command(
     model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train'.")],
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
     out: Annotated[Path, typer.Option(help="Output catalog (Parquet, CSV or FITS).")] = Path("predictions.parquet"),
-    target_accuracy: Annotated[float | None, typer.Option(help="Triage: confidence threshold that "
-                                                                  "reached this validation accuracy.")] = None,
-    min_confidence: Annotated[float | None, typer.Option(help="Triage: this confidence threshold.")] = None,
+    target_accuracy: Annotated[float | None, typer.Option(help="Triage: per predicted class, the lowest "
+                                                                  "confidence threshold at which the validation "
+                                                                  "split reached this purity.")] = None,
+    min_confidence: Annotated[float | None, typer.Option(help="Triage: this confidence threshold "
+                                                                "for every class.")] = None,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated catalog columns to carry into the "
+                                                      "output (file, ra and dec always are).")] = None,
     tta: Annotated[bool, typer.Option(help="Average over the 8 rotations and flips.")] = False,
     batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
     engine: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime: faster on a CPU).")] = "torch",
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
 ) -> None:
     """Predict classes or vote fractions; split confident predictions from an expert queue."""
     from .data import GalaxyCollection
     from .training import predict
     from .training.predict import expert_queue_path
 
+    _check_outputs(overwrite, out)
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
     table = predict(model, collection, out, target_accuracy=target_accuracy, min_confidence=min_confidence,
-                    tta=tta, batch_size=batch_size, progress=True, engine=engine)
+                    columns=_split(columns) if columns else (), tta=tta, batch_size=batch_size, progress=True,
+                    engine=engine, overwrite=overwrite)
     console.print(f"wrote {len(table)} predictions to {out}")
     if "triage" in table.colnames:
-        queued = int((table["triage"] == "expert").sum())
-        console.print(f"confidence threshold {table.meta['confidence_threshold']:.4f}: "
-                      f"{len(table) - queued} confident, {queued} queued for experts in {expert_queue_path(out)}")
+        confident = table["triage"] == "confident"
+        for name in sorted(set(table["predicted_class"])):
+            rows = table["predicted_class"] == name
+            levels = sorted(set(table["threshold"][rows].tolist()))
+            shown = ("no threshold reached the target" if levels == [float("inf")]
+                     else "threshold " + ", ".join(f"{level:.4f}" for level in levels))
+            console.print(f"  {name}: {int(confident[rows].sum())} of {int(rows.sum())} confident ({shown})")
+        console.print(f"{int(confident.sum())} confident, {int((~confident).sum())} queued for experts in "
+                      f"{expert_queue_path(out)}")
 
 
 @app.command("evaluate")
@@ -773,21 +913,40 @@ def evaluate_command(
     split_column: Annotated[str, typer.Option(help="Column with train/val/test values.")] = "split",
     agreement_column: Annotated[str | None, typer.Option(help="Volunteer agreement with each label, "
                                                                  "for the high-agreement accuracy.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column of true labels (default: the model's "
+                                                             "label column).")] = None,
+    class_map: Annotated[list[str] | None, typer.Option("--map", help="Rename a label before comparing it with "
+                                                                       "the model's classes: OLD=NEW; repeat it "
+                                                                       "or separate pairs by commas.")] = None,
     tta: Annotated[bool, typer.Option(help="Average over the 8 rotations and flips.")] = False,
     batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
 ) -> None:
-    """Measure a model on labelled galaxies: metrics JSON, confusion matrix, calibration, coverage, mosaic."""
+    """Measure a model on labelled galaxies: metrics JSON, confusion matrix, calibration, coverage, mosaics."""
     from .data import GalaxyCollection
     from .training import evaluate
 
+    _check_outputs(overwrite, folder=out)
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    renames = _class_map(class_map or [])
     metrics = evaluate(model, collection, out, split=split, split_column=split_column,
-                       agreement_column=agreement_column, tta=tta, batch_size=batch_size, progress=True)
+                       agreement_column=agreement_column, label_column=label_column, class_map=renames,
+                       tta=tta, batch_size=batch_size, progress=True, overwrite=overwrite)
     headline = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "coverage_at_0.99", "rmse",
                 "high_agreement_accuracy")
     console.print({key: metrics[key] for key in headline if key in metrics})
     console.print(f"wrote {out}")
+
+
+def _class_map(values: list[str]) -> dict[str, str]:
+    from .errors import ConfigError
+
+    pairs = [pair for value in values for pair in _split(value)]
+    malformed = [pair for pair in pairs if pair.count("=") != 1 or not all(part.strip() for part in pair.split("="))]
+    if malformed:
+        raise ConfigError(f"--map takes OLD=NEW pairs, got '{malformed[0]}'")
+    return {old.strip(): new.strip() for old, new in (pair.split("=") for pair in pairs)}
 
 
 def _integers(text: str, option: str) -> list[int]:

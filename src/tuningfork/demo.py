@@ -27,7 +27,7 @@ def cut_hubble_deep_field(out: Path, console: Console) -> Path:
 
     field, _ = load_hubble_deep_field()
     folder = out / "hdf-cutouts"
-    stamps = cutout_field(field, out_dir=folder)
+    stamps = cutout_field(field, out_dir=folder, overwrite=True)
     console.print(f"  Hubble Deep Field: {len(stamps.images)} extended sources cut into {folder}")
     return folder / "catalog.csv"
 
@@ -46,7 +46,7 @@ def simulate_sample(out: Path, n: int, seed: int, console: Console) -> Path:
     # sample shows its classes clearly.
     sample = simulate(n, size=64, bands=("g", "r", "i"), snr=(40.0, 400.0), seed=seed, workers=2,
                       progress=True)
-    catalog = write_sample(sample, out / "simulated")
+    catalog = write_sample(sample, out / "simulated", overwrite=True)
     # A fixed train/val/test split, so the classifier is scored on galaxies it never saw.
     from astropy.table import Table
 
@@ -135,9 +135,10 @@ def classify_sample(catalog: Path, out: Path, seed: int, console: Console) -> Pa
     from .training import evaluate, predict, train
 
     folder = out / "classifier"
-    train(catalog, folder, target="label", epochs=15, budget_s=90, seed=seed, progress=False)
-    metrics = evaluate(folder, catalog, out / "classifier-evaluation", split="test")
-    predict(folder, catalog, out / "predictions.parquet", target_accuracy=0.95)
+    train(catalog, folder, target="label", epochs=15, budget_s=90, seed=seed, progress=False,
+          overwrite=True)
+    metrics = evaluate(folder, catalog, out / "classifier-evaluation", split="test", overwrite=True)
+    predict(folder, catalog, out / "predictions.parquet", target_accuracy=0.95, overwrite=True)
     accuracy = metrics.get("accuracy", float("nan"))
     console.print(f"  classifier: test accuracy {accuracy:.1%} ({folder}); metrics and plots in "
                   f"classifier-evaluation/, predictions with triage in predictions.parquet")
@@ -175,7 +176,8 @@ def run_demo(out: str | Path = "tuningfork-demo", n_simulated: int = 400, seed: 
     ----------
     out : str or Path
         Output folder; created if needed.  Files from an earlier run are
-        replaced one by one, each only once its new version is complete.
+        replaced one by one, each only once its new version is complete
+        (no ``overwrite`` needed: the demo owns this folder).
     n_simulated : int
         Number of GalSim galaxies.
     seed : int
@@ -188,8 +190,11 @@ def run_demo(out: str | Path = "tuningfork-demo", n_simulated: int = 400, seed: 
     Path
         The output folder.
     """
+    from .data.writers import check_output
+
     console = console or Console()
-    out = Path(out)
+    # The demo's folder is rewritten on every run by design: only check that it can be.
+    out = check_output(out, kind="folder", overwrite=True)
     out.mkdir(parents=True, exist_ok=True)
     console.rule("tuningfork demo")
     console.print("[bold]1. Data[/]: real cutouts and simulated galaxies")

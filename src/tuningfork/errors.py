@@ -139,3 +139,27 @@ class ModelError(TuningforkError, ValueError):
 
 class FeatureError(TuningforkError, ValueError):
     """A feature matrix (embeddings, PCA components) is unusable: NaN, wrong shape, too few rows."""
+
+
+class OutputError(TuningforkError, OSError):
+    """An output cannot be written (its folder is read-only, or a file stands where a folder must be).
+
+    Parameters
+    ----------
+    path : str or Path
+        The output, or the folder that stops it.
+    problem : str
+        What is wrong, as a short phrase.
+    """
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The output exists already and replacing it was not asked for."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path, "already exists (pass --overwrite, or overwrite=True, to replace it)")

@@ -285,6 +285,7 @@ def train_denoiser(
     preprocess=None,
     max_images: int = 5000,
     seed: int = 0,
+    overwrite: bool = False,
     **training,
 ) -> tuple[Path, dict]:
     """Train an autoencoder on (a random subset of) a collection and save it.
@@ -302,6 +303,9 @@ def train_denoiser(
         Galaxies drawn at random for training.
     seed : int
         Seed of the draw and of the training.
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
     **training
         Passed to :func:`train_autoencoder` (``epochs``, ``base_channels``,
         ``depth``, ``noise_sigma``...).
@@ -312,8 +316,10 @@ def train_denoiser(
     metrics : dict
         Training metrics, also stored in config.json.
     """
+    from ..data.writers import check_output
     from ..preprocessing import PreprocessConfig, Preprocessor
 
+    check_output(folder, kind="folder", overwrite=overwrite)
     config = preprocess or PreprocessConfig()
     if max_images < 1:
         raise ConfigError(f"train_denoiser: max_images must be at least 1, got {max_images}")
@@ -333,7 +339,7 @@ def train_denoiser(
 
 
 def apply_denoiser(
-    folder: str | Path, collection, output: str | Path, batch_size: int = 64
+    folder: str | Path, collection, output: str | Path, batch_size: int = 64, *, overwrite: bool = False
 ) -> Path:
     """Denoise a collection with a saved autoencoder and write an NPZ stack.
 
@@ -351,14 +357,18 @@ def apply_denoiser(
         ``.npz`` file to write (atomically).
     batch_size : int
         Galaxies per batch.
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
 
     Returns
     -------
     Path
     """
-    from ..data.writers import atomic_path
+    from ..data.writers import atomic_path, check_output
     from ..preprocessing import PreprocessConfig, Preprocessor
 
+    check_output(output, overwrite=overwrite)
     loaded = load_model(folder, architecture=ARCHITECTURE)
     model, config = loaded.network, loaded.config
     preprocess = Preprocessor(PreprocessConfig.from_dict(config.preprocessing))

@@ -18,7 +18,7 @@ from .readers import (
     read_image,
     stored_dtype,
 )
-from .writers import atomic_path, write_fits, write_png, write_table
+from .writers import atomic_path, check_output, write_fits, write_png, write_table
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -28,6 +28,7 @@ __all__ = [
     "GalaxyCollection",
     "atomic_path",
     "bands_to_rgb",
+    "check_output",
     "display_rgb",
     "image_format",
     "is_fits_table",

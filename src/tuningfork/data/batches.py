@@ -11,6 +11,7 @@ any size are read with ``collection[i]`` or by iterating a collection.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -168,12 +169,16 @@ def _shape(shape: tuple[int, ...]) -> str:
 def progress_bar(total: int, enabled: bool, description: str) -> Iterator[Callable[[int], None]]:
     """Yield a function that advances a rich progress bar on stderr (a no-op when disabled).
 
+    The bar is transient (it disappears when done) and is shown only when
+    stderr is a terminal and the ``CI`` environment variable is not set to a
+    true value, so logs, pipes and test runs stay free of it.
+
     Parameters
     ----------
     total : int
         Steps in all.
     enabled : bool
-        Show the bar.
+        Show the bar (still subject to the terminal and ``CI`` checks).
     description : str
         Its label.
 
@@ -182,12 +187,19 @@ def progress_bar(total: int, enabled: bool, description: str) -> Iterator[Callab
     callable
         ``advance(done)`` moves the bar on by ``done`` steps.
     """
-    if not enabled:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not (enabled and console.is_terminal and not _running_in_ci()):
         yield lambda done: None
         return
-    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(console=Console(stderr=True)) as bar:
+    with Progress(console=console, transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda done: bar.advance(task, done)
+
+
+def _running_in_ci() -> bool:
+    """True when the ``CI`` variable that CI services set says so."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")

@@ -129,13 +129,40 @@ def read_catalog(path: str | Path, *, id_column: str | None = None) -> Table:
     if path.stat().st_size == 0:
         raise EmptyCatalogError(path)
     with reraise_as_corrupt(path, "catalog"):
-        table = Table.read(path, format=fmt)
+        table = Table.read(path, format=fmt, **_csv_options(path, id_column) if fmt == "ascii.csv" else {})
     if len(table) == 0:
         raise EmptyCatalogError(path)
     for name in table.colnames:
         if table[name].dtype.kind == "S":
             table[name] = np.char.decode(np.asarray(table[name]), "utf-8")
     return normalise_ids(table, path, id_column=id_column)
+
+
+def _csv_options(path: Path, id_column: str | None) -> dict:
+    """Reader options that keep CSV text as text.
+
+    astropy's fast C reader takes the numeric prefix of a value, so a file
+    ``nan.fits`` or ``inf_1.png`` would become a float; the pure-Python reader
+    accepts a number only when the whole value is one.  Id and image-file
+    columns are read as text whatever they hold (a file may be named ``123``,
+    an id may have leading zeros).
+    """
+    import csv
+
+    from astropy.io.ascii import convert_numpy
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    text_names = {name.lower() for name in (*ID_NAMES, *FILE_NAMES, id_column or "")}
+    text_columns = [
+        name.strip()
+        for name in header
+        if name.strip().lower() in text_names or _BAND_FILE.match(name.strip())
+    ]
+    return {
+        "fast_reader": False,
+        "converters": {name: [convert_numpy(str)] for name in text_columns},
+    }
 
 
 def normalise_ids(table: Table, source: str | Path, *, id_column: str | None = None) -> Table:

@@ -42,6 +42,7 @@ from .readers import (
     FITS_SUFFIXES,
     IMAGE_SUFFIXES,
     file_suffix,
+    galaxy_hdus,
     image_format,
     is_fits_table,
     reraise_as_corrupt,
@@ -335,14 +336,20 @@ class GalaxyCollection:
     def from_file(
         cls, path: str | Path, *, hdu: int | str | None = None, label_column: str | None = None
     ) -> GalaxyCollection:
-        """Wrap one image file as a collection of one galaxy.
+        """Wrap one image file as a collection: one galaxy, or one per FITS image HDU.
 
         Parameters
         ----------
         path : str or Path
-            FITS image, PNG, JPEG or NPY file.
+            FITS image, PNG, JPEG or NPY file.  A multi-extension FITS file
+            with several galaxy images (see
+            :func:`~tuningfork.data.readers.galaxy_hdus`; masks and weight
+            maps do not count) opens as one galaxy per image HDU, with ids
+            ``<stem>[<EXTNAME>]`` when every HDU has its own name, else
+            ``<stem>[<index>]``, and an ``hdu`` column.
         hdu : int or str, optional
-            FITS extension (see :func:`~tuningfork.data.read_image`).
+            FITS extension (see :func:`~tuningfork.data.read_image`); given,
+            only that HDU is read.
         label_column : str, optional
             As in :meth:`from_directory`.
 
@@ -353,11 +360,25 @@ class GalaxyCollection:
         from astropy.table import Table
 
         path = Path(path)
-        image_format(path)
+        kind = image_format(path)
         if not path.is_file():
             raise MissingFileError(path, "image file")
-        catalog = Table({"id": [file_stem(path)], "file": [path.name]})
-        source = FileSource([(path,)], [hdu])
+        hdus = galaxy_hdus(path) if kind == "fits" and hdu is None else []
+        if len(hdus) > 1:
+            names = [name for _, name in hdus]
+            unique_names = all(names) and len(set(names)) == len(names)
+            keys = names if unique_names else [str(index) for index, _ in hdus]
+            catalog = Table(
+                {
+                    "id": [f"{file_stem(path)}[{key}]" for key in keys],
+                    "file": [path.name] * len(hdus),
+                    "hdu": [index for index, _ in hdus],
+                }
+            )
+            source = FileSource([(path,)] * len(hdus), [index for index, _ in hdus])
+        else:
+            catalog = Table({"id": [file_stem(path)], "file": [path.name]})
+            source = FileSource([(path,)], [hdu])
         return cls(source, catalog, kind="file", origin=path, label_column=label_column)
 
     @classmethod

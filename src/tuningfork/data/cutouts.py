@@ -33,8 +33,15 @@ from ..errors import (
 )
 from .catalog import DEC_NAMES, RA_NAMES, find_column, normalise_ids, read_catalog
 from .display import display_rgb
-from .readers import _choose_image_hdu, image_format, read_image, to_bands_first
-from .writers import atomic_path, write_png, write_table
+from .readers import (
+    _choose_image_hdu,
+    galaxy_hdus,
+    image_format,
+    read_image,
+    reraise_as_corrupt,
+    to_bands_first,
+)
+from .writers import atomic_path, check_output, write_png, write_table
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,30 @@ ARRAY_NAME = "<array>"
 TABLE_NAME = "<table>"
 #: Smallest background box side, pixels: fewer pixels give a noisy sky estimate.
 MIN_BACKGROUND_BOX = 16
+#: Header cards of the field copied into every stamp: where and how it was observed.
+PROVENANCE_CARDS = (
+    "TELESCOP",
+    "INSTRUME",
+    "DETECTOR",
+    "FILTER",
+    "FILTER1",
+    "FILTER2",
+    "EXPTIME",
+    "DATE-OBS",
+    "MJD-OBS",
+    "BUNIT",
+    "GAIN",
+    "PHOTFLAM",
+    "PHOTPLAM",
+    "PHOTZPT",
+    "MAGZERO",
+)
+#: Without deblending, a detection at most 1/FRAGMENT_FLUX_RATIO as bright as
+#: another and within FRAGMENT_REACH of its semimajor axes is a piece of it (an
+#: arm knot above the threshold but detached at that level).  Four semimajor
+#: axes lie well inside the brighter galaxy's own stamp (twelve across).
+FRAGMENT_FLUX_RATIO = 10.0
+FRAGMENT_REACH = 4.0
 
 
 @dataclass
@@ -73,6 +104,9 @@ class StampSet:
     outside_ids : list of str
         Ids of positions that fell entirely outside the field and were left
         out (empty when they were kept).
+    cards : dict of str to (value, comment)
+        Header cards of the field (:data:`PROVENANCE_CARDS`) written into
+        every FITS stamp; empty for an array field.
     """
 
     images: list[np.ndarray]
@@ -80,6 +114,7 @@ class StampSet:
     table: Table
     wcs: list
     outside_ids: list[str] = field(default_factory=list)
+    cards: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -117,8 +152,8 @@ def read_field(path: str | Path, hdu: int | str | None = None):
         image that :func:`tuningfork.data.readers.read_image` reads (PNG,
         JPEG, NPY: these have no WCS).
     hdu : int or str, optional
-        FITS only: index or EXTNAME of the HDU to read; by default the first
-        HDU with image data.
+        FITS only: index or EXTNAME of the HDU to read; by default the one
+        HDU with image data (masks and weight maps aside).
 
     Returns
     -------
@@ -130,17 +165,71 @@ def read_field(path: str | Path, hdu: int | str | None = None):
     Raises
     ------
     MissingFileError, UnsupportedFormatError, CorruptFileError, ImageShapeError
+    InputFileError
+        ``hdu`` is not given and the file holds several images.
     """
-    from astropy.io import fits
-    from astropy.wcs import WCS
+    from astropy.wcs import WCS, FITSFixedWarning
 
+    if image_format(path) == "fits" and hdu is None:
+        hdus = galaxy_hdus(path)
+        if len(hdus) > 1:
+            listed = ", ".join(name or str(index) for index, name in hdus[:5])
+            more = ", ..." if len(hdus) > 5 else ""
+            raise InputFileError(
+                path, f"{len(hdus)} image HDUs ({listed}{more}); choose the field with --hdu"
+            )
     image = read_image(path, hdu=hdu)
     if image_format(path) != "fits":
         return image, None
-    # read_image has already rejected a missing, corrupt or image-less file.
-    with fits.open(path) as hdul:
-        wcs = WCS(_choose_image_hdu(hdul, hdu, Path(path)).header)
+    header = _field_header(path, hdu)
+    with warnings.catch_warnings():
+        # astropy reports each non-standard card it repairs (DATE-OBS, RADECSYS...);
+        # the repaired WCS is what is wanted, so the notes are only noise.
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(header)
     return image, (wcs.celestial if wcs.has_celestial else None)
+
+
+def field_cards(path: str | Path, hdu: int | str | None = None) -> dict:
+    """The provenance cards of a FITS field, to copy into its stamps.
+
+    Parameters
+    ----------
+    path : str or Path
+        FITS file of the field (other formats have no header: empty dict).
+    hdu : int or str, optional
+        HDU holding the image, as in :func:`read_field`.
+
+    Returns
+    -------
+    dict of str to (value, comment)
+        Each of :data:`PROVENANCE_CARDS` present in the image HDU's header or,
+        failing that, the primary header (HST keeps TELESCOP there and the
+        pixels in a SCI extension).
+    """
+    if image_format(path) != "fits":
+        return {}
+    header = _field_header(path, hdu)
+    return {
+        name: (header[name], header.comments[name])
+        for name in PROVENANCE_CARDS
+        if name in header and header[name] is not None
+    }
+
+
+def _field_header(path: str | Path, hdu: int | str | None):
+    """The image HDU's header, with the primary header's cards it lacks."""
+    from astropy.io import fits
+
+    path = Path(path)
+    with reraise_as_corrupt(path, "FITS file"), fits.open(path) as hdul:
+        chosen = _choose_image_hdu(hdul, hdu, path)
+        header = chosen.header.copy()
+        if chosen is not hdul[0]:
+            for card in hdul[0].header.cards:
+                if card.keyword not in header and card.keyword in PROVENANCE_CARDS:
+                    header.append(card)
+    return header
 
 
 def cut_stamps_at_pixels(
@@ -249,11 +338,12 @@ def detect_sources(
     image: np.ndarray,
     nsigma: float = 3.0,
     npixels: int = 20,
-    deblend: bool = True,
+    deblend: bool = False,
     psf_fwhm: float = 3.0,
     extended_ratio: float = 1.5,
     box_size: int = 64,
     contrast: float = 0.001,
+    nlevels: int = 32,
     mask: np.ndarray | None = None,
     name: str | Path = ARRAY_NAME,
 ) -> Table:
@@ -263,7 +353,13 @@ def detect_sources(
     ``Background2D``; the background-subtracted image is smoothed with a
     Gaussian of the PSF's FWHM (the matched filter for unresolved sources),
     thresholded at ``nsigma`` times the background noise, segmented, optionally
-    deblended, and measured with ``SourceCatalog``.  Multi-band fields are
+    deblended, and measured with ``SourceCatalog``.
+
+    Deblending is off by default: photutils' multi-threshold deblending splits
+    a resolved face-on spiral into its nucleus and arm knots (an HST COSMOS
+    F814W spiral gave 5 pieces at the photutils defaults), and for morphology
+    one galaxy must stay one source.  Turn it on for crowded fields, where
+    touching galaxies would otherwise share one segment.  Multi-band fields are
     detected on the sum of their bands.
 
     A source is flagged ``extended`` (a galaxy rather than a star or noise
@@ -280,7 +376,7 @@ def detect_sources(
     npixels : int
         Minimum number of connected pixels above threshold for a source.
     deblend : bool
-        Split blended sources with ``deblend_sources``.
+        Split blended sources with photutils ``deblend_sources``.
     psf_fwhm : float
         FWHM of the point-spread function, pixels; sets the smoothing kernel
         and the point/extended boundary.
@@ -290,7 +386,11 @@ def detect_sources(
         Largest side of the background mesh boxes, pixels; smaller images get
         boxes of a quarter of their side (but at least 16 pixels).
     contrast : float
-        Deblending contrast (fraction of a blend's flux a component needs).
+        Deblending contrast: the fraction of a blend's flux a component needs
+        to be split off (photutils' default 0.001 splits aggressively; 0.1 or
+        more keeps knots attached).
+    nlevels : int
+        Number of multi-threshold levels of the deblending.
     mask : ndarray of bool, optional
         (H, W), True on pixels to ignore.
     name : str or Path
@@ -320,6 +420,10 @@ def detect_sources(
     if psf_fwhm <= 0 or nsigma <= 0 or npixels < 1:
         raise ConfigError(
             f"detection needs psf_fwhm > 0, nsigma > 0 and npixels >= 1, got {psf_fwhm}, {nsigma}, {npixels}"
+        )
+    if deblend and not (0 <= contrast <= 1 and nlevels >= 1):
+        raise ConfigError(
+            f"deblending needs 0 <= contrast <= 1 and nlevels >= 1, got {contrast} and {nlevels}"
         )
     detection = bands.sum(axis=0)
     invalid = ~np.isfinite(detection)
@@ -362,7 +466,12 @@ def detect_sources(
         )
     if deblend:
         segments = segmentation.deblend_sources(
-            smoothed, segments, n_pixels=npixels, contrast=contrast, progress_bar=False
+            smoothed,
+            segments,
+            n_pixels=npixels,
+            n_levels=nlevels,
+            contrast=contrast,
+            progress_bar=False,
         )
     measured = segmentation.SourceCatalog(
         subtracted, segments, convolved_data=smoothed, mask=invalid
@@ -428,8 +537,12 @@ def cutout_field(
     nsigma: float = 3.0,
     npixels: int = 20,
     psf_fwhm: float = 3.0,
+    deblend: bool = False,
+    contrast: float = 0.001,
+    nlevels: int = 32,
     format: str = "fits",
     also_png: bool = True,
+    overwrite: bool = False,
 ) -> StampSet:
     """Cut stamps from a survey field, at catalog positions or around detections.
 
@@ -437,7 +550,13 @@ def cutout_field(
     WCS; a catalog with ``x``/``y`` columns gives pixel positions directly.
     Without a catalog, sources are found with :func:`detect_sources` and a
     stamp is cut around each extended one (or each one, if
-    ``extended_only`` is False).
+    ``extended_only`` is False).  Without deblending, a detection much fainter
+    than a neighbour and inside its light (:data:`FRAGMENT_FLUX_RATIO`,
+    :data:`FRAGMENT_REACH`) is taken for a detached piece of it and gets no
+    stamp of its own, so one galaxy gives one stamp.
+
+    A FITS field's provenance cards (:data:`PROVENANCE_CARDS`: TELESCOP,
+    INSTRUME, FILTER, EXPTIME...) are copied into every FITS stamp.
 
     Parameters
     ----------
@@ -463,10 +582,16 @@ def cutout_field(
         With detection, cut only sources flagged ``extended``.
     nsigma, npixels, psf_fwhm : float, int, float
         Detection settings, see :func:`detect_sources`.
+    deblend, contrast, nlevels : bool, float, int
+        Deblending settings, see :func:`detect_sources`; off by default so
+        that knotty spirals are not cut into pieces.
     format : {"fits", "npy"}
         Stamp file format when writing.
     also_png : bool
         Also write a PNG preview of each stamp when writing.
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
 
     Returns
     -------
@@ -476,19 +601,32 @@ def cutout_field(
     Raises
     ------
     MissingFileError, MissingWCSError, MissingColumnError, EmptyCatalogError, NoSourcesError
+    OutputExistsError, OutputError
+        If ``out_dir`` holds files and ``overwrite`` is false, or cannot be written.
     """
+    if out_dir is not None:
+        check_output(out_dir, kind="folder", overwrite=overwrite)
     if isinstance(image, (str, Path)):
         name: str | Path = Path(image)
         field_image, field_wcs = read_field(image, hdu=hdu)
+        cards = field_cards(image, hdu=hdu)
     else:
+        cards = {}
         name = ARRAY_NAME
         field_image, field_wcs = to_bands_first(image, name), wcs
     if catalog is None:
-        stamps = _cut_detections(
-            field_image, field_wcs, name, size, extended_only, nsigma, npixels, psf_fwhm
-        )
+        detection = {
+            "nsigma": nsigma,
+            "npixels": npixels,
+            "psf_fwhm": psf_fwhm,
+            "deblend": deblend,
+            "contrast": contrast,
+            "nlevels": nlevels,
+        }
+        stamps = _cut_detections(field_image, field_wcs, name, size, extended_only, detection)
     else:
         stamps = _cut_catalog(field_image, field_wcs, name, catalog, size, keep_outside)
+    stamps.cards = cards
     if out_dir is not None:
         write_stamps(stamps, out_dir, format=format, also_png=also_png)
     return stamps
@@ -501,8 +639,8 @@ def write_stamps(
 
     FITS stamps hold the image in the primary HDU (2-D for one band) and the
     mask (uint8, 1 = padded) in an HDU named ``MASK``; the header carries the
-    id, source position, edge flag and padded fraction, and the stamp WCS
-    when known.  NPY stamps write the mask to a ``<id>_mask.npy`` sibling.
+    field's provenance cards (``stamps.cards``), the id, source position, edge
+    flag and padded fraction, and the stamp WCS when known.  NPY stamps write the mask to a ``<id>_mask.npy`` sibling.
     Previews go to ``previews/<id>.png``.
 
     Parameters
@@ -537,7 +675,7 @@ def write_stamps(
     ):
         if format == "fits":
             files.append(f"{stem}.fits")
-            _write_stamp_fits(out_dir / files[-1], image, mask, stamp_wcs, row)
+            _write_stamp_fits(out_dir / files[-1], image, mask, stamp_wcs, row, stamps.cards)
         else:
             files.append(f"{stem}.npy")
             mask_files.append(f"{stem}_mask.npy")
@@ -640,9 +778,11 @@ def _cut_stamps(bands, x, y, size_px, ids, wcs, ra, dec, properties, keep_outsid
     return StampSet(images=images, masks=masks, table=table, wcs=stamp_wcs, outside_ids=outside_ids)
 
 
-def _cut_detections(image, wcs, name, size, extended_only, nsigma, npixels, psf_fwhm) -> StampSet:
+def _cut_detections(image, wcs, name, size, extended_only, detection: dict) -> StampSet:
     """Detect sources in the field and cut a stamp around each selected one."""
-    sources = detect_sources(image, nsigma=nsigma, npixels=npixels, psf_fwhm=psf_fwhm, name=name)
+    sources = detect_sources(image, name=name, **detection)
+    if not detection["deblend"]:
+        sources = sources[~_fragments(sources)]
     if extended_only:
         sources = sources[sources["extended"]]
         if len(sources) == 0:
@@ -707,6 +847,18 @@ def _cut_catalog(image, wcs, name, catalog, size, keep_outside) -> StampSet:
     return stamps
 
 
+def _fragments(sources: Table) -> np.ndarray:
+    """True for each source that is a detached piece of a much brighter neighbour."""
+    x, y = np.asarray(sources["x"]), np.asarray(sources["y"])
+    flux, semimajor = np.asarray(sources["flux"]), np.asarray(sources["semimajor"])
+    distance = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
+    # [i, j]: source j outshines source i and source i lies within source j's light.
+    inside_brighter = (flux[None, :] >= FRAGMENT_FLUX_RATIO * flux[:, None]) & (
+        distance < FRAGMENT_REACH * semimajor[None, :]
+    )
+    return inside_brighter.any(axis=1)
+
+
 def _without(table: Table, *columns: str) -> Table:
     """The table minus the position columns, whose values the stamp table restates."""
     rest = table.copy(copy_data=False)
@@ -736,11 +888,15 @@ def _file_stem(stamp_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", str(stamp_id)) or "_"
 
 
-def _write_stamp_fits(path: Path, image: np.ndarray, mask: np.ndarray, stamp_wcs, row) -> None:
+def _write_stamp_fits(
+    path: Path, image: np.ndarray, mask: np.ndarray, stamp_wcs, row, cards: dict
+) -> None:
     """Write one stamp (image + MASK HDU) with its provenance in the header."""
     from astropy.io import fits
 
     primary = fits.PrimaryHDU(image[0] if image.shape[0] == 1 else image)
+    for name, (value, comment) in cards.items():
+        primary.header[name] = (value, comment)
     if stamp_wcs is not None:
         primary.header.update(stamp_wcs.to_header())
     header = primary.header

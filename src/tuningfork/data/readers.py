@@ -38,6 +38,11 @@ IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES + NUMPY_SUFFIXES
 # array arrives channels-last, as Galaxy10 and most image libraries store it.
 _MAX_TRAILING_CHANNELS = 4
 _BITPIX_DTYPES = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32", -64: "float64"}
+# EXTNAMEs of planes that accompany an image (its mask, weights, errors), not galaxies of their own.
+COMPANION_EXTNAMES = frozenset(
+    {"MASK", "ERR", "ERROR", "DQ", "WHT", "WEIGHT", "VAR", "VARIANCE", "IVAR", "INVVAR", "RMS",
+     "SIGMA", "NOISE", "SAMP", "TIME", "BPM", "FLAGS", "PSF"}
+)  # fmt: skip
 # PIL modes beyond 8 bits per channel ("I;16" variants are handled by prefix).
 _WIDE_RASTER_DTYPES = {"I": "int32", "F": "float32"}
 
@@ -273,6 +278,43 @@ def stored_dtype(path: str | Path, hdu: int | str | None = None) -> str:
         return np.load(path, mmap_mode="r", allow_pickle=False).dtype.name
 
 
+def galaxy_hdus(path: str | Path) -> list[tuple[int, str]]:
+    """List the image HDUs of a FITS file that hold galaxies, reading headers only.
+
+    Parameters
+    ----------
+    path : str or Path
+        A FITS file.
+
+    Returns
+    -------
+    list of (int, str)
+        Index and EXTNAME (``""`` when unnamed) of every image HDU with data,
+        except those whose EXTNAME marks a companion plane of another image
+        (:data:`COMPANION_EXTNAMES`: a mask, weight or error map).
+
+    Raises
+    ------
+    MissingFileError, CorruptFileError
+        The file is missing or its headers cannot be parsed.
+    """
+    from astropy.io import fits
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "FITS file")
+    image_types = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+    # Strict: a damaged HDU would otherwise drop out of the list without a word.
+    with reraise_as_corrupt(path, "FITS file", strict=True), fits.open(path, memmap=False) as hdul:
+        return [
+            (index, str(candidate.header.get("EXTNAME", "")).strip())
+            for index, candidate in enumerate(hdul)
+            if isinstance(candidate, image_types)
+            and candidate.header.get("NAXIS", 0) > 0
+            and str(candidate.header.get("EXTNAME", "")).strip().upper() not in COMPANION_EXTNAMES
+        ]
+
+
 def is_fits_table(path: str | Path) -> bool:
     """Tell whether a FITS file is a catalog (its first HDU with data is a table).
 
@@ -296,10 +338,13 @@ def is_fits_table(path: str | Path) -> bool:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(path, "FITS file")
-    with reraise_as_corrupt(path, "FITS file"), fits.open(path, memmap=False) as hdul:
-        for candidate in hdul:
-            if candidate.header.get("NAXIS", 0) > 0:
-                return isinstance(candidate, (fits.BinTableHDU, fits.TableHDU))
+    # Only a peek at the headers: the read that follows reports any damage once.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with reraise_as_corrupt(path, "FITS file"), fits.open(path, memmap=False) as hdul:
+            for candidate in hdul:
+                if candidate.header.get("NAXIS", 0) > 0:
+                    return isinstance(candidate, (fits.BinTableHDU, fits.TableHDU))
     return False
 
 
@@ -313,7 +358,7 @@ def _scaled_float32(array: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def reraise_as_corrupt(path: str | Path, what: str) -> Iterator[None]:
+def reraise_as_corrupt(path: str | Path, what: str, *, strict: bool = False) -> Iterator[None]:
     """Turn any parser failure inside the block into a one-line CorruptFileError.
 
     Parameters
@@ -322,22 +367,45 @@ def reraise_as_corrupt(path: str | Path, what: str) -> Iterator[None]:
         The file being parsed, named in the message.
     what : str
         What the file should have been, e.g. ``"FITS file"``.
+    strict : bool
+        Also raise when the block succeeds but astropy warned that the file
+        may be corrupted (it then skips the damaged HDU and reads on).
 
     Notes
     -----
     astropy's "File may have been truncated" warning is raised as an error too,
     because astropy goes on to return short or garbage data after it.
-    Tuningfork's own errors pass through unchanged.
+    Warnings raised while parsing are held back: when the block fails, the
+    one-line error says all there is to say (astropy warns about a broken
+    header in several raw lines before failing on it, or before finding no
+    image where the broken HDU was: that becomes a CorruptFileError quoting
+    the warning); when it succeeds, each is issued again as one line naming
+    the file.  Tuningfork's other errors pass through unchanged.
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         warnings.filterwarnings("error", message=".*truncated.*")
         try:
             yield
-        except TuningforkError:
+        except TuningforkError as err:
+            damage = [held for held in caught if "corrupt" in str(held.message).lower()]
+            if damage and not isinstance(err, CorruptFileError):
+                reason = _one_line(str(damage[0].message))
+                raise CorruptFileError(path, f"cannot read {what}: {reason}") from err
             raise
         except Exception as err:
             reason = str(err).splitlines()[0] if str(err) else err.__class__.__name__
             raise CorruptFileError(path, f"cannot read {what}: {reason}") from err
+    damage = [held for held in caught if "corrupt" in str(held.message).lower()]
+    if strict and damage:
+        raise CorruptFileError(path, f"cannot read {what}: {_one_line(str(damage[0].message))}")
+    for held in caught:
+        warnings.warn(f"{path}: {_one_line(str(held.message))}", held.category, stacklevel=3)
+
+
+def _one_line(message: str) -> str:
+    """astropy's multi-line warnings as one line: what failed, then why."""
+    return " ".join(line.strip() for line in message.splitlines()[:2] if line.strip())
 
 
 def _read_fits_pixels(path: Path, hdu: int | str | None) -> np.ndarray:

@@ -52,6 +52,64 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def check_output(path: str | Path, *, kind: str = "file", overwrite: bool = False) -> Path:
+    """Refuse, before any work, an output that could not be written or would replace a result.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output file or folder; missing parent folders are fine (the
+        writers create them).
+    kind : {"file", "folder"}
+        What the output is.  An empty existing folder counts as no output.
+    overwrite : bool
+        Allow replacing an existing output (the writers still replace it
+        atomically, so a failed run leaves it intact).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    OutputExistsError
+        The output exists and ``overwrite`` is false.
+    OutputError
+        A file stands where a folder is needed (or the reverse), or the
+        folder that would hold the output is not writable.
+    """
+    from ..errors import ConfigError, OutputError, OutputExistsError
+
+    if kind not in ("file", "folder"):
+        raise ConfigError(f"{path}: output kind must be 'file' or 'folder', not '{kind}'")
+    path = Path(path)
+    if path.is_dir() and kind == "file":
+        raise OutputError(path, "is a folder; give a file name")
+    if path.exists() and not path.is_dir() and kind == "folder":
+        raise OutputError(path, "is a file; give a folder name")
+    if path.exists() and not overwrite and not (path.is_dir() and not any(path.iterdir())):
+        raise OutputExistsError(path)
+    # The writers write into the nearest folder that exists (creating the
+    # rest inside it), so that is the one that must be writable.
+    holder = path if path.is_dir() else path.parent
+    while not holder.exists() and holder != holder.parent:
+        holder = holder.parent
+    if not holder.is_dir():
+        raise OutputError(holder, f"is a file, so {path} cannot be written inside it")
+    try:
+        # os.access alone is not enough: root passes it on any folder, and it
+        # knows nothing of read-only mounts.  A real file settles it.
+        if not os.access(holder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied")
+        with tempfile.TemporaryFile(dir=holder, prefix=".tuningfork-probe."):
+            pass
+    except OSError as error:
+        raise OutputError(holder, f"folder is not writable ({error.strerror or error}), "
+                                  f"so {path} cannot be written") from None
+    return path
+
+
 def write_fits(path: str | Path, image: np.ndarray, header: dict | None = None) -> Path:
     """Write an image (2-D, or 3-D bands-first) to a FITS file atomically.
 

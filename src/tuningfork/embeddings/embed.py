@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import GalaxyCollection
+from ..data import GalaxyCollection, check_output
 from ..errors import ConfigError, ModelError, UnsupportedFormatError
 from ..models import Encoder, load_encoder
 from ..preprocessing import PreprocessConfig, Preprocessor
@@ -77,6 +77,7 @@ def extract_embeddings(
     out_path: str | Path,
     batch_size: int = 64,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> EmbeddingSet:
     """Embed every galaxy of a collection and write the result.
 
@@ -97,6 +98,9 @@ def extract_embeddings(
         Galaxies per batch.
     progress : bool
         Show a progress bar.
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
 
     Returns
     -------
@@ -106,6 +110,7 @@ def extract_embeddings(
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".parquet":
         raise UnsupportedFormatError(out_path, "embeddings output must end in .parquet")
+    check_output(out_path, overwrite=overwrite)
     if len(collection) == 0:
         raise ConfigError(f"{collection.name}: no galaxies to embed")
     sed = collection.sed_values(encoder.sed_columns) if encoder.sed_columns else None

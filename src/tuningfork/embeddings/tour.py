@@ -28,7 +28,7 @@ def embeddings_tour(
         Any data set :meth:`GalaxyCollection.open` reads (e.g. the demo's
         simulated sample).
     out : str or Path
-        Folder for the model and every output.
+        Folder for the model and every output; rewritten on every run.
     console : rich.console.Console, optional
         Where to report progress.
     epochs : int
@@ -55,9 +55,10 @@ def embeddings_tour(
         batch_size=32,
         learning_rate=1e-3,
         seed=seed,
+        overwrite=True,
     )
     embeddings = extract_embeddings(
-        collection, AstroPTEncoder.from_folder(model), out / "embeddings.parquet"
+        collection, AstroPTEncoder.from_folder(model), out / "embeddings.parquet", overwrite=True
     )
     index = open_or_build_index(embeddings, rebuild=True)
     query = embeddings.ids[0]

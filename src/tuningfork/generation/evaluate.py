@@ -196,6 +196,7 @@ def evaluate_generator(
     morphometry: bool = True,
     n_workers: int = 1,
     output: str | Path | None = None,
+    overwrite: bool = False,
 ) -> tuple[Table, Table | None]:
     """Measure a generator against real galaxies, per condition.
 
@@ -226,6 +227,9 @@ def evaluate_generator(
     output : str or Path, optional
         Write the per-condition table there (CSV, Parquet or FITS), and the
         KS table beside it as ``<stem>_ks<suffix>``.
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
 
     Returns
     -------
@@ -238,8 +242,10 @@ def evaluate_generator(
     ks : astropy.table.Table or None
         :func:`morphometry_ks` output, or None without morphometry.
     """
-    from ..data.writers import write_table
+    from ..data.writers import check_output, write_table
 
+    if output is not None:
+        check_output(output, overwrite=overwrite)
     if not isinstance(generator, Generator):
         generator = load_generator(generator)
     if n_per_condition < 2:

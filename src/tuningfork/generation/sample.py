@@ -188,7 +188,8 @@ def _file_stem(text: str) -> str:
 
 
 def write_generated(
-    sample: GeneratedSample, out_dir: str | Path, formats: Sequence[str] = IMAGE_FORMATS
+    sample: GeneratedSample, out_dir: str | Path, formats: Sequence[str] = IMAGE_FORMATS, *,
+    overwrite: bool = False,
 ) -> Path:
     """Write generated images, their catalog and one mosaic per condition.
 
@@ -204,6 +205,9 @@ def write_generated(
         ``mosaic_<condition>.png`` (at most :data:`MOSAIC_MAX` images each).
     formats : sequence of str
         Image formats among ``fits`` and ``png``.
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
 
     Returns
     -------
@@ -211,7 +215,9 @@ def write_generated(
         The catalog file.
     """
     from ..data import display_rgb
-    from ..data.writers import write_fits, write_png, write_table
+    from ..data.writers import check_output, write_fits, write_png, write_table
+
+    check_output(out_dir, kind="folder", overwrite=overwrite)
     from ..plots import mosaic
 
     formats = tuple(formats)

@@ -25,7 +25,7 @@ def generation_tour(
     catalog : str or Path
         A labelled data set (e.g. the demo's simulated sample).
     out : str or Path
-        Folder for the generator and the samples.
+        Folder for the generator and the samples; rewritten on every run.
     console : rich.console.Console, optional
         Where to report progress.
     epochs : int
@@ -53,10 +53,11 @@ def generation_tour(
         unet={"channels": (32, 64), "attention_levels": 0},
         max_epochs=epochs,
         seed=seed,
+        overwrite=True,
     )
     generator = load_generator(folder)
     sample = generate(generator, list(generator.conditions.names), n=n_per_class, steps=20, seed=seed)
-    written = write_generated(sample, out / "generated", formats=("fits",))
+    written = write_generated(sample, out / "generated", formats=("fits",), overwrite=True)
     paths = {"generator": folder, "catalog": written}
     paths.update({path.stem: path for path in sorted(written.parent.glob("mosaic_*.png"))})
     if console is not None:

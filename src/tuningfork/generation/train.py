@@ -10,6 +10,8 @@ what gets saved: it gives visibly cleaner samples than the last weights.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,10 +20,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..data import GalaxyCollection
+from ..data import GalaxyCollection, check_output
 from ..errors import CatalogError, ConfigError
 from ..models import ConditionalUNet, ConditionSpace, UNetConfig, save_model
-from ..models.runtime import BestWeights, make_trainer
+from ..models.runtime import BestWeights, budget_reached, make_trainer, training_progress
 from ..preprocessing import PreprocessConfig, Preprocessor, d4_apply_each, random_d4
 from .folder import Generator
 from .scaling import DiffusionScaling, check_generator_preprocess
@@ -154,8 +156,12 @@ class DiffusionModule(L.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate, weight_decay=0.0)
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        progress = training_progress(self.trainer)
+        # A cosine decay to zero over the epochs, or over the CPU budget when
+        # that runs out first.
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * progress(step)))
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -208,6 +214,7 @@ def train_generator(
     preprocess: PreprocessConfig | None = None,
     unet: UNetConfig | dict | None = None,
     max_epochs: int = 30,
+    budget_s: float | None = None,
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     condition_dropout: float = 0.1,
@@ -217,6 +224,7 @@ def train_generator(
     accelerator: str = "auto",
     seed: int = 0,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Train a conditional diffusion generator on a collection and save its model folder.
 
@@ -236,11 +244,16 @@ def train_generator(
     unet : UNetConfig or dict, optional
         Network size; ``image_size`` and ``bands`` follow the data.
     max_epochs : int
-        Passes over the data.
+        Passes over the data at most.
+    budget_s : float, optional
+        CPU-time budget in seconds (``time.process_time`` of this process);
+        training stops when it is spent, and the model folder's metrics say
+        so (``budget_reached``, ``epochs_run``).
     batch_size : int
         Galaxies per step.
     learning_rate : float
-        Peak AdamW learning rate (cosine decay to zero).
+        Peak AdamW learning rate (cosine decay to zero over the epochs or
+        the budget, whichever runs out first).
     condition_dropout : float
         Probability of training on the null condition (classifier-free
         guidance), in [0, 1).
@@ -256,6 +269,9 @@ def train_generator(
         Seed of the weights, noise, dropout and augmentation.
     progress : bool
         Show Lightning's progress bar.
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
 
     Returns
     -------
@@ -269,6 +285,7 @@ def train_generator(
     """
     from torch.utils.data import DataLoader, TensorDataset
 
+    check_output(out_dir, kind="folder", overwrite=overwrite)
     preprocess = preprocess or DEFAULT_PREPROCESS
     check_generator_preprocess(preprocess, f"generator {out_dir}")
     if not 0 <= condition_dropout < 1:
@@ -304,8 +321,12 @@ def train_generator(
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    trainer = make_trainer(max_epochs=max_epochs, accelerator=accelerator, callbacks=[record], progress=progress)
+    trainer = make_trainer(
+        max_epochs=max_epochs, accelerator=accelerator, callbacks=[record], budget_s=budget_s, progress=progress
+    )
+    cpu_start = time.process_time()
     trainer.fit(module, loader)
+    cpu_seconds = time.process_time() - cpu_start
     model = module.model.cpu()
     module.ema.to("cpu")
     module.ema.copy_to(model.parameters())
@@ -317,9 +338,13 @@ def train_generator(
         "fixed_batch_loss_before": loss_before,
         "fixed_batch_loss_after": _probe_loss(model, scheduler, probe),
         "n_train": len(images),
+        "epochs_run": int(trainer.current_epoch),
+        "budget_reached": budget_reached(trainer),
+        "train_cpu_seconds": cpu_seconds,
         "data": collection.name,
         "settings": {
             "max_epochs": max_epochs,
+            "budget_s": budget_s,
             "batch_size": batch_size,
             "learning_rate": learning_rate,
             "condition_dropout": condition_dropout,

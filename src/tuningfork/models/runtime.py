@@ -15,7 +15,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 
 import lightning as L
 import numpy as np
@@ -131,6 +132,8 @@ class CpuBudget(L.Callback):
     def __init__(self, seconds: float):
         self.seconds = float(seconds)
         self._start: float | None = None
+        #: Whether this callback ended training.
+        self.stopped = False
 
     def on_fit_start(self, trainer, pl_module) -> None:
         self._start = time.process_time()
@@ -146,6 +149,7 @@ class CpuBudget(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.fraction_used() >= 1.0:
             trainer.should_stop = True
+            self.stopped = True
 
 
 class BestWeights(L.Callback):
@@ -227,30 +231,83 @@ def find_callback(trainer: L.Trainer, kind: type[L.Callback]) -> L.Callback | No
     return next((callback for callback in trainer.callbacks if isinstance(callback, kind)), None)
 
 
+def training_progress(trainer: L.Trainer) -> Callable[[int], float]:
+    """Share of training done at an optimiser step, for learning-rate schedules.
+
+    Steps over the trainer's estimate of all steps, or the share of its
+    :class:`CpuBudget` spent when that is further along, so that a schedule
+    anneals to its end whether the epochs or the budget run out first.
+
+    Parameters
+    ----------
+    trainer : lightning.Trainer
+        The trainer fitting the module (call from ``configure_optimizers``).
+
+    Returns
+    -------
+    callable
+        ``progress(step) -> float`` in [0, 1].
+    """
+    total = max(int(trainer.estimated_stepping_batches), 1)
+    budget = find_callback(trainer, CpuBudget)
+
+    def progress(step: int) -> float:
+        done = step / total
+        if budget is not None:
+            done = max(done, budget.fraction_used())
+        return min(done, 1.0)
+
+    return progress
+
+
+def budget_reached(trainer: L.Trainer) -> bool:
+    """Whether the trainer's :class:`CpuBudget` (if any) ended training.
+
+    Parameters
+    ----------
+    trainer : lightning.Trainer
+
+    Returns
+    -------
+    bool
+    """
+    budget = find_callback(trainer, CpuBudget)
+    return budget is not None and budget.stopped
+
+
+#: Lightning's own deprecation, raised inside Lightning by every fit with
+#: recent PyTorch; nothing a user of tuningfork can act on.
+_LIGHTNING_DEPRECATIONS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",)
+
+
 @contextlib.contextmanager
-def _quiet_lightning(quiet: bool) -> Iterator[None]:
-    # Lightning announces devices, tips and why fit stopped at INFO level;
-    # without a progress bar the caller asked for silence.
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    if quiet:
+def _quiet_lightning() -> Iterator[None]:
+    # Lightning announces devices ("GPU available: False"), advertises its
+    # cloud products ("Tip: ...") and says why fit stopped, all at INFO level;
+    # tuningfork reports what matters itself, so only warnings get through.
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
         logger.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            for message in _LIGHTNING_DEPRECATIONS:
+                warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+            yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class _Trainer(L.Trainer):
-    """A Lightning Trainer whose set-up and ``fit`` keep INFO messages back when quiet."""
+    """A Lightning Trainer whose set-up and ``fit`` keep Lightning's INFO messages back."""
 
-    def __init__(self, *args, quiet: bool, **kwargs):
-        self._quiet = quiet
-        with _quiet_lightning(quiet):
+    def __init__(self, *args, **kwargs):
+        with _quiet_lightning():
             super().__init__(*args, **kwargs)
 
     def fit(self, *args, **kwargs) -> None:
-        with _quiet_lightning(self._quiet):
+        with _quiet_lightning():
             super().fit(*args, **kwargs)
 
 
@@ -287,7 +344,8 @@ def make_trainer(
     gradient_clip : float, optional
         Clip gradients to this global norm.
     progress : bool
-        Show the progress bar and Lightning's INFO messages.
+        Show the progress bar (Lightning's INFO messages and its known
+        deprecation warning are never shown).
     deterministic : bool or "warn"
         Passed to :class:`lightning.Trainer`: ``"warn"`` uses deterministic
         algorithms where PyTorch has them and warns where it has none, so
@@ -302,7 +360,6 @@ def make_trainer(
     if budget_s:
         callbacks.append(CpuBudget(budget_s))
     return _Trainer(
-        quiet=not progress,
         max_epochs=max_epochs,
         accelerator=accelerator,
         devices=devices,

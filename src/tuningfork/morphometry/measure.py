@@ -406,6 +406,7 @@ def morphometry_catalog(
     include_doublesersic: bool = False,
     n_workers: int = 1,
     output: str | Path | None = None,
+    overwrite: bool = False,
     **statmorph_options,
 ):
     """Measure every galaxy of a collection, in parallel processes.
@@ -439,6 +440,9 @@ def morphometry_catalog(
         Worker processes; 1 measures in this process.
     output : str or Path, optional
         Write the catalog there (CSV, Parquet or FITS), atomically.
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
     **statmorph_options
         Passed to :class:`statmorph.SourceMorphology`.
 
@@ -459,8 +463,10 @@ def morphometry_catalog(
     """
     from astropy.table import Table
 
-    from ..data.writers import write_table
+    from ..data.writers import check_output, write_table
 
+    if output is not None:
+        check_output(output, overwrite=overwrite)
     _check_quantities(quantities, include_doublesersic)
     _check_sky(sky)
     mask_name = None

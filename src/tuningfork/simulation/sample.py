@@ -11,7 +11,7 @@ import numpy as np
 from astropy.table import Table
 
 from ..data.display import display_rgb
-from ..data.writers import write_fits, write_png, write_table
+from ..data.writers import check_output, write_fits, write_png, write_table
 from ..errors import ConfigError
 from .classes import BAND_WAVELENGTHS_NM, SIMULATED_CLASSES
 from .render import NOISE_KINDS, PSF_KINDS, RenderConfig, render_all
@@ -327,7 +327,8 @@ def simulate(
 
 
 def write_sample(
-    sample: SimulatedSample, out_dir: str | Path, formats: Sequence[str] = IMAGE_FORMATS
+    sample: SimulatedSample, out_dir: str | Path, formats: Sequence[str] = IMAGE_FORMATS, *,
+    overwrite: bool = False,
 ) -> Path:
     """Write a simulated sample as image files plus a catalog.
 
@@ -342,6 +343,9 @@ def write_sample(
     formats : sequence of str
         Image formats among ``fits`` and ``png``; the catalog's ``file`` column
         points at the FITS file when written, else at the PNG.
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
 
     Returns
     -------
@@ -353,6 +357,7 @@ def write_sample(
     ConfigError
         If ``formats`` is empty or names an unknown format.
     """
+    check_output(out_dir, kind="folder", overwrite=overwrite)
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     if not formats:
         raise ConfigError(

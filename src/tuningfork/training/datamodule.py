@@ -9,6 +9,7 @@ LightningModule, on whatever device trains.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,6 +225,104 @@ def split_indices(
     rows = np.arange(len(collection))
     train, val = train_test_split(rows, test_size=val_fraction, random_state=seed, stratify=stratify)
     return {"train": np.sort(train), "val": np.sort(val), "test": np.array([], dtype=int)}
+
+
+#: Stamps measured by :func:`choose_crop`.
+CROP_SAMPLE = 64
+# The central galaxy's footprint is its segment at this many sky sigmas.
+_FOOTPRINT_SIGMA = 3.0
+# Share of the sampled galaxies whose whole footprint must fit in the crop.
+_FOOTPRINT_QUANTILE = 75
+# A crop keeping more than this share of the side is not worth it: keep all.
+_MAX_CROP_SHARE = 0.9
+
+
+@dataclass
+class CropChoice:
+    """The central crop chosen by :func:`choose_crop`, and why.
+
+    Attributes
+    ----------
+    pixels : int or None
+        Side of the central square to keep; None keeps the whole stamp.
+    side : int
+        Side of the stamps.
+    reason : str
+        One line saying how it was chosen.
+    """
+
+    pixels: int | None
+    side: int
+    reason: str
+
+    def describe(self) -> str:
+        """``"central 202 of 423 px (...)"`` or ``"whole 423 px stamp (...)"``."""
+        kept = f"central {self.pixels} of {self.side} px" if self.pixels else f"whole {self.side} px stamp"
+        return f"{kept} ({self.reason})"
+
+
+def choose_crop(collection: GalaxyCollection, config, seed: int = 0, n_sample: int = CROP_SAMPLE) -> CropChoice:
+    """Measure how much of the stamp the central galaxies fill.
+
+    On a random sample of stamps (background subtracted as ``config`` says,
+    bands summed), the central galaxy is the photutils segment (at 3 sky
+    sigmas, sigma-clipped) under the stamp's centre; its footprint radius is
+    the farthest of its pixels from the centre.  The crop is twice the upper
+    quartile of that radius, so that three galaxies in four lie wholly inside
+    it (gz1: 202 of 423 px; Dieleman et al. cropped 207 of 424 px by eye).  A
+    higher quantile follows neighbours that merge into the central segment
+    (gz2-spirals: 90th percentile 370 px, upper quartile 258 px).
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        The training galaxies.
+    config : PreprocessConfig
+        The preprocessing to be used (its background setting is followed).
+    seed : int
+        Seed of the sample.
+    n_sample : int
+        Stamps measured.
+
+    Returns
+    -------
+    CropChoice
+        ``pixels`` None when the footprints fill more than 90% of the side or
+        fewer than half of the sampled stamps have a source at the centre.
+    """
+    from astropy.stats import sigma_clipped_stats
+    from photutils.segmentation import detect_sources
+
+    from ..preprocessing import PreprocessConfig, Preprocessor
+
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(collection), size=min(n_sample, len(collection)), replace=False))
+    measure = Preprocessor(PreprocessConfig(
+        subtract_background=config.subtract_background, background_sigma=config.background_sigma,
+        output_size=None, normalisation="none", nan_fill=0.0,
+    ))
+    stamps = collection.subset(rows).read_images(measure)
+    height, width = stamps.shape[-2:]
+    side = min(height, width)
+    centre = ((height - 1) / 2, (width - 1) / 2)
+    radii = []
+    for stamp in stamps:
+        light = stamp.sum(axis=0)
+        _, _, sky_sigma = sigma_clipped_stats(light)
+        segments = detect_sources(light, _FOOTPRINT_SIGMA * sky_sigma, n_pixels=5) if sky_sigma > 0 else None
+        label = 0 if segments is None else segments.data[int(centre[0]), int(centre[1])]
+        if label:
+            ys, xs = np.nonzero(segments.data == label)
+            radii.append(float(np.hypot(ys - centre[0], xs - centre[1]).max()))
+    if len(radii) < len(stamps) / 2:
+        return CropChoice(None, side, f"a source at the centre in only {len(radii)} of {len(stamps)} sampled stamps")
+    radius = float(np.percentile(radii, _FOOTPRINT_QUANTILE))
+    pixels = 2 * math.ceil(radius)
+    reason = (f"chosen from the data: {_FOOTPRINT_QUANTILE}% of {len(stamps)} sampled galaxies have their "
+              f"{_FOOTPRINT_SIGMA:g}-sigma footprint within {radius:.0f} px of the centre")
+    if pixels > _MAX_CROP_SHARE * side:
+        return CropChoice(None, side, reason)
+    return CropChoice(pixels, side, reason)
 
 
 class GalaxyDataModule(L.LightningDataModule):

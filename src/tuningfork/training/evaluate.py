@@ -8,28 +8,43 @@ from typing import Any
 
 import numpy as np
 
-from ..data import GalaxyCollection, atomic_path
+from ..data import GalaxyCollection, atomic_path, check_output
 from ..errors import CatalogError, ConfigError, MissingColumnError
-from ..models import load_model
+from ..models import LoadedModel, load_model
 from ..models.runtime import network_logits
 from .calibration import (
     calibrated_probabilities,
+    class_purity,
+    class_thresholds,
     expected_calibration_error,
     threshold_for_accuracy,
 )
 from .datamodule import SPLIT_NAMES, open_collection, vote_table
 from .plots import (
     confidence_mosaic,
+    misclassified_mosaic,
     plot_calibration,
     plot_confusion_matrix,
     plot_coverage_accuracy,
+    plot_coverage_purity,
 )
-from .predict import check_labels, interpret, model_images
+from .predict import (
+    Outputs,
+    check_labels,
+    interpret,
+    model_images,
+    triage_class_names,
+    triage_thresholds,
+)
 from .trees import get_tree
 
 METRICS_FILE = "metrics.json"
 #: Accuracies at which coverage is reported.
 COVERAGE_TARGETS = (0.95, 0.99)
+#: Purities at which each class's triage is reported (a rare class may reach 0.9 and no more).
+TRIAGE_TARGETS = (0.9, 0.95, 0.99)
+#: The target whose operating points the coverage-purity figure marks.
+MARKED_TARGET = 0.95
 #: Volunteer agreement (largest vote fraction) that defines the high-agreement subset.
 HIGH_AGREEMENT = 0.8
 
@@ -52,6 +67,97 @@ def coverage_metrics(confidence: np.ndarray, correct: np.ndarray) -> dict[str, f
     return {
         f"coverage_at_{target:g}": threshold_for_accuracy(confidence, correct, target)[1] for target in COVERAGE_TARGETS
     }
+
+
+def class_triage_metrics(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    predicted: np.ndarray,
+    class_names: list[str],
+    thresholds: dict[float, np.ndarray] | None = None,
+) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """Per predicted class: threshold, coverage and purity of the confident set at each target.
+
+    Parameters
+    ----------
+    confidence : ndarray
+        (n,) calibrated confidence.
+    correct : ndarray
+        (n,) whether each prediction is right.
+    predicted : ndarray
+        (n,) predicted class index (vote models: first-question answer).
+    class_names : list of str
+        Names of the class indices.
+    thresholds : dict of float to ndarray, optional
+        Target purity to (n_classes,) thresholds, e.g. a model's from its
+        validation split; by default fitted on these same galaxies for
+        each of :data:`TRIAGE_TARGETS` (what ``train`` reports for its
+        validation split).
+
+    Returns
+    -------
+    dict
+        ``{"0.9": {class: {"threshold", "n_predicted", "n_confident",
+        "coverage", "purity"}}}``, JSON-ready: a threshold no galaxy can
+        reach and undefined shares are None.
+    """
+    if thresholds is None:
+        thresholds = {
+            target: class_thresholds(confidence, correct, predicted, len(class_names), target)
+            for target in TRIAGE_TARGETS
+        }
+    report = {}
+    for target, levels in thresholds.items():
+        scores = class_purity(confidence, correct, predicted, levels)
+        report[f"{target:g}"] = {
+            name: {
+                "threshold": _finite_or_none(levels[code]),
+                **{key: _finite_or_none(values[code]) for key, values in scores.items()},
+            }
+            for code, name in enumerate(class_names)
+        }
+    return report
+
+
+def validation_triage(outputs: Outputs, correct: np.ndarray, model: LoadedModel) -> tuple[dict, dict]:
+    """What a model folder keeps of its validation split for triage, and the split's per-class report.
+
+    Parameters
+    ----------
+    outputs : Outputs
+        The model's outputs on its validation split.
+    correct : ndarray
+        (n,) whether each validation prediction is right.
+    model : LoadedModel
+        The model (for its class names).
+
+    Returns
+    -------
+    validation : dict
+        ``confidence``, ``correct`` and ``predicted`` (class index, or for
+        vote models first-question answer) lists: ``config.validation``,
+        from which :func:`~tuningfork.training.predict.triage_thresholds`
+        sets each class's threshold.
+    report : dict
+        :func:`class_triage_metrics` of the split at thresholds fitted on it.
+    """
+    predicted = outputs.triage_probabilities.argmax(axis=1)
+    validation = {
+        "confidence": np.round(outputs.confidence, 6).tolist(),
+        "correct": np.asarray(correct, dtype=bool).tolist(),
+        "predicted": predicted.tolist(),
+    }
+    # Thresholds from the stored (rounded) confidences, exactly as predict will set them.
+    report = class_triage_metrics(
+        np.asarray(validation["confidence"]), correct, predicted, triage_class_names(model)
+    )
+    return validation, report
+
+
+def _finite_or_none(value) -> float | int | None:
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return float(value) if np.isfinite(value) else None
 
 
 def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict[str, Any]:
@@ -167,9 +273,12 @@ def evaluate(
     split: str | None = None,
     split_column: str = "split",
     agreement_column: str | None = None,
+    label_column: str | None = None,
+    class_map: dict[str, str] | None = None,
     tta: bool = False,
     batch_size: int = 256,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Measure a model on labelled galaxies; write metrics and figures.
 
@@ -183,9 +292,13 @@ def evaluate(
     output_dir : str or Path
         Receives ``metrics.json`` and, for classifiers,
         ``confusion_matrix.png``, ``calibration.png``,
-        ``coverage_accuracy.png`` and ``confidence_mosaic.png`` (vote models:
-        confusion matrix and coverage-accuracy of the first question,
-        against the volunteers' most voted answer).
+        ``coverage_accuracy.png``, ``coverage_purity.png`` (one curve per
+        predicted class), ``confidence_mosaic.png`` (true label on every
+        tile) and ``misclassified_mosaic.png`` (the most confident
+        mistakes, true -> predicted; not written when there are none).
+        Vote models: confusion matrix, coverage-accuracy and
+        coverage-purity of the first question, against the volunteers'
+        most voted answer.
     split : str, optional
         Only rows whose ``split_column`` has this value (e.g. ``test``).
     split_column : str
@@ -194,28 +307,51 @@ def evaluate(
         Classifiers: a column of volunteer agreement with each label (its
         vote fraction); accuracy is also reported on the rows where it is at
         least :data:`HIGH_AGREEMENT`.
+    label_column : str, optional
+        Classifiers: the column of true labels; the model's label column
+        by default.
+    class_map : dict of str to str, optional
+        Classifiers: labels renamed before they are compared with the
+        model's classes, e.g. ``{"spiral_cw": "spiral", "spiral_acw":
+        "spiral"}``.  Labels that are still not among the model's classes
+        raise :class:`~tuningfork.errors.ModelError` naming them.
     tta : bool
         Average over the 8 rotations and flips.
     batch_size : int
         Images per forward pass.
     progress : bool
         Show a progress bar while reading images.
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
 
     Returns
     -------
     dict
-        The metrics written to ``metrics.json``.
+        The metrics written to ``metrics.json``; ``class_triage`` holds,
+        per target purity and predicted class, the coverage and purity on
+        these galaxies at the thresholds :func:`~tuningfork.training.predict`
+        would use (set on the model's validation split).
+
+    Raises
+    ------
+    MissingColumnError
+        The label, vote or agreement column is missing (found before any
+        image is read).
     """
+    check_output(output_dir, kind="folder", overwrite=overwrite)
     model = load_model(model_folder)
     collection = _select_split(open_collection(data), split, split_column)
     output_dir = Path(output_dir)
     if model.config.is_votes:
         votes, _ = vote_table(collection, model.config.target["tree"], model.config.target["loss"])
     else:
-        labels = check_labels(collection, model)
+        labels = check_labels(collection, model, label_column, class_map)
         if labels is None:
-            column = model.config.target["column"]
+            column = label_column or model.config.target["column"]
             raise MissingColumnError(collection.name, column, collection.catalog.colnames)
+        if agreement_column is not None and agreement_column not in collection.catalog.colnames:
+            raise MissingColumnError(collection.name, agreement_column, collection.catalog.colnames)
     images = model_images(model, collection, batch_size, progress)
     logits = network_logits(model.network, images, batch_size, tta)
     outputs = interpret(logits, model)
@@ -232,24 +368,42 @@ def evaluate(
                               output_dir / "confusion_matrix.png")
         plot_coverage_accuracy(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels,
                                output_dir / "coverage_accuracy.png")
+        metrics["class_triage"] = _triage_report(model, probabilities, labels, output_dir)
     else:
         class_names = model.config.class_names
         correct = outputs.probabilities.argmax(axis=1) == labels
         metrics |= classification_metrics(outputs.probabilities, labels, class_names)
         metrics["ece_uncalibrated"] = expected_calibration_error(calibrated_probabilities(logits), labels)
         if agreement_column is not None:
-            if agreement_column not in collection.catalog.colnames:
-                raise MissingColumnError(collection.name, agreement_column, collection.catalog.colnames)
             high = np.asarray(collection.catalog[agreement_column], dtype=float) >= HIGH_AGREEMENT
             metrics["high_agreement_accuracy"] = float(correct[high].mean()) if high.any() else None
             metrics["high_agreement_n"] = int(high.sum())
         plot_confusion_matrix(np.array(metrics["confusion_matrix"]), class_names, output_dir / "confusion_matrix.png")
         plot_calibration(outputs.probabilities, labels, output_dir / "calibration.png")
         plot_coverage_accuracy(outputs.confidence, correct, output_dir / "coverage_accuracy.png")
-        confidence_mosaic(images, outputs.predicted, outputs.confidence, class_names, output_dir / "confidence_mosaic.png")
+        metrics["class_triage"] = _triage_report(model, outputs.probabilities, labels, output_dir)
+        true_names = np.asarray(class_names)[labels]
+        confidence_mosaic(images, outputs.predicted, outputs.confidence, class_names,
+                          output_dir / "confidence_mosaic.png", true_labels=true_names)
+        if not correct.all():
+            misclassified_mosaic(images, true_names, outputs.predicted, outputs.confidence,
+                                 output_dir / "misclassified_mosaic.png")
     with atomic_path(output_dir / METRICS_FILE) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, default=_json_default))
     return metrics
+
+
+def _triage_report(model, probabilities: np.ndarray, labels: np.ndarray, output_dir: Path) -> dict | None:
+    """Per-class triage at the model's validation thresholds, and the coverage-purity figure."""
+    names = triage_class_names(model)
+    confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
+    correct = predicted == labels
+    thresholds = None
+    if model.config.validation.get("confidence"):
+        thresholds = {target: triage_thresholds(model, target, None) for target in TRIAGE_TARGETS}
+    plot_coverage_purity(confidence, correct, predicted, names, output_dir / "coverage_purity.png",
+                         thresholds=None if thresholds is None else thresholds[MARKED_TARGET])
+    return None if thresholds is None else class_triage_metrics(confidence, correct, predicted, names, thresholds)
 
 
 def _json_default(value):

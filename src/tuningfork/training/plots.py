@@ -1,7 +1,8 @@
 """Figures of a classifier's evaluation.
 
 Confusion matrix, reliability (calibration) curve, coverage-accuracy curve,
-and a mosaic of the most and least confident galaxies of each class.  Each
+coverage-purity curves per predicted class, a mosaic of the most and least
+confident galaxies of each class and one of the most confident mistakes.  Each
 draws on the caller's axes (or a new pyplot-free figure) and returns them;
 given a path, it also saves the figure (see :mod:`tuningfork.plots`).
 """
@@ -156,6 +157,72 @@ def plot_coverage_accuracy(
     return _finish(axis, own, path)
 
 
+def plot_coverage_purity(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    predicted: np.ndarray,
+    class_names: Sequence[str],
+    path: str | Path | None = None,
+    thresholds: np.ndarray | None = None,
+    *,
+    ax: Axes | None = None,
+) -> Axes:
+    """Draw one coverage-purity curve per predicted class.
+
+    For each class, the share of the galaxies predicted in it that are
+    kept (most confident first) against the purity of those kept: where a
+    class's curve stays below a purity target, no threshold of that class
+    reaches it.
+
+    Parameters
+    ----------
+    confidence : ndarray
+        (n,) confidence of each prediction.
+    correct : ndarray
+        (n,) whether each is right.
+    predicted : ndarray
+        (n,) predicted class index.
+    class_names : sequence of str
+        Names of the class indices (classes never predicted are left out).
+    path : str or Path, optional
+        Also save the figure there as PNG.
+    thresholds : ndarray, optional
+        (n_classes,) triage thresholds; each class's operating point is
+        marked on its curve.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure by default.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    predicted = np.asarray(predicted, dtype=int)
+    own = ax is None
+    axis = new_axes(ax, (5.0, 3.8))
+    lowest = 1.0
+    for code, name in enumerate(class_names):
+        members = predicted == code
+        if not members.any():
+            continue
+        coverage, purity, levels = coverage_accuracy_curve(confidence[members], correct[members])
+        (line,) = axis.plot(coverage, purity, label=f"{name} ({int(members.sum())})")
+        lowest = min(lowest, float(purity.min()))
+        if thresholds is not None and np.isfinite(thresholds[code]):
+            kept = levels >= thresholds[code]
+            if kept.any():
+                point = np.flatnonzero(kept)[-1]
+                axis.plot(coverage[point], purity[point], marker="o", color=line.get_color())
+    axis.set_xlabel("coverage (share of the class's predictions kept)")
+    axis.set_ylabel("purity of the kept predictions")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(max(0.0, lowest - 0.02), 1.005)
+    axis.legend(fontsize=7, title="predicted class", title_fontsize=7)
+    return _finish(axis, own, path)
+
+
 def confidence_mosaic(
     images: np.ndarray,
     predicted: Sequence[str],
@@ -164,6 +231,7 @@ def confidence_mosaic(
     path: str | Path | None = None,
     per_class: int = 4,
     *,
+    true_labels: Sequence[str] | None = None,
     figure: Figure | SubFigure | None = None,
 ) -> Figure | SubFigure:
     """Draw the most and least confident galaxies predicted in each class.
@@ -185,6 +253,8 @@ def confidence_mosaic(
         Also save the figure there as PNG.
     per_class : int
         Galaxies on each side of a row.
+    true_labels : sequence of str, optional
+        True class of each galaxy, shown under the prediction.
     figure : matplotlib.figure.Figure or SubFigure, optional
         Draw into this (empty) figure instead of a new one.
 
@@ -203,8 +273,67 @@ def confidence_mosaic(
         most, least = ranked[:per_class], ranked[::-1][:per_class]
         row = list(most) + [None] * (per_class - len(most)) + [None] + list(least) + [None] * (per_class - len(least))
         tiles += [None if index is None else images[index] for index in row]
-        titles += ["" if index is None else f"{name} {confidence[index]:.2f}" for index in row]
+        titles += ["" if index is None else _caption(name, confidence[index], true_labels, index) for index in row]
     return mosaic(
         tiles, path, titles=titles, ncols=2 * per_class + 1,
         suptitle="most confident (left) and least confident (right) per predicted class", figure=figure,
+    )
+
+
+def _caption(predicted: str, confidence: float, true_labels: Sequence[str] | None, index: int) -> str:
+    caption = f"{predicted} {confidence:.2f}"
+    return caption if true_labels is None else f"{caption}\ntrue: {true_labels[index]}"
+
+
+def misclassified_mosaic(
+    images: np.ndarray,
+    true_labels: Sequence[str],
+    predicted: Sequence[str],
+    confidence: np.ndarray,
+    path: str | Path | None = None,
+    n: int = 24,
+    *,
+    figure: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
+    """Draw the most confident mistakes, each captioned true -> predicted and its confidence.
+
+    The most confident mistakes come first: they are the ones a confidence
+    threshold lets into the catalog.
+
+    Parameters
+    ----------
+    images : ndarray
+        (n_galaxies, bands, H, W) images as the model saw them.
+    true_labels : sequence of str
+        True class of each galaxy.
+    predicted : sequence of str
+        Predicted class of each galaxy.
+    confidence : ndarray
+        (n_galaxies,) confidence of each prediction.
+    path : str or Path, optional
+        Also save the figure there as PNG.
+    n : int
+        Most galaxies shown.
+    figure : matplotlib.figure.Figure or SubFigure, optional
+        Draw into this (empty) figure instead of a new one.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or SubFigure
+        The figure drawn on.
+
+    Raises
+    ------
+    TuningforkError
+        No galaxy is misclassified.
+    """
+    true_labels, predicted = np.asarray(true_labels), np.asarray(predicted)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    wrong = np.flatnonzero(true_labels != predicted)
+    shown = wrong[np.argsort(-confidence[wrong], kind="stable")][:n]
+    titles = [f"{true_labels[i]} -> {predicted[i]}\n{confidence[i]:.2f}" for i in shown]
+    return mosaic(
+        [images[i] for i in shown], path, titles=titles, ncols=min(6, max(len(shown), 1)),
+        suptitle=f"{len(wrong)} misclassified, most confident first (true -> predicted, confidence)",
+        figure=figure,
     )

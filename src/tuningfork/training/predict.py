@@ -2,25 +2,35 @@
 
 ``predict`` needs only the model folder and the images: the folder's config
 says how to preprocess, what the outputs mean, which temperature calibrates
-them, and (from its validation split) which confidence threshold reaches a
-requested accuracy.
+them, and (from its validation split) which confidence threshold of each
+predicted class reaches a requested purity.  The written catalog carries
+each galaxy's image file, sky position and any chosen catalog columns, so a
+galaxy in the expert queue can be opened straight from it.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..data import GalaxyCollection, write_table
-from ..errors import ConfigError, ModelError
+from ..data import GalaxyCollection, check_output, write_table
+from ..errors import ConfigError, MissingColumnError, ModelError
 from ..models import LoadedModel, load_model
 from ..models.export import OnnxRuntimeNetwork
 from ..models.runtime import network_logits
 from ..preprocessing import PreprocessConfig, Preprocessor
-from .calibration import calibrated_probabilities, threshold_for_accuracy, triage
+from .calibration import (
+    MIN_CLASS_COUNT,
+    calibrated_probabilities,
+    class_thresholds,
+    threshold_for_accuracy,
+    triage,
+)
 from .datamodule import class_codes, open_collection
 from .losses import vote_fractions
 from .trees import get_tree
@@ -147,8 +157,26 @@ def collection_logits(
     return np.concatenate(outputs)
 
 
-def check_labels(collection: GalaxyCollection, model: LoadedModel) -> np.ndarray | None:
-    """Codes of the model's label column when the data has it, checking its classes.
+def check_labels(
+    collection: GalaxyCollection,
+    model: LoadedModel,
+    column: str | None = None,
+    class_map: dict[str, str] | None = None,
+) -> np.ndarray | None:
+    """Codes of the label column when the data has it, checking its classes.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        The galaxies.
+    model : LoadedModel
+        Whose classes the labels must be among.
+    column : str, optional
+        Label column; the model's by default.
+    class_map : dict of str to str, optional
+        Labels renamed before they are compared with the model's classes
+        (``{"spiral_cw": "spiral", "spiral_acw": "spiral"}``); labels not
+        in it are kept as they are.
 
     Returns
     -------
@@ -156,53 +184,162 @@ def check_labels(collection: GalaxyCollection, model: LoadedModel) -> np.ndarray
         Class codes in the model's class order, or None when the data has
         no such column (or the model predicts votes).
     """
-    column = model.config.target.get("column")
+    column = column or model.config.target.get("column")
     if model.config.is_votes or column not in collection.catalog.colnames:
         return None
+    if class_map:
+        collection = _renamed_labels(collection, column, class_map)
     codes, _ = class_codes(collection, column, model.config.class_names)
     return codes
 
 
-def confidence_threshold(model: LoadedModel, target_accuracy: float | None, min_confidence: float | None) -> float | None:
-    """The triage threshold asked for, if any.
+def _renamed_labels(collection: GalaxyCollection, column: str, class_map: dict[str, str]) -> GalaxyCollection:
+    from astropy.table import MaskedColumn
+
+    # A subset holds its own copy of the catalog, so the caller's labels stay as they are.
+    renamed = collection.subset(np.arange(len(collection)))
+    values = renamed.catalog[column]
+    labels = [class_map.get(str(value), str(value)) for value in values.tolist()]
+    renamed.catalog[column] = MaskedColumn(labels, mask=np.ma.getmaskarray(values))
+    return renamed
+
+
+def triage_class_names(model: LoadedModel) -> list[str]:
+    """The classes triage thresholds are set for: the model's classes, or its tree's first answers."""
+    if model.config.is_votes:
+        return [answer.name for answer in get_tree(model.config.target["tree"]).questions[0].answers]
+    return list(model.config.class_names)
+
+
+def triage_thresholds(
+    model: LoadedModel, target_accuracy: float | None, min_confidence: float | None
+) -> np.ndarray | None:
+    """The confidence threshold of each predicted class, if triage is asked for.
 
     Parameters
     ----------
     model : LoadedModel
-        Its config holds the validation confidences.
+        Its config holds the validation confidences, correctness and
+        predicted classes.
     target_accuracy : float, optional
-        Choose the lowest threshold at which the validation galaxies kept
-        reach this accuracy.
+        Purity each predicted class's confident set must reach on the
+        validation split (see :func:`~tuningfork.training.calibration.class_thresholds`).
+        Folders written before predicted classes were stored get one
+        threshold for all classes, with a warning.
     min_confidence : float, optional
-        Use this threshold directly.
+        Use this threshold for every class.
 
     Returns
     -------
-    float or None
-        None when neither is given.
+    ndarray or None
+        (n_classes,) thresholds in :func:`triage_class_names` order (``inf``
+        where a class never reaches the target, with a warning); None when
+        neither option is given.
     """
     if target_accuracy is not None and min_confidence is not None:
         raise ConfigError("give either a target accuracy or a minimum confidence, not both")
+    names = triage_class_names(model)
     if min_confidence is not None:
         if not 0.0 <= min_confidence <= 1.0:
             raise ConfigError(f"minimum confidence {min_confidence} must lie in [0, 1]")
-        return float(min_confidence)
+        return np.full(len(names), float(min_confidence))
     if target_accuracy is None:
         return None
     validation = model.config.validation
     if not validation.get("confidence"):
         raise ModelError(f"{model.folder}: no validation confidences stored; use a minimum confidence instead")
-    threshold, _ = threshold_for_accuracy(
-        np.asarray(validation["confidence"]), np.asarray(validation["correct"], dtype=bool), target_accuracy
-    )
-    return threshold
+    confidence = np.asarray(validation["confidence"], dtype=np.float64)
+    correct = np.asarray(validation["correct"], dtype=bool)
+    if "predicted" not in validation:
+        warnings.warn(
+            f"{model.folder}: no validation predictions stored (written by an older tuningfork), so one "
+            "threshold for every class; retrain for a purity target per class",
+            stacklevel=2,
+        )
+        threshold, _ = threshold_for_accuracy(confidence, correct, target_accuracy)
+        return np.full(len(names), threshold)
+    thresholds = class_thresholds(confidence, correct, validation["predicted"], len(names), target_accuracy)
+    unreachable = [name for name, threshold in zip(names, thresholds) if not np.isfinite(threshold)]
+    if unreachable:
+        warnings.warn(
+            f"{model.folder}: no confidence threshold keeps at least {MIN_CLASS_COUNT} validation galaxies predicted "
+            f"{', '.join(unreachable)} at purity {target_accuracy:g}; every galaxy predicted so goes to the experts",
+            stacklevel=2,
+        )
+    return thresholds
 
 
-def prediction_table(ids: list[str], outputs: Outputs, model: LoadedModel, threshold: float | None):
-    """Build the prediction catalog (see :func:`predict` for its columns)."""
+#: Kinds of collection whose catalog ``file`` column names real image files.
+_FILE_KINDS = ("catalog", "directory", "file")
+
+
+def carried_columns(collection: GalaxyCollection, columns: Sequence[str] = ()):
+    """Catalog columns a prediction catalog carries, so that each galaxy can be found and opened.
+
+    Parameters
+    ----------
+    collection : GalaxyCollection
+        The galaxies.
+    columns : sequence of str
+        Further catalog columns to carry.
+
+    Returns
+    -------
+    astropy.table.Table
+        ``file`` (absolute path of the image; one column per band file for
+        multi-file rows, under their catalog names; relative paths are
+        taken from the catalog's folder), ``ra`` and ``dec`` when the
+        catalog has a sky position, then ``columns``.
+
+    Raises
+    ------
+    MissingColumnError
+        One of ``columns`` is not in the catalog.
+    """
     from astropy.table import Table
 
-    table = Table({"id": ids, "predicted_class": outputs.predicted, "confidence": outputs.confidence})
+    catalog, schema = collection.catalog, collection.schema
+    for name in columns:
+        if name not in catalog.colnames:
+            raise MissingColumnError(collection.name, name, catalog.colnames)
+    carried = Table()
+    if collection.kind in _FILE_KINDS and schema.image_columns:
+        origin = collection.origin
+        paths = schema.image_paths(catalog, origin if origin.is_dir() else origin.parent)
+        names = ["file"] if len(schema.image_columns) == 1 else schema.image_columns
+        for band, name in enumerate(names):
+            carried[name] = [str(files[band].resolve()) for files in paths]
+    for role, name in (("ra", schema.ra_column), ("dec", schema.dec_column)):
+        if name is not None:
+            carried[role] = catalog[name]
+    for name in columns:
+        if name not in carried.colnames and name != "id":
+            carried[name] = catalog[name]
+    return carried
+
+
+def prediction_table(
+    ids: list[str], outputs: Outputs, model: LoadedModel, thresholds: np.ndarray | None, carried=None
+):
+    """Build the prediction catalog (see :func:`predict` for its columns).
+
+    Parameters
+    ----------
+    ids : list of str
+    outputs : Outputs
+    model : LoadedModel
+    thresholds : ndarray or None
+        (n_classes,) from :func:`triage_thresholds`; None for no triage.
+    carried : astropy.table.Table, optional
+        Columns from :func:`carried_columns`, placed after ``id``.
+    """
+    from astropy.table import Table
+
+    table = Table({"id": ids})
+    for name in carried.colnames if carried is not None else []:
+        table[name] = carried[name]
+    table["predicted_class"] = outputs.predicted
+    table["confidence"] = outputs.confidence
     if model.config.is_votes:
         tree = get_tree(model.config.target["tree"])
         for index, (_, answer) in enumerate(tree.answers):
@@ -210,14 +347,15 @@ def prediction_table(ids: list[str], outputs: Outputs, model: LoadedModel, thres
     else:
         for index, name in enumerate(model.config.class_names):
             table[f"prob_{name}"] = outputs.probabilities[:, index]
-    if threshold is not None:
-        decision = triage(outputs.triage_probabilities, threshold)
+    if thresholds is not None:
+        row_thresholds = np.asarray(thresholds, dtype=np.float64)[outputs.triage_probabilities.argmax(axis=1)]
+        decision = triage(outputs.triage_probabilities, row_thresholds)
+        table["threshold"] = row_thresholds
         table["triage"] = np.where(decision.confident, "confident", "expert")
         table["expert_priority"] = decision.priority
         rank = np.full(len(ids), np.nan)
         rank[decision.queue] = np.arange(1, len(decision.queue) + 1)
         table["expert_rank"] = rank
-        table.meta["confidence_threshold"] = threshold
     return table
 
 
@@ -233,10 +371,12 @@ def predict(
     *,
     target_accuracy: float | None = None,
     min_confidence: float | None = None,
+    columns: Sequence[str] = (),
     tta: bool = False,
     batch_size: int = 256,
     progress: bool = False,
     engine: str = "torch",
+    overwrite: bool = False,
 ):
     """Predict classes (or vote fractions) for new galaxies, with triage.
 
@@ -252,10 +392,15 @@ def predict(
         the expert queue alone, most useful first, goes to
         ``<stem>_expert_queue<suffix>`` beside it.
     target_accuracy : float, optional
-        Triage: keep as confident the galaxies above the lowest confidence
-        threshold at which the validation split reached this accuracy.
+        Triage: for each predicted class, keep as confident the galaxies
+        above the lowest confidence threshold at which the validation
+        galaxies predicted in that class reached this purity (so the
+        confident catalog reaches it in every class, not only overall).
     min_confidence : float, optional
-        Triage with this confidence threshold instead.
+        Triage with this confidence threshold for every class instead.
+    columns : sequence of str
+        Catalog columns to carry into the output (checked before any
+        image is read).
     tta : bool
         Average over the 8 rotations and flips (test-time augmentation).
     batch_size : int
@@ -266,26 +411,36 @@ def predict(
         Run the network with PyTorch, or with ONNX Runtime (CPU only; for
         the default network 1,041 instead of 551 images/s end to end on 2
         cores, benchmarks/results/inference.md).
+    overwrite : bool
+        Replace an existing output; without it an existing one raises
+        :class:`~tuningfork.errors.OutputExistsError` before any work.
 
     Returns
     -------
     astropy.table.Table
-        ``id``, ``predicted_class`` (for vote models the leaf of the tree),
-        ``confidence``, ``prob_<class>`` (or ``<answer column>_fraction``),
-        and with triage ``triage`` (``confident``/``expert``),
-        ``expert_priority`` (entropy in nats; NaN when confident) and
-        ``expert_rank`` (1 = label first; NaN when confident).
+        ``id``, the columns of :func:`carried_columns` (``file``, ``ra``,
+        ``dec`` where known, then ``columns``), ``predicted_class`` (for
+        vote models the leaf of the tree), ``confidence``, ``prob_<class>``
+        (or ``<answer column>_fraction``), and with triage ``threshold``
+        (that of the row's predicted class, or for vote models of its
+        first-question answer; ``inf`` where the class never reached the
+        target), ``triage`` (``confident``/``expert``), ``expert_priority``
+        (entropy in nats; NaN when confident) and ``expert_rank`` (1 =
+        label first; NaN when confident).
     """
+    if output is not None:
+        check_output(output, overwrite=overwrite)
     model = load_model(model_folder)
-    threshold = confidence_threshold(model, target_accuracy, min_confidence)
+    thresholds = triage_thresholds(model, target_accuracy, min_confidence)
     collection = open_collection(data)
     check_labels(collection, model)
+    carried = carried_columns(collection, columns)
     outputs = interpret(collection_logits(model, collection, batch_size, tta, progress, engine), model)
-    table = prediction_table(collection.ids, outputs, model, threshold)
+    table = prediction_table(collection.ids, outputs, model, thresholds, carried)
     if output is not None:
         output = Path(output)
         write_table(output, table)
-        if threshold is not None:
+        if thresholds is not None:
             queue = table[np.argsort(table["expert_rank"])]
             write_table(expert_queue_path(output), queue[queue["triage"] == "expert"])
     return table
