@@ -304,8 +304,7 @@ def train_denoiser(
     seed : int
         Seed of the draw and of the training.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
     **training
         Passed to :func:`train_autoencoder` (``epochs``, ``base_channels``,
         ``depth``, ``noise_sigma``...).
@@ -358,8 +357,7 @@ def apply_denoiser(
     batch_size : int
         Galaxies per batch.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
 
     Returns
     -------

@@ -590,8 +590,7 @@ def cutout_field(
     also_png : bool
         Also write a PNG preview of each stamp when writing.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
 
     Returns
     -------

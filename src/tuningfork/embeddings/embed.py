@@ -99,8 +99,7 @@ def extract_embeddings(
     progress : bool
         Show a progress bar.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
 
     Returns
     -------

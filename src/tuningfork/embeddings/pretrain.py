@@ -257,8 +257,7 @@ def pretrain(
     progress : bool
         Show Lightning's progress bar.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
     **model_options
         Overrides of :class:`AstroPTConfig` fields (``embed_dim``, ``depth``...).
 

@@ -228,8 +228,7 @@ def evaluate_generator(
         Write the per-condition table there (CSV, Parquet or FITS), and the
         KS table beside it as ``<stem>_ks<suffix>``.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
 
     Returns
     -------

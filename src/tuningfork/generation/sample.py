@@ -206,8 +206,7 @@ def write_generated(
     formats : sequence of str
         Image formats among ``fits`` and ``png``.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
 
     Returns
     -------

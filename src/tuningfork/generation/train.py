@@ -270,8 +270,7 @@ def train_generator(
     progress : bool
         Show Lightning's progress bar.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
 
     Returns
     -------

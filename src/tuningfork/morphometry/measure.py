@@ -441,8 +441,7 @@ def morphometry_catalog(
     output : str or Path, optional
         Write the catalog there (CSV, Parquet or FITS), atomically.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
     **statmorph_options
         Passed to :class:`statmorph.SourceMorphology`.
 

@@ -344,8 +344,7 @@ def write_sample(
         Image formats among ``fits`` and ``png``; the catalog's ``file`` column
         points at the FITS file when written, else at the PNG.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
 
     Returns
     -------

@@ -322,8 +322,7 @@ def evaluate(
     progress : bool
         Show a progress bar while reading images.
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
 
     Returns
     -------

@@ -412,8 +412,7 @@ def predict(
         the default network 1,041 instead of 551 images/s end to end on 2
         cores, benchmarks/results/inference.md).
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
 
     Returns
     -------

@@ -306,8 +306,7 @@ def train(
         is (``preprocess``), and their class names.  They join the training
         split only (class targets only; validation stays real).
     overwrite : bool
-        Replace an existing output; without it an existing one raises
-        :class:`~tuningfork.errors.OutputExistsError` before any work.
+        Replace an existing output (else ``OutputExistsError``, before any work).
 
     Returns
     -------
