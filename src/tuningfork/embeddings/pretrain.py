@@ -42,8 +42,9 @@ GRADIENT_CLIP = 1.0
 #: of :class:`AstroPTConfig`), which keeps colours.  On Galaxy Zoo, with
 #: ``size="small"`` and 300 CPU s, the linear probe reaches 0.696 with these
 #: settings, 0.635 with the whole 424 px stamp at 64 px, background
-#: subtraction and per-band min-max scaling, and 0.648 on pixel PCA
-#: (benchmarks/results/pretrain_defaults.md).
+#: subtraction and per-band min-max scaling, and 0.648 on pixel PCA (0.759,
+#: 0.657 and 0.647 with another seed and split; benchmarks/results/
+#: pretrain_defaults.md and pretrain_defaults_seed1.md).
 DEFAULT_PREPROCESS = PreprocessConfig(
     crop_fraction=0.5, output_size=32, subtract_background=False, normalisation="none"
 )
