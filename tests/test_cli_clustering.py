@@ -6,27 +6,18 @@ import numpy as np
 import pytest
 import torch
 from astropy.table import Table
-from typer.testing import CliRunner
 
+from cli_helpers import invoke, write_simulated
 from tuningfork.cli import app
 from tuningfork.simulation import simulate, write_sample
 
 torch.set_num_threads(1)
-runner = CliRunner()
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(arg) for arg in args])
-    return result, result.output + (result.stderr if result.stderr_bytes is not None else "")
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli_clustering")
-    sample = simulate(
-        24, size=32, snr=(40.0, 200.0), classes=("elliptical", "edge_on"), seed=4, workers=1
-    )
-    return write_sample(sample, root / "sims", formats=("fits",))
+    sims = tmp_path_factory.mktemp("cli_clustering") / "sims"
+    return write_simulated(sims, 24, snr=(40.0, 200.0), classes=("elliptical", "edge_on"), seed=4)[0]
 
 
 def test_cluster_resumes_and_scores_against_labels(catalog, tmp_path):

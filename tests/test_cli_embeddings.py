@@ -3,27 +3,18 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from typer.testing import CliRunner
 
-from tuningfork.cli import app
+from cli_helpers import invoke, write_simulated
 from tuningfork.simulation import simulate, write_sample
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(arg) for arg in args])
-    return result, result.output + (result.stderr if result.stderr_bytes is not None else "")
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A small simulated data set, a tiny pretrained model and its embeddings."""
     root = tmp_path_factory.mktemp("cli_embeddings")
-    sample = simulate(
-        60, size=32, bands=("g", "r"), classes=("elliptical", "spiral", "star"), seed=2, workers=1
+    catalog, sample = write_simulated(
+        root / "sims", 60, bands=("g", "r"), classes=("elliptical", "spiral", "star"), seed=2
     )
-    catalog = write_sample(sample, root / "sims", formats=("fits",))
     result, output = invoke(
         "pretrain",
         catalog,

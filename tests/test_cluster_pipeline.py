@@ -103,26 +103,22 @@ def test_a_deleted_output_is_recomputed(collection, fast_config, tmp_path):
     assert run_cluster_pipeline(collection, tmp_path, fast_config).ran == ["vote"]
 
 
-def test_convnext_with_denoising_and_polar_step(collection, tmp_path):
+def test_convnext_with_denoising_and_polar_step(collection, fast_config, tmp_path):
     torch.manual_seed(0)
     weights = tmp_path / "convnext_atto.safetensors"
     save_file(timm.create_model("convnext_atto", pretrained=False).state_dict(), str(weights))
-    config = ClusterConfig(
-        n_clusters=2,
+    config = dataclasses.replace(
+        fast_config,
         n_bootstrap=1,
         models=("kmeans", "ward"),
         encoder="convnext_atto",
         encoder_weights=str(weights),
         input_size=32,
-        denoise=True,
-        denoise_epochs=1,
-        denoise_channels=4,
-        denoise_depth=2,
+        polar=True,
         polar_radii=16,
         polar_angles=32,
-        preprocess={"output_size": 32},
         pca_components=0.9,
-        embedding_map="pca",
+        label_column=None,
     )
     result = run_cluster_pipeline(collection, tmp_path / "run", config)
     assert result.ran == ["denoise", "encode", "pca", "vote", "plots"]

@@ -40,10 +40,6 @@ from tuningfork.simulation import simulate
 torch.set_num_threads(1)
 
 
-def save_autoencoder(model, folder, **settings):
-    return save_model(folder, model, autoencoder_model_config(model, **settings))
-
-
 ARCH = "convnext_atto"  # the smallest ConvNeXt: same code path as convnext_large
 
 
@@ -127,12 +123,9 @@ def test_bad_encoders_are_clear_errors(tmp_path, galaxies):
 
 def test_autoencoder_folder_is_an_encoder(tmp_path, galaxies):
     torch.manual_seed(0)
-    folder = save_autoencoder(
-        DenoisingAutoencoder(1, 4, 2),
-        tmp_path / "ae",
-        image_size=48,
-        preprocess={"output_size": 48},
-    )
+    network = DenoisingAutoencoder(1, 4, 2)
+    config = autoencoder_model_config(network, image_size=48, preprocess={"output_size": 48})
+    folder = save_model(tmp_path / "ae", network, config)
     encoder = load_encoder(folder)
     assert isinstance(encoder, AutoencoderEncoder)
     assert encoder.preprocess == PreprocessConfig.from_dict({"output_size": 48})

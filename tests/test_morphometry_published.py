@@ -156,32 +156,14 @@ def test_cli_mask_and_psf_errors_are_one_line_naming_the_file(tmp_path):
     fits.writeto(image_file, _sersic_with_sky(50.0))
     fits.writeto(tmp_path / "small_mask.fits", np.zeros((8, 8), np.int32))
     runner = CliRunner()
-    result = runner.invoke(
-        app,
-        [
-            "morphometry",
-            str(image_file),
-            "--mask",
-            str(tmp_path / "small_mask.fits"),
-            "--out",
-            str(tmp_path / "m.csv"),
-        ],
-    )
-    assert result.exit_code == 2
-    assert "small_mask.fits" in result.output and len(result.output.strip().splitlines()) == 1
-    result = runner.invoke(
-        app,
-        [
-            "morphometry",
-            str(image_file),
-            "--psf",
-            str(tmp_path / "gone.fits"),
-            "--out",
-            str(tmp_path / "m.csv"),
-        ],
-    )
-    assert result.exit_code == 2
-    assert "gone.fits" in result.output and len(result.output.strip().splitlines()) == 1
+    for option, bad_file in (("--mask", "small_mask.fits"), ("--psf", "gone.fits")):
+        result = runner.invoke(
+            app,
+            ["morphometry", str(image_file), option, str(tmp_path / bad_file),
+             "--out", str(tmp_path / "m.csv")],
+        )
+        assert result.exit_code == 2, option
+        assert bad_file in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_cli_reports_the_sky_and_writes_its_columns(tmp_path):

@@ -23,18 +23,25 @@ def galaxies():
     return GalaxyCollection.from_arrays(sample.images, sample.catalog)
 
 
+def tiny_pretrain(galaxies, out, preprocess=None, **settings):
+    """Pretrain on 16-pixel images in 4-pixel patches, on the CPU.
+
+    ``preprocess`` holds PreprocessConfig settings beyond ``output_size=16``.
+    """
+    config = PreprocessConfig(**{"output_size": 16, **(preprocess or {})})
+    return pretrain(
+        galaxies, out, preprocess=config, patch_size=4, batch_size=8, accelerator="cpu", **settings
+    )
+
+
 def test_pretrain_learns_and_saves_a_model_folder(galaxies, tmp_path):
-    folder = pretrain(
+    folder = tiny_pretrain(
         galaxies,
         tmp_path / "astropt",
-        preprocess=PreprocessConfig(output_size=16),
-        patch_size=4,
         sed_columns=["flux_g", "flux_r"],
         max_epochs=4,
-        batch_size=8,
         learning_rate=3e-3,
         seed=0,
-        accelerator="cpu",
     )
     config = json.loads((folder / "config.json").read_text())
     losses = config["metrics"]["train_loss"]
@@ -53,16 +60,13 @@ def test_loss_falls_well_below_the_trivial_predictor(tmp_path):
     # Bright galaxies filling the stamp: the loss is not swamped by sky noise.
     sample = simulate(40, size=32, bands=("g", "r"), snr=(300.0, 1000.0), seed=5, workers=1)
     galaxies = GalaxyCollection.from_arrays(sample.images)
-    folder = pretrain(
+    folder = tiny_pretrain(
         galaxies,
         tmp_path / "astropt",
-        preprocess=PreprocessConfig(crop_pixels=16, output_size=16, normalisation="none"),
-        patch_size=4,
+        {"crop_pixels": 16, "normalisation": "none"},
         max_epochs=12,
-        batch_size=8,
         learning_rate=3e-3,
         validation_fraction=0.0,
-        accelerator="cpu",
     )
     loaded = load_model(folder, architecture="astropt")
     model, preprocess, record = loaded.network, loaded.preprocess, loaded.config
@@ -84,15 +88,8 @@ def test_bad_settings_are_clear_errors(galaxies, tmp_path):
 
 
 def test_a_cpu_budget_stops_early_and_is_recorded(galaxies, tmp_path):
-    folder = pretrain(
-        galaxies,
-        tmp_path / "astropt",
-        preprocess=PreprocessConfig(output_size=16, normalisation="none"),
-        patch_size=4,
-        max_epochs=500,
-        budget_s=0.5,
-        batch_size=8,
-        accelerator="cpu",
+    folder = tiny_pretrain(
+        galaxies, tmp_path / "astropt", {"normalisation": "none"}, max_epochs=500, budget_s=0.5
     )
     metrics = load_model(folder, architecture="astropt").config.metrics
     assert metrics["budget_reached"] and metrics["budget_s"] == 0.5
@@ -101,15 +98,7 @@ def test_a_cpu_budget_stops_early_and_is_recorded(galaxies, tmp_path):
 
 
 def test_without_a_budget_every_epoch_runs(galaxies, tmp_path):
-    folder = pretrain(
-        galaxies,
-        tmp_path / "astropt",
-        preprocess=PreprocessConfig(output_size=16),
-        patch_size=4,
-        max_epochs=2,
-        batch_size=8,
-        accelerator="cpu",
-    )
+    folder = tiny_pretrain(galaxies, tmp_path / "astropt", max_epochs=2)
     metrics = load_model(folder, architecture="astropt").config.metrics
     assert metrics["epochs_run"] == 2 and not metrics["budget_reached"]
 

@@ -12,7 +12,8 @@ figure there through :func:`save_figure`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,6 +88,78 @@ def save_figure(figure: Figure | SubFigure, path: str | Path, dpi: int = 110) ->
     return Path(path)
 
 
+def finish_figure(figure: Figure | SubFigure, own: bool, path: str | Path | None, dpi: int = 110) -> None:
+    """Lay out a figure the plotting function made, and save it when given a path.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure or SubFigure
+        The figure drawn on.
+    own : bool
+        The plotting function made the figure itself; only then is it laid
+        out, since the caller's figure may hold other panels.
+    path : str or Path or None
+        Output PNG (see :func:`save_figure`); None saves nothing.
+    dpi : int
+        Resolution.
+    """
+    if own:
+        figure.tight_layout()
+    if path is not None:
+        save_figure(figure, path, dpi=dpi)
+
+
+def whole_rows(tiles: Sequence, titles: Sequence[str], ncols: int) -> tuple[list, list[str]]:
+    """Pad mosaic tiles and their captions with blanks to whole rows of ``ncols``.
+
+    Padding each group of tiles makes the next group start on a new row of
+    :func:`mosaic`.
+
+    Parameters
+    ----------
+    tiles : sequence
+        Images (or None for a blank tile).
+    titles : sequence of str
+        One caption per tile.
+    ncols : int
+        Columns of the mosaic.
+
+    Returns
+    -------
+    tiles, titles : list
+        New lists, padded with None tiles and empty captions.
+    """
+    blanks = -len(tiles) % ncols
+    return [*tiles, *[None] * blanks], [*titles, *[""] * blanks]
+
+
+@contextmanager
+def axes_to_draw(
+    ax: Axes | None, figsize: tuple[float, float], path: str | Path | None, dpi: int = 110
+) -> Iterator[Axes]:
+    """Give the axes to draw one panel on; once drawn, lay out and save as the caller asked.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes or None
+        The caller's axes; None makes a new figure (see :func:`new_axes`).
+    figsize : (float, float)
+        Size of the new figure when ``ax`` is None.
+    path : str or Path or None
+        Output PNG once the panel is drawn (see :func:`finish_figure`).
+    dpi : int
+        Resolution of the PNG.
+
+    Yields
+    ------
+    matplotlib.axes.Axes
+        The axes to draw on.
+    """
+    axis = new_axes(ax, figsize)
+    yield axis
+    finish_figure(axis.figure, ax is None, path, dpi=dpi)
+
+
 def mosaic(
     images: Sequence[np.ndarray | None],
     path: str | Path | None = None,
@@ -154,10 +227,7 @@ def mosaic(
             axis.set_title(str(titles[index]), fontsize=7)
     if suptitle:
         figure.suptitle(suptitle, fontsize=9)
-    if own:
-        figure.tight_layout()
-    if path is not None:
-        save_figure(figure, path, dpi=100)
+    finish_figure(figure, own, path, dpi=100)
     return figure
 
 
@@ -224,14 +294,12 @@ def preview_collection(
     images, titles = [], []
     for value, members in groups.items():
         chosen = np.sort(rng.choice(members, size=min(n, len(members)), replace=False))
-        for index in chosen:
-            galaxy = collection[int(index)]
-            images.append(preprocess(galaxy.image))
-            titles.append(f"{value}: {galaxy.id}" if value is not None else str(galaxy.id))
+        galaxies = [collection[int(index)] for index in chosen]
+        group_images = [preprocess(galaxy.image) for galaxy in galaxies]
+        group_titles = [f"{value}: {galaxy.id}" if value is not None else str(galaxy.id) for galaxy in galaxies]
         if ncols:
-            # Pad each group to whole rows so that every group starts a new row.
-            blanks = -len(chosen) % ncols
-            images.extend([None] * blanks)
-            titles.extend([""] * blanks)
+            group_images, group_titles = whole_rows(group_images, group_titles, ncols)
+        images += group_images
+        titles += group_titles
     return mosaic(images, path, titles=titles, ncols=ncols, already_scaled=True,
                   suptitle=f"{len(collection)} galaxies, {stretch} stretch", figure=figure)

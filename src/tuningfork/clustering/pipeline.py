@@ -460,6 +460,9 @@ def run_cluster_pipeline(
     def pick(*names: str) -> dict:
         return {name: settings[name] for name in names}
 
+    # The settings of the bagging vote, shared by the final clustering and the K sweep.
+    voting_names = ("n_bootstrap", "models", "threshold", "max_fit_samples", "seed")
+
     def report(stage: str, reused: bool) -> None:
         say(f"{stage}: {'reused from an earlier run' if reused else 'done'}")
 
@@ -545,7 +548,7 @@ def run_cluster_pipeline(
     vote_print = _fingerprint(
         {
             "pca": pca_print,
-            **pick("n_clusters", "n_bootstrap", "models", "threshold", "max_fit_samples", "seed"),
+            **pick("n_clusters", *voting_names),
         }
     )
     fitted_files = [files["clustering"] / name for name in _fitted_files(config)]
@@ -577,20 +580,12 @@ def run_cluster_pipeline(
         sweep_print = _fingerprint(
             {
                 "pca": pca_print,
-                **pick("sweep_k", "n_bootstrap", "models", "threshold", "max_fit_samples", "seed"),
+                **pick("sweep_k", *voting_names),
             }
         )
         reused = stages.fresh("sweep", sweep_print, [files["sweep"]])
         if not reused:
-            sweep = sweep_k(
-                reduced,
-                config.sweep_k,
-                n_bootstrap=config.n_bootstrap,
-                models=config.models,
-                threshold=config.threshold,
-                max_fit_samples=config.max_fit_samples,
-                seed=config.seed,
-            )
+            sweep = sweep_k(reduced, config.sweep_k, **pick(*voting_names))
             write_table(files["sweep"], sweep)
             plot_sweep(sweep, files["plots"] / "sweep.png")
             stages.record("sweep", sweep_print)
@@ -711,14 +706,8 @@ def assign_groups(
         ``groups.csv``, optional ``scores.json`` and ``plots/``.
     label_column : str, optional
         Catalog column of known classes, to score the groups.
-    force : bool
-        Recompute every stage.
-    overwrite : bool
-        Write into a non-empty ``out_dir`` that is not an earlier run (one
-        with ``stages.json``, which is resumed); without it such a folder
-        raises :class:`~tuningfork.errors.OutputExistsError` before any work.
-    log : callable, optional
-        Receives one line per stage (run or reused).
+    force, overwrite, log
+        See :func:`run_cluster_pipeline`.
 
     Returns
     -------

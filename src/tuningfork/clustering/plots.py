@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ConfigError, MissingColumnError
-from ..plots import mosaic, new_axes, new_figure, save_figure
+from ..plots import axes_to_draw, finish_figure, mosaic, new_figure, whole_rows
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -31,14 +31,6 @@ def _panels(axes: Sequence[Axes] | None, count: int, figsize: tuple[float, float
     if len(axes) != count:
         raise ConfigError(f"this figure has {count} panels, but {len(axes)} axes were given")
     return axes, False
-
-
-def _finish(figure: Figure | SubFigure, own: bool, path: str | Path | None) -> None:
-    # Only a figure made here is ours to lay out; the caller's may hold other panels.
-    if own:
-        figure.tight_layout()
-    if path is not None:
-        save_figure(figure, path)
 
 
 def _scatter_by_group(
@@ -120,11 +112,13 @@ def plot_group_mosaics(
         chosen = chosen[np.argsort(order_key[chosen], kind="stable")][:per_group]
         if chosen.size == 0:
             continue
-        for index in chosen:
-            tiles.append(images[index])
-            titles.append(f"{label} {ids[index]}" if ids is not None else label)
-        tiles.extend([None] * (per_group - chosen.size))
-        titles.extend([""] * (per_group - chosen.size))
+        row_tiles, row_titles = whole_rows(
+            [images[index] for index in chosen],
+            [f"{label} {ids[index]}" if ids is not None else label for index in chosen],
+            per_group,
+        )
+        tiles += row_tiles
+        titles += row_titles
     title = title or f"{int(classified.sum())} of {groups.size} galaxies classified"
     return mosaic(tiles, path, titles=titles, ncols=per_group, already_scaled=True, suptitle=title,
                   figure=figure)
@@ -189,7 +183,7 @@ def plot_morphology_planes(
     left.plot(m20[m20 <= -1.68], (0.14 * m20 + 0.80)[m20 <= -1.68], "k:", lw=0.8)
     left.invert_xaxis()
     _legend(right, len(np.unique(groups[classified])))
-    _finish(left.figure, own, path)
+    finish_figure(left.figure, own, path)
     return left.figure
 
 
@@ -259,13 +253,11 @@ def plot_embedding_map(
     """
     points = embedding_map(features, method, seed)
     classified = np.asarray(classified, dtype=bool)
-    own = ax is None
-    axis = new_axes(ax, (6, 5))
-    _scatter_by_group(axis, points[:, 0], points[:, 1], np.asarray(groups), classified)
-    axis.set_xlabel(f"{method} 1")
-    axis.set_ylabel(f"{method} 2")
-    _legend(axis, len(np.unique(np.asarray(groups)[classified])))
-    _finish(axis.figure, own, path)
+    with axes_to_draw(ax, (6, 5), path) as axis:
+        _scatter_by_group(axis, points[:, 0], points[:, 1], np.asarray(groups), classified)
+        axis.set_xlabel(f"{method} 1")
+        axis.set_ylabel(f"{method} 2")
+        _legend(axis, len(np.unique(np.asarray(groups)[classified])))
     return axis
 
 
@@ -299,5 +291,5 @@ def plot_sweep(
         axis.plot(table["k"], table[column], "o-")
         axis.set_xlabel("K")
         axis.set_ylabel(label)
-    _finish(axes[0].figure, own, path)
+    finish_figure(axes[0].figure, own, path)
     return axes[0].figure

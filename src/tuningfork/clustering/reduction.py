@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import ConfigError, CorruptFileError, MissingFileError
 from .features import check_features
+from .stored import NpzFields
 
 # Features above this size are reduced incrementally unless told otherwise.
 DEFAULT_MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
-class PCAProjection:
+class PCAProjection(NpzFields):
     """A fitted linear projection onto principal components.
 
     Attributes
@@ -34,6 +36,9 @@ class PCAProjection:
     explained_variance_ratio : ndarray
         (n_components,) fraction of the total variance along each axis.
     """
+
+    file_kind: ClassVar[str] = "PCA file"
+    content: ClassVar[str] = "a PCA projection"
 
     mean: np.ndarray
     components: np.ndarray
@@ -72,51 +77,6 @@ class PCAProjection:
             chunk = check_features(matrix[start : start + batch_size], f"{name} rows from {start}")
             out[start : start + batch_size] = (chunk - self.mean) @ self.components.T
         return out
-
-    def save(self, path: str | Path) -> Path:
-        """Write the projection atomically to an ``.npz`` file.
-
-        Parameters
-        ----------
-        path : str or Path
-            Output file.
-
-        Returns
-        -------
-        Path
-        """
-        from ..data.writers import atomic_path
-
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                mean=self.mean,
-                components=self.components,
-                explained_variance_ratio=self.explained_variance_ratio,
-            )
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> PCAProjection:
-        """Read a projection written by :meth:`save`.
-
-        Parameters
-        ----------
-        path : str or Path
-            ``.npz`` file.
-
-        Returns
-        -------
-        PCAProjection
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(path, "PCA file")
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                return cls(stored["mean"], stored["components"], stored["explained_variance_ratio"])
-        except (KeyError, ValueError, OSError) as error:
-            raise CorruptFileError(path, f"not a PCA projection ({type(error).__name__})") from None
 
 
 def _open_features(features, name: str) -> tuple[np.ndarray, str]:

@@ -11,11 +11,12 @@ new galaxies in the feature space it was fitted in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from ..errors import CorruptFileError, FeatureError, MissingFileError
+from ..errors import FeatureError
+from .stored import NpzFields
 
 
 def _checked(values, log_snr, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +30,7 @@ def _checked(values, log_snr, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class SnrTrend:
+class SnrTrend(NpzFields):
     """A fitted S/N trend of every descriptor and the spread of the residuals.
 
     Attributes
@@ -43,6 +44,9 @@ class SnrTrend:
         (n_descriptors,) standard deviation of the fitted residuals (1 for a
         column without scatter).
     """
+
+    file_kind: ClassVar[str] = "S/N trend file"
+    content: ClassVar[str] = "an S/N trend"
 
     snr_centre: float
     coefficients: np.ndarray
@@ -110,52 +114,3 @@ class SnrTrend:
             )
         design = np.vander(snr - self.snr_centre, self.coefficients.shape[0])
         return ((matrix - design @ self.coefficients) / self.scale).astype(np.float32)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the trend atomically to an ``.npz`` file.
-
-        Parameters
-        ----------
-        path : str or Path
-            Output file.
-
-        Returns
-        -------
-        Path
-        """
-        from ..data.writers import atomic_path
-
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(
-                handle,
-                snr_centre=np.float64(self.snr_centre),
-                coefficients=self.coefficients,
-                scale=self.scale,
-            )
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SnrTrend:
-        """Read a trend written by :meth:`save`.
-
-        Parameters
-        ----------
-        path : str or Path
-            ``.npz`` file.
-
-        Returns
-        -------
-        SnrTrend
-
-        Raises
-        ------
-        MissingFileError, CorruptFileError
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(path, "S/N trend file")
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                return cls(float(stored["snr_centre"]), stored["coefficients"], stored["scale"])
-        except (KeyError, ValueError, OSError) as error:
-            raise CorruptFileError(path, f"not an S/N trend ({type(error).__name__})") from None

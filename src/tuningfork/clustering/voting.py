@@ -17,7 +17,7 @@ folder (JSON settings, ``.npz`` arrays) that loads without pickle.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -104,12 +104,8 @@ def align_labels(labels: np.ndarray, reference: np.ndarray, n_clusters: int) -> 
 
     Parameters
     ----------
-    labels : ndarray of int
-        Group of each galaxy, in 0..K-1.
-    reference : ndarray of int
-        Reference group of each galaxy, in 0..K-1.
-    n_clusters : int
-        K.
+    labels, reference, n_clusters
+        See :func:`label_alignment`.
 
     Returns
     -------
@@ -652,14 +648,7 @@ class VotingClustering:
             if not path.is_file():
                 raise MissingFileError(path, what)
         settings = VotingSettings.from_json(settings_path.read_text())
-        clustering = cls(
-            settings.n_clusters,
-            n_bootstrap=settings.n_bootstrap,
-            models=settings.models,
-            threshold=settings.threshold,
-            max_fit_samples=settings.max_fit_samples,
-            seed=settings.seed,
-        )
+        clustering = cls(**asdict(settings))
         expected = list(settings.models) * settings.n_bootstrap
         try:
             with np.load(arrays_path, allow_pickle=False) as stored:
@@ -762,12 +751,8 @@ def vote_aligned(member_labels: np.ndarray, n_clusters: int, threshold: float) -
 
     Parameters
     ----------
-    member_labels : ndarray of int
-        (n_members, n_galaxies) raw labels in 0..K-1.
-    n_clusters : int
-        K.
-    threshold : float
-        Fraction of members required to classify.
+    member_labels, n_clusters, threshold
+        See :func:`consensus_alignment`.
 
     Returns
     -------

@@ -13,6 +13,7 @@ the numpy/astropy convention (FITS cards written here say so).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import warnings
@@ -232,6 +233,17 @@ def _field_header(path: str | Path, hdu: int | str | None):
     return header
 
 
+def _coordinate_pair(first, second, names: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two coordinates of each source as float64 arrays, checked to be 1-D and of equal length."""
+    first = np.atleast_1d(np.asarray(first, dtype=np.float64))
+    second = np.atleast_1d(np.asarray(second, dtype=np.float64))
+    if first.shape != second.shape or first.ndim != 1:
+        raise ConfigError(
+            f"{names} must be 1-D and of equal length, got shapes {first.shape} and {second.shape}"
+        )
+    return first, second
+
+
 def cut_stamps_at_pixels(
     image: np.ndarray,
     x,
@@ -273,12 +285,7 @@ def cut_stamps_at_pixels(
         The stamps; positions left out are counted in ``n_outside``.
     """
     bands = to_bands_first(image, ARRAY_NAME)
-    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
-    y = np.atleast_1d(np.asarray(y, dtype=np.float64))
-    if x.shape != y.shape or x.ndim != 1:
-        raise ConfigError(
-            f"x and y must be 1-D and of equal length, got shapes {x.shape} and {y.shape}"
-        )
+    x, y = _coordinate_pair(x, y, "x and y")
     ra = dec = None
     if wcs is not None:
         ra, dec = wcs.pixel_to_world_values(x, y)
@@ -322,12 +329,7 @@ def cut_stamps_at_sky_positions(
     if wcs is None or not wcs.has_celestial:
         raise MissingWCSError(ARRAY_NAME, "no celestial WCS given; cannot place ra/dec positions")
     bands = to_bands_first(image, ARRAY_NAME)
-    ra = np.atleast_1d(np.asarray(ra, dtype=np.float64))
-    dec = np.atleast_1d(np.asarray(dec, dtype=np.float64))
-    if ra.shape != dec.shape or ra.ndim != 1:
-        raise ConfigError(
-            f"ra and dec must be 1-D and of equal length, got shapes {ra.shape} and {dec.shape}"
-        )
+    ra, dec = _coordinate_pair(ra, dec, "ra and dec")
     x, y = wcs.world_to_pixel_values(ra, dec)
     return _cut_stamps(
         bands, np.asarray(x), np.asarray(y), size_px, ids, wcs, ra, dec, properties, keep_outside
@@ -813,32 +815,21 @@ def _cut_catalog(image, wcs, name, catalog, size, keep_outside) -> StampSet:
             raise MissingWCSError(
                 name, f"no celestial WCS in the header; cannot place ra/dec of {catalog_name}"
             )
-        extra = _without(table, ra_column, dec_column)
-        stamps = cut_stamps_at_sky_positions(
-            image,
-            wcs,
-            table[ra_column],
-            table[dec_column],
-            side,
-            ids=table["id"],
-            properties=extra,
-            keep_outside=keep_outside,
-        )
+        columns = (ra_column, dec_column)
+        cut = functools.partial(cut_stamps_at_sky_positions, image, wcs)
     elif x_column and y_column:
-        extra = _without(table, x_column, y_column)
-        stamps = cut_stamps_at_pixels(
-            image,
-            table[x_column],
-            table[y_column],
-            side,
-            ids=table["id"],
-            wcs=wcs,
-            properties=extra,
-            keep_outside=keep_outside,
-        )
+        columns = (x_column, y_column)
+        cut = functools.partial(cut_stamps_at_pixels, image, wcs=wcs)
     else:
         # Name the columns this field could use: sky positions need a WCS.
         raise MissingColumnError(catalog_name, "ra" if wcs is not None else "x", table.colnames)
+    stamps = cut(
+        *(table[column] for column in columns),
+        side,
+        ids=table["id"],
+        properties=_without(table, *columns),
+        keep_outside=keep_outside,
+    )
     if len(stamps) == 0:
         raise CatalogError(
             f"{catalog_name}: all {len(table)} positions lie outside the field {name}"

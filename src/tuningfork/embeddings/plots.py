@@ -14,7 +14,7 @@ from astropy.table import Table
 
 from ..data import GalaxyCollection
 from ..errors import ConfigError, InputFileError
-from ..plots import mosaic, new_axes, save_figure
+from ..plots import axes_to_draw, mosaic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -141,31 +141,25 @@ def probe_curves(
         raise ConfigError(
             f"probe results have no metric '{metric}' (columns: {', '.join(results.colnames)})"
         )
-    own = ax is None
-    axis = new_axes(ax, (4.5, 3.2))
-    curves = [
-        (name, results[results["probe"] == name], "-o") for name in dict.fromkeys(results["probe"])
-    ]
-    if baseline is not None:
-        curves.append(("supervised from scratch", baseline, "--s"))
-    for name, rows, style in curves:
-        rows = rows[np.argsort(rows["fraction"])]
-        errors = rows[f"{metric}_std"] if f"{metric}_std" in rows.colnames else None
-        axis.errorbar(
-            100 * np.asarray(rows["fraction"]),
-            rows[metric],
-            yerr=errors,
-            fmt=style,
-            label=name,
-            capsize=2,
-        )
-    axis.set_xscale("log")
-    axis.set_xlabel("labels used (%)")
-    axis.set_ylabel(metric.replace("_", " "))
-    axis.legend(fontsize=8)
-    # Only a figure made here is ours to lay out; the caller's may hold other panels.
-    if own:
-        axis.figure.tight_layout()
-    if path is not None:
-        save_figure(axis.figure, path, dpi=120)
+    with axes_to_draw(ax, (4.5, 3.2), path, dpi=120) as axis:
+        curves = [
+            (name, results[results["probe"] == name], "-o") for name in dict.fromkeys(results["probe"])
+        ]
+        if baseline is not None:
+            curves.append(("supervised from scratch", baseline, "--s"))
+        for name, rows, style in curves:
+            rows = rows[np.argsort(rows["fraction"])]
+            errors = rows[f"{metric}_std"] if f"{metric}_std" in rows.colnames else None
+            axis.errorbar(
+                100 * np.asarray(rows["fraction"]),
+                rows[metric],
+                yerr=errors,
+                fmt=style,
+                label=name,
+                capsize=2,
+            )
+        axis.set_xscale("log")
+        axis.set_xlabel("labels used (%)")
+        axis.set_ylabel(metric.replace("_", " "))
+        axis.legend(fontsize=8)
     return axis

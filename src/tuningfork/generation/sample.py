@@ -20,10 +20,10 @@ from astropy.table import Table
 
 from ..errors import ConfigError
 from ..models.conditions import Condition
+from ..simulation.sample import IMAGE_FORMATS, write_images
 from .folder import Generator, load_generator
 
 SAMPLERS = ("ddim", "dpm-solver")
-IMAGE_FORMATS = ("fits", "png")
 #: Largest number of images shown in one condition's mosaic.
 MOSAIC_MAX = 64
 
@@ -213,32 +213,23 @@ def write_generated(
     Path
         The catalog file.
     """
-    from ..data import display_rgb
-    from ..data.writers import check_output, write_fits, write_png, write_table
-
-    check_output(out_dir, kind="folder", overwrite=overwrite)
+    from ..data.writers import check_output, write_table
     from ..plots import mosaic
 
-    formats = tuple(formats)
-    unknown = [fmt for fmt in formats if fmt not in IMAGE_FORMATS]
-    if not formats or unknown:
-        raise ConfigError(
-            f"{out_dir}: image formats must be among {', '.join(IMAGE_FORMATS)}, got {', '.join(formats) or 'none'}"
-        )
+    check_output(out_dir, kind="folder", overwrite=overwrite)
     out_dir = Path(out_dir)
-    main_format = "fits" if "fits" in formats else "png"
-    catalog = sample.catalog.copy(copy_data=True)
-    files = []
-    for row, image in zip(catalog, sample.images):
-        stem = out_dir / "images" / str(row["id"])
-        if "fits" in formats:
-            header = {"COND": str(row["condition"])[:60], "GUIDANCE": float(row["guidance"]),
-                      "STEPS": int(row["steps"]), "SEED": int(row["seed"])}
-            write_fits(stem.with_suffix(".fits"), image, header)
-        if "png" in formats:
-            write_png(stem.with_suffix(".png"), display_rgb(image))
-        files.append(f"images/{row['id']}.{main_format}")
-    catalog.add_column(files, name="file", index=1)
+    catalog = write_images(
+        out_dir,
+        sample.catalog,
+        sample.images,
+        formats,
+        lambda row: {
+            "COND": str(row["condition"])[:60],
+            "GUIDANCE": float(row["guidance"]),
+            "STEPS": int(row["steps"]),
+            "SEED": int(row["seed"]),
+        },
+    )
     for condition in dict.fromkeys(catalog["condition"]):
         chosen = np.flatnonzero(catalog["condition"] == condition)[:MOSAIC_MAX]
         mosaic([sample.images[i] for i in chosen], out_dir / f"mosaic_{_file_stem(str(condition))}.png",

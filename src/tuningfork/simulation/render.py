@@ -33,12 +33,9 @@ class RenderConfig:
 
     Parameters
     ----------
-    size : int
-        Stamp side (pixels).
-    pixel_scale : float
-        Pixel scale (arcsec / pixel).
-    bands : tuple of str
-        Band names.
+    frame : StampFrame
+        The stamp every class builder draws into: side (pixels), pixel
+        scale (arcsec / pixel) and band names.
     psf : str
         One of :data:`PSF_KINDS`.
     psf_fwhm : (float, float)
@@ -58,9 +55,7 @@ class RenderConfig:
         Seed of the whole sample.
     """
 
-    size: int
-    pixel_scale: float
-    bands: tuple[str, ...]
+    frame: StampFrame
     psf: str
     psf_fwhm: tuple[float, float]
     noise: str
@@ -137,7 +132,7 @@ def _add_noise(
     elif config.noise == "cosmos":
         noise = _cosmos_noise(config.noise_level**2).copy(rng=gs_rng)
         for band_image in image:
-            galsim.ImageF(band_image, scale=config.pixel_scale).addNoise(noise)
+            galsim.ImageF(band_image, scale=config.frame.pixel_scale).addNoise(noise)
 
 
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -169,7 +164,7 @@ def render_galaxy(
     """
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(index,)))
     gs_rng = galsim.BaseDeviate(int(rng.integers(1, 2**31)))
-    frame = StampFrame(config.size, config.pixel_scale, config.bands)
+    frame = config.frame
     model = BUILDERS[label](rng, gs_rng, frame)
 
     psf_fwhm = float(rng.uniform(*config.psf_fwhm))
@@ -181,7 +176,7 @@ def render_galaxy(
         [
             galsim.Convolve(profile, psf)
             .drawImage(
-                nx=config.size, ny=config.size, scale=config.pixel_scale, offset=tuple(offset)
+                nx=frame.size, ny=frame.size, scale=frame.pixel_scale, offset=tuple(offset)
             )
             .array
             for profile, _ in model.components
@@ -211,7 +206,7 @@ def render_galaxy(
         noise_sigma=config.noise_sigma if config.noise != "none" else 0.0,
         x_offset_pix=float(offset[0]),
         y_offset_pix=float(offset[1]),
-        **{f"flux_{band}": flux * float(value) for band, value in zip(config.bands, band_fluxes)},
+        **{f"flux_{band}": flux * float(value) for band, value in zip(frame.bands, band_fluxes)},
     )
     return image, noiseless.astype(np.float32), params
 
@@ -236,7 +231,7 @@ def render_chunk(
     -------
     RenderedChunk
     """
-    shape = (len(indices), len(config.bands), config.size, config.size)
+    shape = (len(indices), len(config.frame.bands), config.frame.size, config.frame.size)
     images = np.empty(shape, dtype=np.float32)
     noiseless = np.empty(shape, dtype=np.float32) if keep_noiseless else None
     params = []
@@ -287,7 +282,7 @@ def render_all(
         for start in starts
     ]
 
-    shape = (n, len(config.bands), config.size, config.size)
+    shape = (n, len(config.frame.bands), config.frame.size, config.frame.size)
     images = np.empty(shape, dtype=np.float32)
     noiseless = np.empty(shape, dtype=np.float32) if keep_noiseless else None
     params: list[dict] = [{} for _ in range(n)]

@@ -1,19 +1,22 @@
-"""Labelled samples of simulated galaxies: :func:`simulate` and :func:`write_sample`."""
+"""Labelled samples of simulated galaxies: :func:`simulate` and :func:`write_sample`.
+
+:func:`write_images` also writes the image folder of generated samples.
+"""
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Row, Table
 
 from ..data.display import display_rgb
 from ..data.writers import check_output, write_fits, write_png, write_table
 from ..errors import ConfigError
-from .classes import BAND_WAVELENGTHS_NM, SIMULATED_CLASSES
+from .classes import BAND_WAVELENGTHS_NM, SIMULATED_CLASSES, StampFrame
 from .render import NOISE_KINDS, PSF_KINDS, RenderConfig, render_all
 
 # Catalog columns after id/label/label_index and the per-band fluxes; a
@@ -287,9 +290,7 @@ def simulate(
     pixel_scale = _positive(pixel_scale, "pixel_scale")
     noise_level = _positive(noise_level, "noise_level")
     config = RenderConfig(
-        size=size,
-        pixel_scale=pixel_scale,
-        bands=bands,
+        frame=StampFrame(size, pixel_scale, bands),
         psf=_check_choice(psf, PSF_KINDS, "psf"),
         psf_fwhm=_range(psf_fwhm, "psf_fwhm"),
         noise=_check_choice(noise, NOISE_KINDS, "noise"),
@@ -357,30 +358,69 @@ def write_sample(
         If ``formats`` is empty or names an unknown format.
     """
     check_output(out_dir, kind="folder", overwrite=overwrite)
+    catalog = write_images(
+        out_dir,
+        sample.catalog,
+        sample.images,
+        formats,
+        lambda row: {
+            "BANDS": ",".join(sample.bands),
+            "PIXSCALE": sample.pixel_scale,
+            "LABEL": str(row["label"]),
+        },
+    )
+    return write_table(Path(out_dir) / "catalog.csv", catalog)
+
+
+def write_images(
+    out_dir: str | Path,
+    catalog: Table,
+    images: np.ndarray,
+    formats: Sequence[str] | str,
+    header: Callable[[Row], dict],
+) -> Table:
+    """Write one image file per catalog row, as ``images/<id>.<format>``.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Folder that receives ``images/``.
+    catalog : Table
+        One row per image, with an ``id`` column; not modified.
+    images : ndarray
+        (n, bands, H, W), in catalog order.
+    formats : sequence of str or str
+        Image formats among :data:`IMAGE_FORMATS`.
+    header : callable
+        FITS header keys of a catalog row.
+
+    Returns
+    -------
+    Table
+        A copy of ``catalog`` with a ``file`` column (second) pointing at the
+        FITS file when written, else at the PNG.
+
+    Raises
+    ------
+    ConfigError
+        If ``formats`` is empty or names an unknown format.
+    """
     formats = (formats,) if isinstance(formats, str) else tuple(formats)
     if not formats:
-        raise ConfigError(
-            f"write_sample(): formats is empty (choose from {', '.join(IMAGE_FORMATS)})"
-        )
+        raise ConfigError(f"{out_dir}: no image format given (choose from {', '.join(IMAGE_FORMATS)})")
     for fmt in formats:
         if fmt not in IMAGE_FORMATS:
             raise ConfigError(
-                f"write_sample(): unknown format '{fmt}' (choose from {', '.join(IMAGE_FORMATS)})"
+                f"{out_dir}: unknown image format '{fmt}' (choose from {', '.join(IMAGE_FORMATS)})"
             )
-    out_dir = Path(out_dir)
+    folder = Path(out_dir) / "images"
     main_format = "fits" if "fits" in formats else "png"
-    catalog = sample.catalog.copy(copy_data=True)
-    files = []
-    for galaxy_id, label, image in zip(catalog["id"], catalog["label"], sample.images):
+    catalog = catalog.copy(copy_data=True)
+    for row, image in zip(catalog, images):
         if "fits" in formats:
-            header = {
-                "BANDS": ",".join(sample.bands),
-                "PIXSCALE": sample.pixel_scale,
-                "LABEL": str(label),
-            }
-            write_fits(out_dir / "images" / f"{galaxy_id}.fits", image, header)
+            write_fits(folder / f"{row['id']}.fits", image, header(row))
         if "png" in formats:
-            write_png(out_dir / "images" / f"{galaxy_id}.png", display_rgb(image))
-        files.append(f"images/{galaxy_id}.{main_format}")
-    catalog.add_column(files, name="file", index=1)
-    return write_table(out_dir / "catalog.csv", catalog)
+            write_png(folder / f"{row['id']}.png", display_rgb(image))
+    catalog.add_column([f"images/{galaxy_id}.{main_format}" for galaxy_id in catalog["id"]],
+                       name="file", index=1)
+    return catalog

@@ -15,21 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..plots import mosaic, new_axes, save_figure
+from ..plots import axes_to_draw, mosaic
 from .calibration import coverage_accuracy_curve, expected_calibration_error, reliability_curve
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure, SubFigure
-
-
-def _finish(axis: Axes, own: bool, path: str | Path | None) -> Axes:
-    # Only a figure made here is ours to lay out; the caller's may hold other panels.
-    if own:
-        axis.figure.tight_layout()
-    if path is not None:
-        save_figure(axis.figure, path)
-    return axis
 
 
 def plot_confusion_matrix(
@@ -57,19 +48,18 @@ def plot_confusion_matrix(
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.nan_to_num(matrix / matrix.sum(axis=1, keepdims=True))
     size = 1.2 + 0.6 * len(class_names)
-    own = ax is None
-    axis = new_axes(ax, (size + 1.0, size))
-    image = axis.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
-    for row in range(matrix.shape[0]):
-        for col in range(matrix.shape[1]):
-            colour = "white" if recall[row, col] > 0.5 else "black"
-            axis.text(col, row, str(int(matrix[row, col])), ha="center", va="center", color=colour, fontsize=8)
-    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
-    axis.set_yticks(range(len(class_names)), class_names, fontsize=8)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    axis.figure.colorbar(image, ax=axis, label="fraction of the true class")
-    return _finish(axis, own, path)
+    with axes_to_draw(ax, (size + 1.0, size), path) as axis:
+        image = axis.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0)
+        for row in range(matrix.shape[0]):
+            for col in range(matrix.shape[1]):
+                colour = "white" if recall[row, col] > 0.5 else "black"
+                axis.text(col, row, str(int(matrix[row, col])), ha="center", va="center", color=colour, fontsize=8)
+        axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
+        axis.set_yticks(range(len(class_names)), class_names, fontsize=8)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        axis.figure.colorbar(image, ax=axis, label="fraction of the true class")
+    return axis
 
 
 def plot_calibration(
@@ -102,17 +92,16 @@ def plot_calibration(
     """
     confidence, accuracy, count = reliability_curve(probabilities, labels, n_bins)
     filled = count > 0
-    own = ax is None
-    axis = new_axes(ax, (4.2, 4.0))
-    axis.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="perfect calibration")
-    axis.plot(confidence[filled], accuracy[filled], marker="o", label="model")
-    axis.set_xlabel("confidence")
-    axis.set_ylabel("accuracy")
-    axis.set_xlim(0, 1)
-    axis.set_ylim(0, 1.02)
-    axis.set_title(f"ECE = {expected_calibration_error(probabilities, labels, n_bins):.3f}", fontsize=9)
-    axis.legend(fontsize=8, loc="upper left")
-    return _finish(axis, own, path)
+    with axes_to_draw(ax, (4.2, 4.0), path) as axis:
+        axis.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="perfect calibration")
+        axis.plot(confidence[filled], accuracy[filled], marker="o", label="model")
+        axis.set_xlabel("confidence")
+        axis.set_ylabel("accuracy")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1.02)
+        axis.set_title(f"ECE = {expected_calibration_error(probabilities, labels, n_bins):.3f}", fontsize=9)
+        axis.legend(fontsize=8, loc="upper left")
+    return axis
 
 
 def plot_coverage_accuracy(
@@ -144,17 +133,16 @@ def plot_coverage_accuracy(
         The axes drawn on.
     """
     coverage, accuracy, _ = coverage_accuracy_curve(confidence, correct)
-    own = ax is None
-    axis = new_axes(ax, (4.6, 3.6))
-    axis.plot(coverage, accuracy)
-    for target in targets:
-        axis.axhline(target, color="0.6", linestyle=":", linewidth=1)
-        axis.text(0.02, target, f"{target:g}", fontsize=7, va="bottom", color="0.4")
-    axis.set_xlabel("coverage (fraction of galaxies kept, most confident first)")
-    axis.set_ylabel("accuracy on the kept galaxies")
-    axis.set_xlim(0, 1)
-    axis.set_ylim(min(0.5, float(accuracy.min()) - 0.02), 1.005)
-    return _finish(axis, own, path)
+    with axes_to_draw(ax, (4.6, 3.6), path) as axis:
+        axis.plot(coverage, accuracy)
+        for target in targets:
+            axis.axhline(target, color="0.6", linestyle=":", linewidth=1)
+            axis.text(0.02, target, f"{target:g}", fontsize=7, va="bottom", color="0.4")
+        axis.set_xlabel("coverage (fraction of galaxies kept, most confident first)")
+        axis.set_ylabel("accuracy on the kept galaxies")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(min(0.5, float(accuracy.min()) - 0.02), 1.005)
+    return axis
 
 
 def plot_coverage_purity(
@@ -200,27 +188,26 @@ def plot_coverage_purity(
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     predicted = np.asarray(predicted, dtype=int)
-    own = ax is None
-    axis = new_axes(ax, (5.0, 3.8))
-    lowest = 1.0
-    for code, name in enumerate(class_names):
-        members = predicted == code
-        if not members.any():
-            continue
-        coverage, purity, levels = coverage_accuracy_curve(confidence[members], correct[members])
-        (line,) = axis.plot(coverage, purity, label=f"{name} ({int(members.sum())})")
-        lowest = min(lowest, float(purity.min()))
-        if thresholds is not None and np.isfinite(thresholds[code]):
-            kept = levels >= thresholds[code]
-            if kept.any():
-                point = np.flatnonzero(kept)[-1]
-                axis.plot(coverage[point], purity[point], marker="o", color=line.get_color())
-    axis.set_xlabel("coverage (share of the class's predictions kept)")
-    axis.set_ylabel("purity of the kept predictions")
-    axis.set_xlim(0, 1)
-    axis.set_ylim(max(0.0, lowest - 0.02), 1.005)
-    axis.legend(fontsize=7, title="predicted class", title_fontsize=7)
-    return _finish(axis, own, path)
+    with axes_to_draw(ax, (5.0, 3.8), path) as axis:
+        lowest = 1.0
+        for code, name in enumerate(class_names):
+            members = predicted == code
+            if not members.any():
+                continue
+            coverage, purity, levels = coverage_accuracy_curve(confidence[members], correct[members])
+            (line,) = axis.plot(coverage, purity, label=f"{name} ({int(members.sum())})")
+            lowest = min(lowest, float(purity.min()))
+            if thresholds is not None and np.isfinite(thresholds[code]):
+                kept = levels >= thresholds[code]
+                if kept.any():
+                    point = np.flatnonzero(kept)[-1]
+                    axis.plot(coverage[point], purity[point], marker="o", color=line.get_color())
+        axis.set_xlabel("coverage (share of the class's predictions kept)")
+        axis.set_ylabel("purity of the kept predictions")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(max(0.0, lowest - 0.02), 1.005)
+        axis.legend(fontsize=7, title="predicted class", title_fontsize=7)
+    return axis
 
 
 def confidence_mosaic(

@@ -159,6 +159,9 @@ class DecisionTree:
             fractions[answered, block] = votes[answered, block] / total[answered]
         return fractions
 
+    def _position_of_question(self) -> dict[str, int]:
+        return {question.name: position for position, question in enumerate(self.questions)}
+
     def _question_of_answer(self) -> list[int]:
         return [position for position, question in enumerate(self.questions) for _ in question.answers]
 
@@ -183,7 +186,7 @@ class DecisionTree:
             (n_galaxies, n_questions), of the input's type.
         """
         xp = torch if isinstance(fractions, torch.Tensor) else np
-        index = {question.name: position for position, question in enumerate(self.questions)}
+        index = self._position_of_question()
         incoming: list[list] = [[] for _ in self.questions]
         reach = []
         for position, (question, block) in enumerate(zip(self.questions, self.question_slices())):
@@ -230,7 +233,7 @@ class DecisionTree:
             ``featured-or-disk/no/strong/...``): the class the tree implies.
         """
         fractions = np.nan_to_num(np.asarray(fractions, dtype=np.float64), nan=-1.0)
-        index = {question.name: position for position, question in enumerate(self.questions)}
+        index = self._position_of_question()
         slices = self.question_slices()
         leaves = []
         for row in fractions:
@@ -248,6 +251,12 @@ def _question(name: str, text: str, answers: list[tuple[str, str, str | None]]) 
     return Question(name, text, tuple(Answer(*answer) for answer in answers))
 
 
+def _gz2_question(name: str, number: int, text: str, answers: list[tuple[str, str | None]]) -> Question:
+    # The Kaggle columns number the answers of question ``number`` from 1: ``Class<number>.<answer>``.
+    return _question(name, text, [(answer, f"Class{number}.{position}", nxt)
+                                  for position, (answer, nxt) in enumerate(answers, start=1)])
+
+
 def _decals_question(name: str, text: str, answers: list[tuple[str, str | None]]) -> Question:
     return _question(name, text, [(answer, f"{name}_{answer}", nxt) for answer, nxt in answers])
 
@@ -261,64 +270,40 @@ GZ2 = DecisionTree(
     name="gz2",
     fraction_suffix="",
     questions=(
-        _question("smooth", "Is the galaxy simply smooth and rounded, with no sign of a disk?", [
-            ("smooth", "Class1.1", "how-rounded"),
-            ("features-or-disk", "Class1.2", "edge-on"),
-            ("star-or-artifact", "Class1.3", None),
+        _gz2_question("smooth", 1, "Is the galaxy simply smooth and rounded, with no sign of a disk?", [
+            ("smooth", "how-rounded"), ("features-or-disk", "edge-on"), ("star-or-artifact", None),
         ]),
-        _question("edge-on", "Could this be a disk viewed edge-on?", [
-            ("yes", "Class2.1", "bulge-shape"),
-            ("no", "Class2.2", "bar"),
+        _gz2_question("edge-on", 2, "Could this be a disk viewed edge-on?", [
+            ("yes", "bulge-shape"), ("no", "bar"),
         ]),
-        _question("bar", "Is there a sign of a bar feature through the centre of the galaxy?", [
-            ("yes", "Class3.1", "spiral"),
-            ("no", "Class3.2", "spiral"),
+        _gz2_question("bar", 3, "Is there a sign of a bar feature through the centre of the galaxy?", [
+            ("yes", "spiral"), ("no", "spiral"),
         ]),
-        _question("spiral", "Is there any sign of a spiral arm pattern?", [
-            ("yes", "Class4.1", "arm-winding"),
-            ("no", "Class4.2", "bulge-prominence"),
+        _gz2_question("spiral", 4, "Is there any sign of a spiral arm pattern?", [
+            ("yes", "arm-winding"), ("no", "bulge-prominence"),
         ]),
-        _question("arm-winding", "How tightly wound do the spiral arms appear?", [
-            ("tight", "Class10.1", "arm-count"),
-            ("medium", "Class10.2", "arm-count"),
-            ("loose", "Class10.3", "arm-count"),
+        _gz2_question("arm-winding", 10, "How tightly wound do the spiral arms appear?", [
+            ("tight", "arm-count"), ("medium", "arm-count"), ("loose", "arm-count"),
         ]),
-        _question("arm-count", "How many spiral arms are there?", [
-            ("1", "Class11.1", "bulge-prominence"),
-            ("2", "Class11.2", "bulge-prominence"),
-            ("3", "Class11.3", "bulge-prominence"),
-            ("4", "Class11.4", "bulge-prominence"),
-            ("more-than-4", "Class11.5", "bulge-prominence"),
-            ("cant-tell", "Class11.6", "bulge-prominence"),
+        _gz2_question("arm-count", 11, "How many spiral arms are there?", [
+            ("1", "bulge-prominence"), ("2", "bulge-prominence"), ("3", "bulge-prominence"),
+            ("4", "bulge-prominence"), ("more-than-4", "bulge-prominence"), ("cant-tell", "bulge-prominence"),
         ]),
-        _question("bulge-prominence", "How prominent is the central bulge?", [
-            ("no-bulge", "Class5.1", "odd"),
-            ("just-noticeable", "Class5.2", "odd"),
-            ("obvious", "Class5.3", "odd"),
-            ("dominant", "Class5.4", "odd"),
+        _gz2_question("bulge-prominence", 5, "How prominent is the central bulge?", [
+            ("no-bulge", "odd"), ("just-noticeable", "odd"), ("obvious", "odd"), ("dominant", "odd"),
         ]),
-        _question("how-rounded", "How rounded is it?", [
-            ("completely-round", "Class7.1", "odd"),
-            ("in-between", "Class7.2", "odd"),
-            ("cigar-shaped", "Class7.3", "odd"),
+        _gz2_question("how-rounded", 7, "How rounded is it?", [
+            ("completely-round", "odd"), ("in-between", "odd"), ("cigar-shaped", "odd"),
         ]),
-        _question("bulge-shape", "Does the galaxy have a bulge at its centre? If so, what shape?", [
-            ("rounded", "Class9.1", "odd"),
-            ("boxy", "Class9.2", "odd"),
-            ("no-bulge", "Class9.3", "odd"),
+        _gz2_question("bulge-shape", 9, "Does the galaxy have a bulge at its centre? If so, what shape?", [
+            ("rounded", "odd"), ("boxy", "odd"), ("no-bulge", "odd"),
         ]),
-        _question("odd", "Is there anything odd?", [
-            ("yes", "Class6.1", "odd-feature"),
-            ("no", "Class6.2", None),
+        _gz2_question("odd", 6, "Is there anything odd?", [
+            ("yes", "odd-feature"), ("no", None),
         ]),
-        _question("odd-feature", "Is the odd feature a ring, or is the galaxy disturbed or irregular?", [
-            ("ring", "Class8.1", None),
-            ("lens-or-arc", "Class8.2", None),
-            ("disturbed", "Class8.3", None),
-            ("irregular", "Class8.4", None),
-            ("other", "Class8.5", None),
-            ("merger", "Class8.6", None),
-            ("dust-lane", "Class8.7", None),
+        _gz2_question("odd-feature", 8, "Is the odd feature a ring, or is the galaxy disturbed or irregular?", [
+            ("ring", None), ("lens-or-arc", None), ("disturbed", None), ("irregular", None), ("other", None),
+            ("merger", None), ("dust-lane", None),
         ]),
     ),
 )
