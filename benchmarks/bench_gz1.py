@@ -43,10 +43,10 @@ from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import write_report
 from bench_inference import machine_info
 
 from tuningfork.data import GalaxyCollection
-from tuningfork.data.writers import atomic_path
 from tuningfork.training import train
 from tuningfork.training.evaluate import evaluate
 from tuningfork.training.losses import balanced_class_weights, classification_loss
@@ -227,12 +227,7 @@ def main() -> None:
             print(f"training {name} ...", flush=True)
             report["models"][name] = run_model(name, MODELS[name], train_set, test_set, args, Path(scratch))
             print(json.dumps(report["models"][name]), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "gz1.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    with atomic_path(RESULTS / "gz1.md") as tmp:
-        tmp.write_text(markdown(report))
-    print(markdown(report))
+    write_report(RESULTS, "gz1", report, markdown(report))
 
 
 if __name__ == "__main__":

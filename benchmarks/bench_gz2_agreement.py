@@ -22,16 +22,15 @@ Writes ``benchmarks/results/gz2_agreement.json``, ``gz2_agreement.md`` and
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_report
 from bench_inference import machine_info
 from bench_supervised import FULL, RESULTS, gz2_data
 
-from tuningfork.data.writers import atomic_path
 from tuningfork.models import load_model
 from tuningfork.models.runtime import network_logits
 from tuningfork.plots import mosaic
@@ -107,11 +106,7 @@ def main() -> None:
     mosaic(tiles, figure, titles=titles, ncols=8, already_scaled=True, tile_inches=1.9,
            suptitle="gz2-spirals val galaxies every model gets wrong (catalog label shown)")
     report["mosaic"] = figure.name
-    with atomic_path(RESULTS / "gz2_agreement.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    with atomic_path(RESULTS / "gz2_agreement.md") as tmp:
-        tmp.write_text(markdown(report))
-    print(markdown(report))
+    write_report(RESULTS, "gz2_agreement", report, markdown(report))
 
 
 def markdown(report: dict) -> str:

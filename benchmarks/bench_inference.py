@@ -22,7 +22,6 @@ a quiet machine: other jobs on the same cores lower every number.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -31,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_report
 from astropy.table import Table
 
 from tuningfork.data import GalaxyCollection
-from tuningfork.data.writers import atomic_path
 from tuningfork.models import ModelConfig, create_model, save_model
 from tuningfork.models.export import export_onnx
 from tuningfork.models.runtime import to_inference_layout
@@ -148,12 +147,7 @@ def main() -> None:
         for index, (name, (architecture, options)) in enumerate(VARIANTS.items()):
             report["models"][name] = time_variant(architecture, options, Path(scratch) / str(index), args.batches)
             print(name, report["models"][name], flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / "inference.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    with atomic_path(RESULTS / "inference.md") as tmp:
-        tmp.write_text(markdown(report))
-    print(markdown(report))
+    write_report(RESULTS, "inference", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_report
 from astropy.table import Table
 from bench_inference import machine_info, throughput
 
@@ -398,12 +399,7 @@ def main() -> None:
             report["datasets"][dataset] = {"description": f"{description} {len(train_set)} training, "
                                                           f"{len(test_set)} test galaxies.",
                                            "models": models, "verdict": verdict(models)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_path(RESULTS / f"{stem}.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    with atomic_path(RESULTS / f"{stem}.md") as tmp:
-        tmp.write_text(markdown(report))
-    print(markdown(report))
+    write_report(RESULTS, stem, report, markdown(report))
 
 
 if __name__ == "__main__":

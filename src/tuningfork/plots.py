@@ -8,6 +8,12 @@ never through pyplot: no global figure list to leak, and no backend to
 choose, so importing or calling tuningfork never changes the user's
 ``matplotlib`` backend.  A function given an output path also saves the
 figure there through :func:`save_figure`.
+
+So their docstrings list these arguments in one entry such as
+``path, ax : optional``: ``path`` (str or Path) is where to save the figure
+as PNG, and ``ax`` (:class:`~matplotlib.axes.Axes`) or ``figure``
+(:class:`~matplotlib.figure.Figure` or ``SubFigure``, empty) is what to draw
+on, a new figure by default.  The value returned is that axes or figure.
 """
 
 from __future__ import annotations
@@ -178,8 +184,8 @@ def mosaic(
     images : sequence of ndarray or None
         Each (bands, H, W) or (H, W); sizes may differ.  ``None`` leaves a
         tile blank (to start a new group on a new row).
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    path, figure : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     titles : sequence of str, optional
         One short caption per image.
     ncols : int, optional
@@ -191,13 +197,10 @@ def mosaic(
     already_scaled : bool
         Images are already in [0, 1] (e.g. preprocessed); skip
         :func:`~tuningfork.data.display_rgb`'s percentile scaling and only clip.
-    figure : matplotlib.figure.Figure or SubFigure, optional
-        Draw the grid into this (empty) figure instead of a new one.
 
     Returns
     -------
     matplotlib.figure.Figure or SubFigure
-        The figure drawn on.
 
     Raises
     ------
@@ -248,8 +251,8 @@ def preview_collection(
     ----------
     collection : tuningfork.data.GalaxyCollection
         The data set.
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    path, figure : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     n : int
         Galaxies to show in all, or per group when ``group_by`` is given.
     stretch : str
@@ -262,13 +265,10 @@ def preview_collection(
         Catalog column; one row of the mosaic block per distinct value.
     seed : int
         Seed of the random selection, so a preview can be reproduced.
-    figure : matplotlib.figure.Figure or SubFigure, optional
-        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
     matplotlib.figure.Figure or SubFigure
-        The figure drawn on.
     """
     from .errors import EmptyCatalogError, MissingColumnError
     from .preprocessing import PreprocessConfig, Preprocessor, typical_noise

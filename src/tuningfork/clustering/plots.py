@@ -79,12 +79,10 @@ def plot_group_mosaics(
     ----------
     images : ndarray
         (n, bands, H, W) images in [0, 1] (preprocessed).
-    groups : ndarray of int
-        Group of each galaxy.
-    classified : ndarray of bool
-        Galaxies that received a group.
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    groups, classified : ndarray
+        Group of each galaxy (int), and whether it received one (bool).
+    path, figure : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     vote_fraction : ndarray, optional
         Shows each group's most confident members first.
     per_group : int
@@ -93,13 +91,10 @@ def plot_group_mosaics(
         Captions.
     title : str, optional
         Figure title; by default the number of galaxies classified.
-    figure : matplotlib.figure.Figure or SubFigure, optional
-        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
     matplotlib.figure.Figure or SubFigure
-        The figure drawn on.
     """
     groups = np.asarray(groups)
     classified = np.asarray(classified, dtype=bool)
@@ -143,15 +138,11 @@ def plot_morphology_planes(
     morphometry : astropy.table.Table
         Rows aligned with ``groups``, with columns ``gini``, ``m20``,
         ``concentration`` and ``asymmetry`` (NaN rows are left out).
-    groups : ndarray of int
-        Group of each galaxy.
-    classified : ndarray of bool
-        Galaxies that received a group.
-    path : str or Path, optional
-        Also save the figure there as PNG.
-    axes : sequence of two matplotlib.axes.Axes, optional
-        Axes of the Gini-M20 and concentration-asymmetry panels; a new
-        figure by default.
+    groups, classified : ndarray
+        Group of each galaxy (int), and whether it received one (bool).
+    path, axes : optional
+        Where to save and draw (see :mod:`tuningfork.plots`); ``axes`` are
+        the Gini-M20 and concentration-asymmetry panels.
 
     Returns
     -------
@@ -233,23 +224,18 @@ def plot_embedding_map(
     ----------
     features : ndarray
         (n_galaxies, n_features).
-    groups : ndarray of int
-        Group of each galaxy.
-    classified : ndarray of bool
-        Galaxies that received a group.
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    groups, classified : ndarray
+        Group of each galaxy (int), and whether it received one (bool).
+    path, ax : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     method : {'umap', 'pca'}
         Projection (see :func:`embedding_map`).
     seed : int
         Seed of UMAP.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new figure by default.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The axes drawn on.
     """
     points = embedding_map(features, method, seed)
     classified = np.asarray(classified, dtype=bool)
@@ -270,10 +256,9 @@ def plot_sweep(
     ----------
     table : astropy.table.Table
         Output of :func:`~tuningfork.clustering.sweep.sweep_k`.
-    path : str or Path, optional
-        Also save the figure there as PNG.
-    axes : sequence of four matplotlib.axes.Axes, optional
-        One per panel, in the order above; a new figure by default.
+    path, axes : optional
+        Where to save and draw (see :mod:`tuningfork.plots`); ``axes`` are
+        the four panels, in the order above.
 
     Returns
     -------

@@ -48,17 +48,14 @@ def neighbours_mosaic(
         The data set the embeddings were made from (images are read by id).
     neighbours : astropy.table.Table
         From :meth:`SimilarityIndex.neighbours` (``id``, ``distance``).
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    path, figure : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     query_image : ndarray, optional
         A query that is not in the collection (a new image), shown first.
-    figure : matplotlib.figure.Figure or SubFigure, optional
-        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
     matplotlib.figure.Figure or SubFigure
-        The figure drawn on.
     """
     ids = [str(galaxy_id) for galaxy_id in neighbours["id"]]
     images = _images_by_id(collection, ids)
@@ -86,17 +83,14 @@ def outliers_mosaic(
         The data set the embeddings were made from.
     scores : astropy.table.Table
         From :func:`~tuningfork.embeddings.outliers.outlier_scores` (ranked).
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    path, figure : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     top : int
         Galaxies shown.
-    figure : matplotlib.figure.Figure or SubFigure, optional
-        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
     matplotlib.figure.Figure or SubFigure
-        The figure drawn on.
     """
     shown = scores[:top]
     ids = [str(galaxy_id) for galaxy_id in shown["id"]]
@@ -124,18 +118,15 @@ def probe_curves(
     metric : str
         A metric column (``accuracy``, ``nmad``...); ``<metric>_std`` is drawn
         as error bars when present.
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    path, ax : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     baseline : astropy.table.Table, optional
         Same columns (``fraction``, ``metric``) for a supervised model trained
         from scratch on the same labels, drawn dashed.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new figure by default.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The axes drawn on.
     """
     if metric not in results.colnames:
         raise ConfigError(

@@ -67,11 +67,13 @@ class CollapseReport:
 
     def message(self, source: str | Path = "embeddings") -> str:
         """One line saying what was measured and what it means."""
+        # Identical vectors have no principal component to speak of.
+        component = ("" if np.isnan(self.first_component)
+                     else f", 1st principal component {self.first_component:.1%} of it")
         return (
             f"{source}: embeddings look collapsed: mean pairwise cosine {self.mean_cosine:.4f}, "
-            f"variance between galaxies {self.spread:.1e} of their squared length, 1st principal "
-            f"component {self.first_component:.1%} of it; results will be meaningless (pretrain "
-            "longer or check the model)"
+            f"variance between galaxies {self.spread:.1e} of their squared length{component}; "
+            "results will be meaningless (pretrain longer or check the model)"
         )
 
 

@@ -203,10 +203,8 @@ def write_generated(
         FITS file when written, so the folder opens as a
         :class:`~tuningfork.data.GalaxyCollection`) and
         ``mosaic_<condition>.png`` (at most :data:`MOSAIC_MAX` images each).
-    formats : sequence of str
-        Image formats among ``fits`` and ``png``.
-    overwrite : bool
-        Replace an existing output (else ``OutputExistsError``, before any work).
+    formats, overwrite
+        As in :func:`tuningfork.simulation.write_sample`.
 
     Returns
     -------

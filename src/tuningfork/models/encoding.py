@@ -334,10 +334,8 @@ def load_encoder(
         Image bands of a timm backbone.
     image_size : int, optional
         Input side in pixels of a timm backbone (default 224, as ImageNet).
-    batch_size : int
-        Images per forward pass.
-    device : str
-        ``auto``, ``cpu``, ``cuda``...
+    batch_size, device
+        As in :func:`encoder_from_model`.
 
     Returns
     -------

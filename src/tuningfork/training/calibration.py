@@ -81,10 +81,8 @@ def reliability_curve(
 
     Parameters
     ----------
-    probabilities : ndarray
-        (n_galaxies, n_classes).
-    labels : ndarray
-        (n_galaxies,) true class indices.
+    probabilities, labels : ndarray
+        (n_galaxies, n_classes) probabilities and (n_galaxies,) true class indices.
     n_bins : int
         Number of bins over [0, 1].
 
@@ -113,10 +111,8 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, n_
 
     Parameters
     ----------
-    probabilities : ndarray
-        (n_galaxies, n_classes).
-    labels : ndarray
-        (n_galaxies,) true class indices.
+    probabilities, labels : ndarray
+        (n_galaxies, n_classes) probabilities and (n_galaxies,) true class indices.
     n_bins : int
         Number of equal-width confidence bins.
 
@@ -135,10 +131,8 @@ def coverage_accuracy_curve(confidence: np.ndarray, correct: np.ndarray) -> tupl
 
     Parameters
     ----------
-    confidence : ndarray
-        (n_galaxies,) confidence of each prediction.
-    correct : ndarray
-        (n_galaxies,) whether each prediction is right.
+    confidence, correct : ndarray
+        (n_galaxies,) confidence of each prediction, and whether it is right.
 
     Returns
     -------
@@ -165,10 +159,8 @@ def threshold_for_accuracy(
 
     Parameters
     ----------
-    confidence : ndarray
-        (n_galaxies,) calibrated confidence on a validation split.
-    correct : ndarray
-        (n_galaxies,) whether each validation prediction is right.
+    confidence, correct : ndarray
+        (n_galaxies,) calibrated confidence of each validation prediction, and whether it is right.
     target_accuracy : float
         Required accuracy on the kept galaxies, in (0, 1].
     min_count : int
@@ -213,10 +205,8 @@ def class_thresholds(
 
     Parameters
     ----------
-    confidence : ndarray
-        (n_galaxies,) calibrated confidence on a validation split.
-    correct : ndarray
-        (n_galaxies,) whether each validation prediction is right.
+    confidence, correct : ndarray
+        (n_galaxies,) calibrated confidence of each validation prediction, and whether it is right.
     predicted : ndarray
         (n_galaxies,) predicted class index of each.
     n_classes : int
@@ -252,10 +242,8 @@ def class_purity(
 
     Parameters
     ----------
-    confidence : ndarray
-        (n_galaxies,) calibrated confidence.
-    correct : ndarray
-        (n_galaxies,) whether each prediction is right.
+    confidence, correct : ndarray
+        (n_galaxies,) calibrated confidence of each prediction, and whether it is right.
     predicted : ndarray
         (n_galaxies,) predicted class index.
     thresholds : ndarray

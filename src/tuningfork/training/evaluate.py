@@ -80,10 +80,8 @@ def class_triage_metrics(
 
     Parameters
     ----------
-    confidence : ndarray
-        (n,) calibrated confidence.
-    correct : ndarray
-        (n,) whether each prediction is right.
+    confidence, correct : ndarray
+        (n,) calibrated confidence of each prediction, and whether it is right.
     predicted : ndarray
         (n,) predicted class index (vote models: first-question answer).
     class_names : list of str
@@ -165,10 +163,8 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_
 
     Parameters
     ----------
-    probabilities : ndarray
-        (n, n_classes) calibrated probabilities.
-    labels : ndarray
-        (n,) true class indices.
+    probabilities, labels : ndarray
+        (n, n_classes) calibrated probabilities and (n,) true class indices.
     class_names : list of str
         Class names in probability order.
 

@@ -109,10 +109,8 @@ def imbalance_ratio(labels: np.ndarray, n_classes: int) -> float:
 
     Parameters
     ----------
-    labels : ndarray
-        Integer class index of every training galaxy.
-    n_classes : int
-        Number of classes.
+    labels, n_classes : ndarray, int
+        As for :func:`balanced_class_weights`.
 
     Returns
     -------

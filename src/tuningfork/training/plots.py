@@ -34,15 +34,12 @@ def plot_confusion_matrix(
         (n_classes, n_classes) counts; rows are true classes, columns predicted.
     class_names : sequence of str
         Class names in matrix order.
-    path : str or Path, optional
-        Also save the figure there as PNG.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new figure by default.
+    path, ax : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The axes drawn on.
     """
     matrix = np.asarray(matrix)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -74,21 +71,16 @@ def plot_calibration(
 
     Parameters
     ----------
-    probabilities : ndarray
-        (n, n_classes) calibrated probabilities.
-    labels : ndarray
-        (n,) true class indices.
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    probabilities, labels : ndarray
+        (n, n_classes) calibrated probabilities and (n,) true class indices.
+    path, ax : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     n_bins : int
         Confidence bins.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new figure by default.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The axes drawn on.
     """
     confidence, accuracy, count = reliability_curve(probabilities, labels, n_bins)
     filled = count > 0
@@ -116,21 +108,16 @@ def plot_coverage_accuracy(
 
     Parameters
     ----------
-    confidence : ndarray
-        (n,) confidence of each prediction.
-    correct : ndarray
-        (n,) whether each is right.
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    confidence, correct : ndarray
+        (n,) confidence of each prediction, and whether it is right.
+    path, ax : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     targets : sequence of float
         Accuracies drawn as horizontal guides.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new figure by default.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The axes drawn on.
     """
     coverage, accuracy, _ = coverage_accuracy_curve(confidence, correct)
     with axes_to_draw(ax, (4.6, 3.6), path) as axis:
@@ -164,26 +151,21 @@ def plot_coverage_purity(
 
     Parameters
     ----------
-    confidence : ndarray
-        (n,) confidence of each prediction.
-    correct : ndarray
-        (n,) whether each is right.
+    confidence, correct : ndarray
+        (n,) confidence of each prediction, and whether it is right.
     predicted : ndarray
         (n,) predicted class index.
     class_names : sequence of str
         Names of the class indices (classes never predicted are left out).
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    path, ax : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     thresholds : ndarray, optional
         (n_classes,) triage thresholds; each class's operating point is
         marked on its curve.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new figure by default.
 
     Returns
     -------
     matplotlib.axes.Axes
-        The axes drawn on.
     """
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
@@ -236,19 +218,16 @@ def confidence_mosaic(
         (n,) confidence of each prediction.
     class_names : sequence of str
         Classes, one row each (classes never predicted are left out).
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    path, figure : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     per_class : int
         Galaxies on each side of a row.
     true_labels : sequence of str, optional
         True class of each galaxy, shown under the prediction.
-    figure : matplotlib.figure.Figure or SubFigure, optional
-        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
     matplotlib.figure.Figure or SubFigure
-        The figure drawn on.
     """
     predicted = np.asarray(predicted)
     tiles, titles = [], []
@@ -297,17 +276,14 @@ def misclassified_mosaic(
         Predicted class of each galaxy.
     confidence : ndarray
         (n_galaxies,) confidence of each prediction.
-    path : str or Path, optional
-        Also save the figure there as PNG.
+    path, figure : optional
+        Where to save and draw; see :mod:`tuningfork.plots`.
     n : int
         Most galaxies shown.
-    figure : matplotlib.figure.Figure or SubFigure, optional
-        Draw into this (empty) figure instead of a new one.
 
     Returns
     -------
     matplotlib.figure.Figure or SubFigure
-        The figure drawn on.
 
     Raises
     ------

@@ -208,8 +208,7 @@ class DecisionTree:
         Parameters
         ----------
         fractions : ndarray or Tensor
-            (n_galaxies, num_answers) fractions normalised per question, with
-            no NaN.
+            As for :meth:`reach_probability`.
 
         Returns
         -------

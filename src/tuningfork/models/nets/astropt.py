@@ -280,10 +280,8 @@ class AstroPT(nn.Module):
 
         Parameters
         ----------
-        images : Tensor
-            (batch, bands, image_size, image_size).
-        sed : Tensor, optional
-            (batch, n_sed) standardised SED values; NaN marks a missing band.
+        images, sed : Tensor
+            As in :meth:`tokens`.
 
         Returns
         -------
@@ -331,10 +329,8 @@ class AstroPT(nn.Module):
 
         Parameters
         ----------
-        images : Tensor
-            (batch, bands, image_size, image_size).
-        sed : Tensor, optional
-            (batch, n_sed) standardised SED values.
+        images, sed : Tensor
+            As in :meth:`tokens`.
         huber_delta : float
             Transition of the Huber loss from quadratic to linear, in the units
             of the targets.
