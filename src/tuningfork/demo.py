@@ -9,6 +9,7 @@ tour grows as tuningfork does.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -135,13 +136,23 @@ def classify_sample(catalog: Path, out: Path, seed: int, console: Console) -> Pa
     from .training import evaluate, predict, train
 
     folder = out / "classifier"
-    train(catalog, folder, target="label", epochs=15, budget_s=90, seed=seed, progress=False,
-          overwrite=True)
-    metrics = evaluate(folder, catalog, out / "classifier-evaluation", split="test", overwrite=True)
-    predict(folder, catalog, out / "predictions.parquet", target_accuracy=0.95, overwrite=True)
+    # The library warns about what a user should know (a short budget, classes
+    # whose validation purity never reaches the triage target); the tour shows
+    # each once, as a note, instead of Python's warning lines.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(catalog, folder, target="label", epochs=15, budget_s=90, seed=seed, progress=False,
+              overwrite=True)
+        metrics = evaluate(folder, catalog, out / "classifier-evaluation", split="test", overwrite=True)
+        table = predict(folder, catalog, out / "predictions.parquet", target_accuracy=0.95, overwrite=True)
     accuracy = metrics.get("accuracy", float("nan"))
+    confident = int(np.sum(np.asarray(table["triage"]) == "confident"))
     console.print(f"  classifier: test accuracy {accuracy:.1%} ({folder}); metrics and plots in "
-                  f"classifier-evaluation/, predictions with triage in predictions.parquet")
+                  f"classifier-evaluation/, predictions with triage in predictions.parquet "
+                  f"({confident} of {len(table)} confident at 95% purity per class, the rest to experts)")
+    for message in dict.fromkeys(str(warning.message) for warning in caught
+                                 if issubclass(warning.category, UserWarning)):
+        console.print(f"  note: {message}", highlight=False)
     return folder
 
 

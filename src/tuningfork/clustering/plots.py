@@ -7,6 +7,8 @@ them; given a path, it also saves the figure atomically (see
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -204,7 +206,11 @@ def embedding_map(features: np.ndarray, method: str = "umap", seed: int = 0) -> 
         import umap
 
         neighbours = max(2, min(15, matrix.shape[0] - 1))
-        return umap.UMAP(n_neighbors=neighbours, random_state=seed).fit_transform(matrix)
+        with warnings.catch_warnings():
+            # A seed makes UMAP single-threaded, and says so each time; the
+            # reproducible map is the point of passing one.
+            warnings.filterwarnings("ignore", message="n_jobs value .* overridden", category=UserWarning)
+            return umap.UMAP(n_neighbors=neighbours, random_state=seed).fit_transform(matrix)
     raise ConfigError(f"embedding map: unknown method {method!r} (choose umap or pca)")
 
 
