@@ -8,7 +8,6 @@ them; given a path, it also saves the figure atomically (see
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
