@@ -20,6 +20,7 @@ from tuningfork import cli
 CALLS = {
     "train": ["tuningfork.training.train:train"],
     "predict": ["tuningfork.training.predict:predict"],
+    "catalog": ["tuningfork.pipeline.catalog:build_catalog"],
     "evaluate": ["tuningfork.training.evaluate:evaluate"],
     "pretrain": ["tuningfork.embeddings.pretrain:pretrain"],
     "embed": ["tuningfork.embeddings.embed:extract_embeddings"],

@@ -10,9 +10,8 @@ import torch
 from astropy.table import Table
 from typer.testing import CliRunner
 
+from cli_helpers import save_tiny_rotinv
 from tuningfork.cli import app
-from tuningfork.models import create_model, save_model
-from tuningfork.models.folder import ModelConfig
 
 torch.set_num_threads(1)
 runner = CliRunner()
@@ -92,14 +91,7 @@ def test_corrupt_weights_file_is_one_line(tiny_npz, tmp_path):
 
 
 def test_predict_with_classes_the_model_lacks_is_one_line(tiny_npz, tmp_path):
-    network = create_model("rotinv", 2, in_channels=1, image_size=24, widths=(8, 16), view_features=8, hidden=8)
-    config = ModelConfig(
-        architecture="rotinv", num_outputs=2, in_channels=1, image_size=24,
-        preprocessing={"output_size": 24}, target={"kind": "classes", "column": "label",
-                                                    "class_names": ["compact", "spiral"]},
-        architecture_options={"widths": [8, 16], "view_features": 8, "hidden": 8},
-    )
-    save_model(tmp_path / "other", network, config)
+    save_tiny_rotinv(tmp_path / "other", ["compact", "spiral"])
     result = runner.invoke(app, ["predict", str(tmp_path / "other"), str(tiny_npz), "--out",
                                  str(tmp_path / "p.parquet")])
     assert "extended" in _error_line(result)

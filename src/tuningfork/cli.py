@@ -904,6 +904,49 @@ def predict_command(
                       f"{expert_queue_path(out)}")
 
 
+@app.command("catalog")
+def catalog_command(
+    data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
+    out: Annotated[Path, typer.Option(help="Catalog folder; one from an earlier run of the same input "
+                                           "resumes it.")] = Path("catalog"),
+    classifier: Annotated[Path | None, typer.Option(help="Model folder from 'tuningfork train'.")] = None,
+    target_accuracy: Annotated[float | None, typer.Option(help="Triage: per predicted class, the lowest "
+                                                                  "confidence threshold at which the validation "
+                                                                  "split reached this purity.")] = None,
+    min_confidence: Annotated[float | None, typer.Option(help="Triage: this confidence threshold "
+                                                                "for every class.")] = None,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated catalog columns to carry into the "
+                                                      "output (file, ra and dec always are).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes of the local Dask cluster "
+                                                      "(default: one per core).")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Address of a running Dask scheduler "
+                                                        "(tcp://HOST:PORT) instead of a local cluster.")] = None,
+    shard_size: Annotated[int, typer.Option(help="Galaxies per shard (one Parquet part each).")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
+    fits: Annotated[bool, typer.Option(help="Also write catalog.fits.")] = False,
+    skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    overwrite: _Overwrite = False,
+) -> None:
+    """Classify every galaxy on a Dask cluster, shard by shard, into one resumable catalog."""
+    from .data import GalaxyCollection
+    from .errors import ConfigError
+    from .pipeline import build_catalog
+
+    if classifier is None:
+        raise ConfigError("catalog needs a classifier model folder (--classifier); it is the only stage so far")
+    collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    result = build_catalog(collection, out, classifier, target_accuracy=target_accuracy,
+                           min_confidence=min_confidence, columns=_split(columns) if columns else (),
+                           shard_size=shard_size, batch_size=batch_size, workers=workers, scheduler=scheduler,
+                           fits=fits, overwrite=overwrite, progress=True)
+    resumed = f" ({result.shards_skipped} finished earlier)" if result.shards_skipped else ""
+    console.print(f"classified {result.shards_run} shards{resumed}; wrote {len(result.catalog)} galaxies to "
+                  f"{out / 'catalog.parquet'}")
+    if len(result.failures):
+        console.print(f"[bold yellow]warning:[/] {len(result.failures)} galaxies could not be read; "
+                      f"see {out / 'failures.parquet'}")
+
+
 @app.command("evaluate")
 def evaluate_command(
     model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train'.")],

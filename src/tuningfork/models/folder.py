@@ -125,9 +125,21 @@ class LoadedModel:
         return PreprocessConfig.from_dict(self.config.preprocessing)
 
 
-def _package_versions() -> dict[str, str]:
+def package_versions(packages: tuple[str, ...] = _RECORDED_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``packages``, as recorded beside every result.
+
+    Parameters
+    ----------
+    packages : tuple of str
+        Distribution names; by default those a model folder records.
+
+    Returns
+    -------
+    dict
+        Name to version, or ``"not installed"``.
+    """
     versions = {}
-    for package in _RECORDED_PACKAGES:
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -169,7 +181,7 @@ def save_model(folder: str | Path, network: nn.Module, config: ModelConfig) -> P
         # modules, which some timm models have.
         save_safetensors(network, str(tmp))
         digest = _sha256(tmp)
-    config.versions = _package_versions()
+    config.versions = package_versions()
     document = config.to_dict() | {"weights_sha256": digest}
     with atomic_path(folder / CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps(document, indent=2))

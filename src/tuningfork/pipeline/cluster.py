@@ -1,0 +1,119 @@
+"""The Dask distributed cluster a pipeline runs on, and the models each worker holds.
+
+Models are loaded once per worker process, by a :class:`ModelPlugin` when the
+worker starts, and kept in a module-level cache keyed by folder: tasks name
+a model folder and look it up, so the network's weights never travel inside
+a task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from distributed import WorkerPlugin
+
+from ..errors import ConfigError
+from ..models import LoadedModel, load_model
+
+#: Seconds to wait for an existing scheduler before giving up.
+CONNECT_TIMEOUT = 5
+
+#: Scheduler options of a local cluster: no dashboard, HTTP server on any free port.
+LOCAL_SCHEDULER = {"dashboard": False, "dashboard_address": ":0"}
+
+_MODELS: dict[str, LoadedModel] = {}
+
+
+def cached_model(folder: str | Path) -> LoadedModel:
+    """The model of ``folder``, loaded on first use in this process and kept.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A model folder.
+
+    Returns
+    -------
+    LoadedModel
+    """
+    key = str(Path(folder).resolve())
+    if key not in _MODELS:
+        _MODELS[key] = load_model(key)
+    return _MODELS[key]
+
+
+class ModelPlugin(WorkerPlugin):
+    """Load model folders into each worker as it starts, with one torch thread.
+
+    Parameters
+    ----------
+    folders : sequence of str or Path
+        Model folders every task of the run may use.
+    """
+
+    def __init__(self, folders: Sequence[str | Path]):
+        self.folders = [str(Path(folder).resolve()) for folder in folders]
+
+    def setup(self, worker) -> None:
+        """Set torch to one thread (the cluster runs one process per core) and load the models."""
+        import torch
+
+        torch.set_num_threads(1)
+        for folder in self.folders:
+            cached_model(folder)
+
+
+def default_workers() -> int:
+    """Worker processes for a local cluster: one per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def open_client(workers: int | None = None, scheduler: str | None = None) -> Iterator:
+    """A Dask client on a new local cluster, or on an existing scheduler.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes of the local cluster (one thread each); one per
+        core by default.
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://HOST:PORT``); then no
+        local cluster is started.
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    ConfigError
+        Both options are given, ``workers`` is not positive, or the
+        scheduler does not answer within :data:`CONNECT_TIMEOUT` seconds.
+    """
+    from distributed import Client, LocalCluster
+
+    if workers is not None and scheduler is not None:
+        raise ConfigError("give either a number of workers or a scheduler address, not both")
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({reason})") from None
+        with client:
+            yield client
+        return
+    workers = default_workers() if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"number of workers must be a positive integer, got {workers!r}")
+    # No dashboard (it needs bokeh, and a batch run has no one to look at it), and the
+    # scheduler's HTTP server on a free port, so that two runs on one machine do not collide.
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      scheduler_kwargs=LOCAL_SCHEDULER, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        yield client
