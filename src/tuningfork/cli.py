@@ -27,6 +27,13 @@ _CLUSTER = ClusterConfig()
 error_console = Console(stderr=True)
 _Overwrite = Annotated[bool, typer.Option(help="Replace existing outputs (each only once its new "
                                                  "version is complete).")]
+# Options that predict and catalog share.
+_TargetAccuracy = Annotated[float | None, typer.Option(help="Triage: per predicted class, the lowest confidence "
+                                                            "threshold at which the validation split reached "
+                                                            "this purity.")]
+_MinConfidence = Annotated[float | None, typer.Option(help="Triage: this confidence threshold for every class.")]
+_CarriedColumns = Annotated[str | None, typer.Option(help="Comma-separated catalog columns to carry into the "
+                                                          "output (file, ra and dec always are).")]
 
 
 def _one_line_errors(func):
@@ -868,13 +875,9 @@ def predict_command(
     model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train'.")],
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
     out: Annotated[Path, typer.Option(help="Output catalog (Parquet, CSV or FITS).")] = Path("predictions.parquet"),
-    target_accuracy: Annotated[float | None, typer.Option(help="Triage: per predicted class, the lowest "
-                                                                  "confidence threshold at which the validation "
-                                                                  "split reached this purity.")] = None,
-    min_confidence: Annotated[float | None, typer.Option(help="Triage: this confidence threshold "
-                                                                "for every class.")] = None,
-    columns: Annotated[str | None, typer.Option(help="Comma-separated catalog columns to carry into the "
-                                                      "output (file, ra and dec always are).")] = None,
+    target_accuracy: _TargetAccuracy = None,
+    min_confidence: _MinConfidence = None,
+    columns: _CarriedColumns = None,
     tta: Annotated[bool, typer.Option(help="Average over the 8 rotations and flips.")] = False,
     batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
     engine: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime: faster on a CPU).")] = "torch",
@@ -910,13 +913,9 @@ def catalog_command(
     out: Annotated[Path, typer.Option(help="Catalog folder; one from an earlier run of the same input "
                                            "resumes it.")] = Path("catalog"),
     classifier: Annotated[Path | None, typer.Option(help="Model folder from 'tuningfork train'.")] = None,
-    target_accuracy: Annotated[float | None, typer.Option(help="Triage: per predicted class, the lowest "
-                                                                  "confidence threshold at which the validation "
-                                                                  "split reached this purity.")] = None,
-    min_confidence: Annotated[float | None, typer.Option(help="Triage: this confidence threshold "
-                                                                "for every class.")] = None,
-    columns: Annotated[str | None, typer.Option(help="Comma-separated catalog columns to carry into the "
-                                                      "output (file, ra and dec always are).")] = None,
+    target_accuracy: _TargetAccuracy = None,
+    min_confidence: _MinConfidence = None,
+    columns: _CarriedColumns = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes of the local Dask cluster "
                                                       "(default: one per core).")] = None,
     scheduler: Annotated[str | None, typer.Option(help="Address of a running Dask scheduler "
