@@ -19,15 +19,16 @@ from tuningfork import cli
 #: Command -> the library functions it calls with its options.
 CALLS = {
     "train": ["tuningfork.training.train:train"],
-    "predict": ["tuningfork.training.predict:predict"],
+    "predict": ["tuningfork.training.predict:predict", "tuningfork.pipeline.commands:predict_distributed"],
     "catalog": ["tuningfork.pipeline.catalog:build_catalog"],
+    "explore": ["tuningfork.web.server:serve"],
     "evaluate": ["tuningfork.training.evaluate:evaluate"],
     "pretrain": ["tuningfork.embeddings.pretrain:pretrain"],
-    "embed": ["tuningfork.embeddings.embed:extract_embeddings"],
+    "embed": ["tuningfork.embeddings.embed:extract_embeddings", "tuningfork.pipeline.commands:embed_distributed"],
     "similar": ["tuningfork.embeddings.search:open_or_build_index"],
     "outliers": ["tuningfork.embeddings:outlier_scores"],
     "probe": ["tuningfork.embeddings.probes:probe_catalog"],
-    "morphometry": ["tuningfork.morphometry:morphometry_catalog"],
+    "morphometry": ["tuningfork.morphometry:morphometry_catalog", "tuningfork.pipeline.commands:morphometry_distributed"],
     "simulate": ["tuningfork.simulation.sample:simulate"],
     "cutout": ["tuningfork.data.cutouts:cutout_field"],
     "preview": ["tuningfork.plots:preview_collection"],
@@ -78,7 +79,7 @@ def _shared_defaults(command: str):
 
 
 def test_every_command_is_covered():
-    checked = set(CALLS) | {"cluster", "info", "demo"}
+    checked = set(CALLS) | {"cluster", "info", "demo", "models"}
     assert set(_commands()) <= checked, sorted(set(_commands()) - checked)
 
 

@@ -130,6 +130,47 @@ def test_fine_tuning_starts_from_a_model_folder_with_a_new_head(model_folder, tm
     assert result.config.metrics["initialised_from"] == str(model_folder)
 
 
+def test_head_only_fine_tuning_keeps_the_encoder_and_its_batch_norm_statistics(model_folder, dataset, tmp_path):
+    result = _train(dataset, tmp_path / "head", epochs=2, learning_rate=1e-2, init_from=model_folder,
+                    freeze_encoder=True)
+    source = load_model(model_folder).network.state_dict()
+    tuned = load_model(result.folder).network.state_dict()
+    encoder = [name for name in source if not name.startswith("head.")]
+    assert any("running_mean" in name for name in encoder)
+    for name in encoder:
+        torch.testing.assert_close(tuned[name], source[name])
+    assert not torch.equal(tuned["head.4.weight"], source["head.4.weight"])
+    tuning = result.metrics["fine_tuning"]
+    assert tuning["freeze_encoder"] and tuning["trainable_parameters"] < sum(t.numel() for t in source.values()) / 2
+
+
+def test_layer_decay_gives_slower_rates_to_blocks_nearer_the_input():
+    from tuningfork.models import create_model
+    from tuningfork.training.finetune import layer_decay_groups
+
+    network = create_model("rotinv", 2, in_channels=1, image_size=SIZE, **TINY)
+    groups = layer_decay_groups(network, 1e-3, 0.5)
+    rates = [group["lr"] for group in groups]
+    assert rates[-1] == 1e-3 and rates == sorted(rates) and rates[0] < rates[-1] * 0.5 ** 2
+    covered = sum(len(group["params"]) for group in groups)
+    assert covered == len(list(network.parameters()))
+    with pytest.raises(ConfigError, match="layer decay"):
+        layer_decay_groups(network, 1e-3, 1.5)
+
+
+def test_fine_tuning_options_need_a_model_to_start_from(dataset, tmp_path):
+    with pytest.raises(ConfigError, match="init_from"):
+        _train(dataset, tmp_path / "m", freeze_encoder=True)
+    with pytest.raises(ConfigError, match="layer_decay"):
+        _train(dataset, tmp_path / "m", layer_decay=0.0)
+
+
+def test_layer_decay_fine_tuning_trains(model_folder, dataset, tmp_path):
+    result = _train(dataset, tmp_path / "decayed", epochs=1, init_from=model_folder, layer_decay=0.7)
+    assert result.metrics["fine_tuning"]["layer_decay"] == 0.7
+    assert 0.0 <= result.metrics["val_accuracy"] <= 1.0
+
+
 def test_fine_tuning_refuses_a_folder_of_another_shape(model_folder, dataset, tmp_path):
     other = {"widths": (4, 8), "view_features": 8, "hidden": 8}
     with pytest.raises(ModelError, match=r"only \d+ of the new network's \d+ weight tensors match"):
@@ -258,7 +299,14 @@ def test_vote_model_on_kaggle_gz2_fractions(tmp_path):
     result = _train(data, tmp_path / "gz2", tree="gz2", epochs=1)
     assert result.config.target["loss"] == "mse"
     assert 0.0 < result.metrics["val_rmse"] < 1.0
-    assert "Class1.1_fraction" in predict(tmp_path / "gz2", data).colnames
+    table = predict(tmp_path / "gz2", data)
+    # Named and weighted as the training catalog: cumulative challenge columns.
+    assert "Class1.1" in table.colnames and "Class1.1_fraction" not in table.colnames
+    first = sum(np.asarray(table[f"Class1.{k}"]) for k in (1, 2, 3))
+    odd = np.asarray(table["Class6.1"]) + np.asarray(table["Class6.2"])
+    np.testing.assert_allclose(first, 1.0, atol=1e-5)
+    np.testing.assert_allclose(odd, 1.0, atol=1e-5)
+    assert (np.asarray(table["Class7.1"]) <= np.asarray(table["Class1.1"]) + 1e-6).all()
     with pytest.raises(ConfigError, match="hold vote fractions, not counts"):
         _train(data, tmp_path / "bad", tree="gz2", vote_loss="dirichlet")
 

@@ -79,3 +79,38 @@ def test_gz2_leaf_of_a_barred_spiral():
     for index, label in enumerate(GZ2.answer_labels):
         fractions[0, index] = 1.0 if label in chosen else 0.0
     assert GZ2.leaf(fractions) == ["features-or-disk/no/yes/yes/tight/2/obvious/no"]
+
+
+CHALLENGE_17 = ("smooth", "edge-on", "how-rounded", "odd", "odd-feature")
+
+
+def test_restricted_tree_keeps_the_cumulative_fractions_of_the_full_tree():
+    fractions = GZ2.normalise(np.random.default_rng(3).random((50, GZ2.num_answers)))
+    full = GZ2.cumulative(fractions)
+    small = get_tree("gz2[smooth,edge-on,how-rounded,odd,odd-feature]")
+    assert small.num_answers == 17 and small.name.startswith("gz2[")
+    kept = [GZ2.count_columns.index(column) for column in small.count_columns]
+    # Per-question fractions of the kept questions, cumulated by the small tree.
+    np.testing.assert_allclose(small.cumulative(fractions[:, kept]), full[:, kept], atol=1e-12)
+    # The challenge asked question 6 of everyone.
+    odd = [small.count_columns.index(c) for c in ("Class6.1", "Class6.2")]
+    np.testing.assert_allclose(small.cumulative(fractions[:, kept])[:, odd].sum(axis=1), 1.0)
+
+
+def test_questions_in_a_catalog_and_the_tree_for_its_columns():
+    from tuningfork.training.trees import tree_for_columns
+
+    columns = [c for c in GZ2.count_columns if c.split(".")[0] in ("Class1", "Class2", "Class6", "Class7", "Class8")]
+    assert len(columns) == 17
+    assert tree_for_columns("gz2", columns + ["id"]).name == "gz2[" + ",".join(CHALLENGE_17) + "]"
+    assert tree_for_columns("gz2", GZ2.count_columns) is GZ2
+    with pytest.raises(ConfigError, match="only some of its columns"):
+        tree_for_columns("gz2", columns[1:])
+    assert tree_for_columns("gz2", ["id", "label"]) is GZ2
+
+
+def test_restricting_refuses_a_missing_root_and_unknown_questions():
+    with pytest.raises(ConfigError, match="root"):
+        GZ2.restricted(("odd",))
+    with pytest.raises(ConfigError, match="no question 'spin'"):
+        GZ2.restricted(("smooth", "spin"))

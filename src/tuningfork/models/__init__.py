@@ -34,6 +34,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "nets.rotinv": ["RotationInvariantNet"],
         "nets.timm_backbone": ["timm_backbone"],
         "nets.unet": ["ConditionalUNet", "UNetConfig"],
+        "shipped": ["ShippedModel", "check_shipped", "resolve_model_folder", "shipped_models"],
         "registry": ["TIMM_PREFIX", "create_model", "list_models", "parse_model_name", "register_model"],
     },
 )

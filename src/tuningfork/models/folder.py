@@ -23,7 +23,6 @@ network through the registry (:func:`tuningfork.models.create_model`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -36,6 +35,7 @@ from ..data.writers import atomic_path
 from ..errors import ConfigError, CorruptFileError, MissingFileError, ModelError
 from ..preprocessing import PreprocessConfig
 from .registry import create_model, needs_target
+from .shipped import file_sha256, resolve_model_folder, shipped_models
 
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
@@ -147,14 +147,6 @@ def package_versions(packages: tuple[str, ...] = _RECORDED_PACKAGES) -> dict[str
     return versions
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_model(folder: str | Path, network: nn.Module, config: ModelConfig) -> Path:
     """Write a model folder (weights, then config), each file atomically.
 
@@ -180,7 +172,7 @@ def save_model(folder: str | Path, network: nn.Module, config: ModelConfig) -> P
         # save_model (unlike save_file) copes with tensors shared between
         # modules, which some timm models have.
         save_safetensors(network, str(tmp))
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
     config.versions = package_versions()
     document = config.to_dict() | {"weights_sha256": digest}
     with atomic_path(folder / CONFIG_FILE) as tmp:
@@ -202,9 +194,10 @@ def read_config(folder: str | Path) -> tuple[ModelConfig, str | None]:
     weights_sha256 : str or None
         Checksum of the weights the config was written with.
     """
-    folder = Path(folder)
+    folder = resolve_model_folder(folder)
     if not folder.is_dir():
-        raise MissingFileError(folder, "model folder")
+        names = ", ".join(shipped_models())
+        raise MissingFileError(folder, f"model folder (nor a shipped model: {names})" if names else "model folder")
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise MissingFileError(path, "model config")
@@ -259,7 +252,7 @@ def load_model(folder: str | Path, *, architecture: str | None = None) -> Loaded
     from safetensors import SafetensorError
     from safetensors.torch import load_model as load_safetensors
 
-    folder = Path(folder)
+    folder = resolve_model_folder(folder)
     config, digest = read_config(folder)
     if architecture is not None and config.architecture != architecture:
         article = "an" if architecture[:1] in "aeiou" else "a"
@@ -267,7 +260,7 @@ def load_model(folder: str | Path, *, architecture: str | None = None) -> Loaded
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise MissingFileError(weights, "model weights")
-    if digest is not None and _sha256(weights) != digest:
+    if digest is not None and file_sha256(weights) != digest:
         raise CorruptFileError(weights, "does not match config.json (changed or half-written); retrain or restore both")
     settings = {"in_channels": config.in_channels, "image_size": config.image_size, **config.architecture_options}
     if needs_target(config.architecture):

@@ -22,6 +22,7 @@ from torch import nn
 from ..models.runtime import CpuBudget, find_callback
 from ..preprocessing import d4_apply_each, random_d4
 from .datamodule import Target
+from .finetune import encoder_modules, layer_decay_groups
 from .losses import classification_loss, vote_loss
 from .trees import get_tree
 
@@ -144,6 +145,12 @@ class GalaxyModule(L.LightningModule):
         flux_scale=0, pixel_noise=0)`` turns it off.
     seed : int
         Seed of the augmentation draws.
+    layer_decay : float, optional
+        Layer-wise learning-rate decay (:func:`~.finetune.layer_decay_groups`);
+        None gives every parameter ``learning_rate``.
+    frozen_encoder : bool
+        The encoder's gradients are off (:func:`~.finetune.freeze_encoder`):
+        keep its batch-norm statistics fixed too, so that only the head changes.
 
     Notes
     -----
@@ -164,8 +171,12 @@ class GalaxyModule(L.LightningModule):
         cutmix: float = 0.0,
         augmentation: Augmentation | None = None,
         seed: int = 0,
+        layer_decay: float | None = None,
+        frozen_encoder: bool = False,
     ):
         super().__init__()
+        self.layer_decay = layer_decay
+        self.frozen_encoder = frozen_encoder
         self.network = network
         self.target = target
         self.tree = get_tree(target.tree) if target.kind == "votes" else None
@@ -195,9 +206,18 @@ class GalaxyModule(L.LightningModule):
         self.save_hyperparameters(
             {"target": target.to_dict(), "learning_rate": learning_rate, "weight_decay": weight_decay,
              "label_smoothing": label_smoothing, "mixup": mixup, "cutmix": cutmix,
-             "augmentation": asdict(self.augmentation), "seed": seed},
+             "augmentation": asdict(self.augmentation), "seed": seed, "layer_decay": layer_decay,
+             "frozen_encoder": frozen_encoder},
             ignore=["class_weights"],
         )
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # A frozen encoder stays in evaluation mode (fixed batch-norm
+        # statistics, no dropout); set per batch because Lightning restores
+        # every module's mode, one by one, after each validation.
+        if self.frozen_encoder:
+            for module in encoder_modules(self.network):
+                module.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of a batch of images."""
@@ -255,7 +275,11 @@ class GalaxyModule(L.LightningModule):
             self.log("val_balanced_accuracy", self.val_balanced_accuracy, on_step=False, on_epoch=True)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        if self.layer_decay is not None:
+            parameters = layer_decay_groups(self.network, self.learning_rate, self.layer_decay)
+        else:
+            parameters = [parameter for parameter in self.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=self.weight_decay)
         total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
         budget = find_callback(self.trainer, CpuBudget)
 

@@ -342,8 +342,12 @@ def prediction_table(
     table["confidence"] = outputs.confidence
     if model.config.is_votes:
         tree = get_tree(model.config.target["tree"])
-        for index, (_, answer) in enumerate(tree.answers):
-            table[f"{answer.column}_fraction"] = outputs.probabilities[:, index]
+        # Named and weighted as the training catalog's columns: the
+        # challenge's cumulative fractions under its own column names, or
+        # per-question fractions beside count columns (``X_fraction``).
+        values = tree.cumulative(outputs.probabilities) if not tree.fraction_suffix else outputs.probabilities
+        for index, column in enumerate(tree.fraction_columns):
+            table[column] = values[:, index]
     else:
         for index, name in enumerate(model.config.class_names):
             table[f"prob_{name}"] = outputs.probabilities[:, index]
@@ -420,7 +424,8 @@ def predict(
         ``id``, the columns of :func:`carried_columns` (``file``, ``ra``,
         ``dec`` where known, then ``columns``), ``predicted_class`` (for
         vote models the leaf of the tree), ``confidence``, ``prob_<class>``
-        (or ``<answer column>_fraction``), and with triage ``threshold``
+        (or, for vote models, one column per answer named as in the training
+        catalog), and with triage ``threshold``
         (that of the row's predicted class, or for vote models of its
         first-question answer; ``inf`` where the class never reached the
         target), ``triage`` (``confident``/``expert``), ``expert_priority``
@@ -437,9 +442,23 @@ def predict(
     outputs = interpret(collection_logits(model, collection, batch_size, tta, progress, engine), model)
     table = prediction_table(collection.ids, outputs, model, thresholds, carried)
     if output is not None:
-        output = Path(output)
-        write_table(output, table)
-        if thresholds is not None:
-            queue = table[np.argsort(table["expert_rank"])]
-            write_table(expert_queue_path(output), queue[queue["triage"] == "expert"])
+        write_predictions(output, table)
     return table
+
+
+def write_predictions(output: str | Path, table) -> None:
+    """Write a prediction catalog and, when it was triaged, its expert queue beside it.
+
+    Parameters
+    ----------
+    output : str or Path
+        The catalog (``.parquet``, ``.csv`` or ``.fits``); the queue, most
+        useful first, goes to :func:`expert_queue_path`.
+    table : astropy.table.Table
+        From :func:`predict` (or the survey catalog's classification stage).
+    """
+    output = Path(output)
+    write_table(output, table)
+    if "triage" in table.colnames:
+        queue = table[np.argsort(table["expert_rank"])]
+        write_table(expert_queue_path(output), queue[queue["triage"] == "expert"])

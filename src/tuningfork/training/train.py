@@ -46,10 +46,11 @@ from .datamodule import (
     vote_table,
 )
 from .evaluate import first_question_majority, validation_triage, vote_metrics
+from .finetune import freeze_encoder as freeze_encoder_weights
 from .losses import balanced_class_weights, imbalance_ratio
 from .module import Augmentation, GalaxyModule
 from .predict import interpret
-from .trees import get_tree
+from .trees import get_tree, tree_for_columns
 
 #: Peak learning rates that work for each family (AdamW, batch 64).
 DEFAULT_LEARNING_RATES = {"rotinv": 2e-3, "hybrid": 1e-3}
@@ -103,8 +104,11 @@ def _preprocess_config(preprocess: PreprocessConfig | dict | None, image_size: i
 
 def _resolve_target(collection: GalaxyCollection, target: str, tree: str | None, vote_loss: str | None):
     if tree is not None:
+        # A catalog may hold only some questions (the challenge's 17 columns):
+        # the tree is then the one asking those.
+        tree = tree_for_columns(tree, collection.catalog.colnames).name
         votes, loss = vote_table(collection, tree, vote_loss)
-        return Target(kind="votes", tree=get_tree(tree).name, loss=loss), votes, None
+        return Target(kind="votes", tree=tree, loss=loss), votes, None
     codes, class_names = class_codes(collection, target)
     return Target(kind="classes", column=target, class_names=class_names), codes, codes
 
@@ -203,6 +207,8 @@ def train(
     ensemble: int = 1,
     weights: str | Path | None = None,
     init_from: str | Path | None = None,
+    freeze_encoder: bool = False,
+    layer_decay: float | None = None,
     split_column: str | None = "split",
     val_fraction: float = 0.2,
     patience: int | None = None,
@@ -283,7 +289,14 @@ def train(
         Model folder (same architecture and input size) to fine-tune: its
         weights are copied wherever names and shapes match, so only the
         output layer starts fresh when the classes differ.  Each ensemble
-        member starts from it.
+        member starts from it.  A shipped model's name
+        (:func:`tuningfork.models.shipped_models`) works too.
+    freeze_encoder : bool
+        Train the head only, on the frozen encoder of ``init_from`` (the
+        choice when labels are few).
+    layer_decay : float, optional
+        Layer-wise learning-rate decay: each block below the head learns
+        this many times slower than the one above it (e.g. 0.75).
     split_column : str, optional
         Catalog column with ``train``/``val``(/``test``) values; without it a
         stratified random ``val_fraction`` is held out.
@@ -326,6 +339,10 @@ def train(
         raise ConfigError(f"crop must be 'auto' or None, got {crop!r}")
     if epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {epochs}")
+    if freeze_encoder and init_from is None:
+        raise ConfigError("a frozen encoder (head-only training) needs a model to start from (init_from)")
+    if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
+        raise ConfigError(f"layer_decay must lie in (0, 1], got {layer_decay}")
     check_output(output, kind="folder", overwrite=overwrite)
     L.seed_everything(seed, workers=True, verbose=False)
     collection = open_collection(data, label_column=None if tree else target)
@@ -345,9 +362,13 @@ def train(
         architecture, spec.num_outputs, in_channels=collection[0].image.shape[0],
         image_size=prep_config.output_size, weights=weights, **options,
     )
+    fine_tuning = None
     if init_from is not None:
         for member in (network.members if isinstance(network, EnsembleNetwork) else [network]):
             copy_matching_weights(member, init_from)
+        trainable = freeze_encoder_weights(network) if freeze_encoder else sum(p.numel() for p in network.parameters())
+        fine_tuning = {"init_from": str(init_from), "freeze_encoder": freeze_encoder, "layer_decay": layer_decay,
+                       "trainable_parameters": int(trainable)}
     preprocessor = Preprocessor(prep_config)
     train_images = collection.subset(splits["train"]).read_images(preprocessor, 256, progress)
     val_images = collection.subset(splits["val"]).read_images(preprocessor, 256, progress)
@@ -367,7 +388,8 @@ def train(
         "budget_s": budget_s, "epochs": epochs, "patience": patience, "progress": progress, "accelerator": accelerator,
         "devices": devices, "num_workers": num_workers, "batch_size": batch_size,
         "module_options": {"learning_rate": lr, "weight_decay": weight_decay, "label_smoothing": label_smoothing,
-                            "class_weights": weights_per_class, "mixup": mixup, "cutmix": cutmix, "augmentation": augmentation},
+                            "class_weights": weights_per_class, "mixup": mixup, "cutmix": cutmix, "augmentation": augmentation,
+                           "layer_decay": layer_decay, "frozen_encoder": freeze_encoder},
     }
     started_cpu, started_wall = time.process_time(), time.perf_counter()
     members = network.members if isinstance(network, EnsembleNetwork) else [network]
@@ -408,6 +430,7 @@ def train(
         "train_wall_seconds": wall_seconds,
         "n_train": len(splits["train"]),
         "initialised_from": str(init_from) if init_from is not None else None,
+        "fine_tuning": fine_tuning,
         "n_generated": int(len(train_targets) - len(splits["train"])),
         "n_val": len(splits["val"]),
         "seed": seed,

@@ -21,6 +21,7 @@ Two trees ship:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,6 +218,80 @@ class DecisionTree:
         """
         return fractions * self.reach_probability(fractions)[:, self._question_of_answer()]
 
+    def restricted(self, kept: tuple[str, ...] | list[str]) -> DecisionTree:
+        """The tree asking only the questions ``kept``, for catalogs that hold only some questions.
+
+        An answer that led to a dropped question leads instead to the first
+        kept question that every path from there reaches (so the
+        probability of reaching each kept question, and the cumulative
+        fractions, are those of the full tree).  The result is named
+        ``name[q1,q2,...]``, which :func:`get_tree` understands.
+
+        Parameters
+        ----------
+        kept : sequence of str
+            Question names; the root must be among them.
+
+        Returns
+        -------
+        DecisionTree
+
+        Raises
+        ------
+        ConfigError
+            For an unknown question, a missing root, or a dropped question
+            whose paths reach different kept questions.
+        """
+        names = [question.name for question in self.questions]
+        unknown = [name for name in kept if name not in names]
+        if unknown:
+            raise ConfigError(f"tree {self.name}: no question '{unknown[0]}' (its questions: {', '.join(names)})")
+        if names[0] not in kept:
+            raise ConfigError(f"tree {self.name}: the root question '{names[0]}' must be kept")
+        by_name = {question.name: question for question in self.questions}
+
+        def first_kept(name: str | None) -> set[str | None]:
+            if name is None or name in kept:
+                return {name}
+            return set().union(*(first_kept(answer.next_question) for answer in by_name[name].answers))
+
+        questions = []
+        for question in self.questions:
+            if question.name not in kept:
+                continue
+            answers = []
+            for answer in question.answers:
+                reached = first_kept(answer.next_question)
+                if len(reached) != 1:
+                    raise ConfigError(f"tree {self.name}: after {question.name}/{answer.name} the kept questions "
+                                      f"reached differ ({', '.join(sorted(map(str, reached)))})")
+                answers.append(Answer(answer.name, answer.column, reached.pop()))
+            questions.append(Question(question.name, question.text, tuple(answers)))
+        order = [name for name in names if name in kept]
+        return DecisionTree(f"{self.name}[{','.join(order)}]", tuple(questions), self.fraction_suffix)
+
+    def questions_in(self, columns) -> list[str]:
+        """The questions whose vote columns are all among ``columns`` (counts or fractions).
+
+        Raises
+        ------
+        ConfigError
+            For a question with some but not all of its columns.
+        """
+        columns = set(columns)
+        present = []
+        for question in self.questions:
+            for names in ([a.column for a in question.answers], [a.column + self.fraction_suffix for a in question.answers]):
+                found = [name for name in names if name in columns]
+                if found and len(found) < len(names):
+                    missing = sorted(set(names) - set(found))
+                    raise ConfigError(f"tree {self.name}: question {question.name} has only some of its columns "
+                                      f"(missing {', '.join(missing)})")
+                if found:
+                    present.append(question.name)
+                    break
+        return present
+
     def leaf(self, fractions: np.ndarray) -> list[str]:
         """Follow the most voted answer from the root to the end of the tree.
 
@@ -270,7 +345,9 @@ GZ2 = DecisionTree(
     fraction_suffix="",
     questions=(
         _gz2_question("smooth", 1, "Is the galaxy simply smooth and rounded, with no sign of a disk?", [
-            ("smooth", "how-rounded"), ("features-or-disk", "edge-on"), ("star-or-artifact", None),
+            # The challenge asked question 6 of everyone (its two columns sum
+            # to one for every galaxy), stars and artefacts included.
+            ("smooth", "how-rounded"), ("features-or-disk", "edge-on"), ("star-or-artifact", "odd"),
         ]),
         _gz2_question("edge-on", 2, "Could this be a disk viewed edge-on?", [
             ("yes", "bulge-shape"), ("no", "bar"),
@@ -350,18 +427,52 @@ GZ_DECALS = DecisionTree(
 TREES = {tree.name: tree for tree in (GZ2, GZ_DECALS)}
 
 
+@functools.lru_cache(maxsize=64)
 def get_tree(name: str) -> DecisionTree:
     """Return a shipped decision tree by name.
 
     Parameters
     ----------
     name : str
-        ``"gz2"`` or ``"gz_decals"``.
+        ``"gz2"`` or ``"gz_decals"``, optionally restricted to some
+        questions: ``"gz2[smooth,edge-on,odd,how-rounded,odd-feature]"``
+        (:meth:`DecisionTree.restricted`).
 
     Returns
     -------
     DecisionTree
     """
-    if name not in TREES:
-        raise ConfigError(f"unknown decision tree '{name}' (choose from {', '.join(TREES)})")
+    base, _, kept = name.partition("[")
+    if base not in TREES:
+        raise ConfigError(f"unknown decision tree '{base}' (choose from {', '.join(TREES)})")
+    if kept:
+        return TREES[base].restricted(tuple(kept.rstrip("]").split(",")))
     return TREES[name]
+
+
+def tree_for_columns(name: str, columns) -> DecisionTree:
+    """Tree ``name``, restricted to the questions whose columns a catalog holds.
+
+    A catalog with every question gets the whole tree; one with some (the
+    Galaxy Zoo challenge's 17-column subset, say) gets
+    :meth:`DecisionTree.restricted` to them.
+
+    Parameters
+    ----------
+    name : str
+        A tree name (:func:`get_tree`).
+    columns : iterable of str
+        The catalog's column names.
+
+    Returns
+    -------
+    DecisionTree
+        The whole tree also when the catalog has none of its columns.
+    """
+    tree = get_tree(name)
+    present = tree.questions_in(columns)
+    # With none of its columns, the whole tree is returned: reading its
+    # votes then names the first missing column.
+    if not present or len(present) == len(tree.questions):
+        return tree
+    return tree.restricted(present)
