@@ -211,6 +211,15 @@ class GalaxyModule(L.LightningModule):
             ignore=["class_weights"],
         )
 
+    def on_fit_start(self):
+        # oneDNN convolutions are faster on channels-last tensors (about 1.5x
+        # for rotinv in float32, 2.8x with bfloat16 on an AMX CPU).
+        self.network.to(memory_format=torch.channels_last)
+
+    def on_fit_end(self):
+        # Saved weights must be contiguous (safetensors), and callers expect the usual layout.
+        self.network.to(memory_format=torch.contiguous_format)
+
     def on_train_batch_start(self, batch, batch_idx):
         # A frozen encoder stays in evaluation mode (fixed batch-norm
         # statistics, no dropout); set per batch because Lightning restores
@@ -246,14 +255,15 @@ class GalaxyModule(L.LightningModule):
         return images
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
-        """The target's loss (``smoothing`` is ignored for votes)."""
+        """The target's loss (``smoothing`` is ignored for votes), in float32 whatever the training precision."""
+        logits = logits.float()
         if self.tree is not None:
             return vote_loss(logits, targets, self.tree, self.target.loss)
         return classification_loss(logits, targets, smoothing, self.class_weights)
 
     def training_step(self, batch, batch_idx):
         images, targets = batch
-        images = self.augment(images)
+        images = self.augment(images).contiguous(memory_format=torch.channels_last)
         smoothing = self.label_smoothing
         # timm's Mixup needs an even batch; it folds the smoothing into its soft targets.
         if self.mixer is not None and len(images) % 2 == 0:
@@ -265,7 +275,7 @@ class GalaxyModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         images, targets = batch
-        logits = self(images)
+        logits = self(images.contiguous(memory_format=torch.channels_last))
         loss = self.loss(logits, targets, 0.0)
         self.log("val_loss", loss, prog_bar=True, batch_size=len(images), sync_dist=True)
         if self.tree is None:

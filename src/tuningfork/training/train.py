@@ -28,7 +28,14 @@ from ..models import (
     save_model,
 )
 from ..models.folder import copy_matching_weights
-from ..models.runtime import BestWeights, CpuBudget, find_callback, make_trainer, network_logits
+from ..models.runtime import (
+    BestWeights,
+    CpuBudget,
+    find_callback,
+    make_trainer,
+    network_logits,
+    resolve_precision,
+)
 from ..preprocessing import PreprocessConfig, Preprocessor
 from .calibration import (
     calibrated_probabilities,
@@ -215,6 +222,7 @@ def train(
     seed: int = 0,
     accelerator: str = "auto",
     devices: int | str = "auto",
+    precision: str = "auto",
     num_workers: int = 0,
     progress: bool = True,
     extra_train: tuple[np.ndarray, Sequence[str]] | None = None,
@@ -308,6 +316,11 @@ def train(
         Seed of the split, initialisation, shuffling and augmentation.
     accelerator, devices
         Passed to :class:`lightning.Trainer` (``"auto"`` uses a GPU if present).
+    precision : str
+        ``"auto"`` (default): bfloat16 mixed precision where the CPU or GPU
+        has it, else float32 (:func:`~tuningfork.models.runtime.resolve_precision`);
+        or a Lightning precision such as ``"32-true"``.  Weights are saved in
+        float32 either way.
     num_workers : int
         DataLoader worker processes.
     progress : bool
@@ -386,7 +399,7 @@ def train(
     fit_options = {
         "spec": spec, "train_data": (train_images, train_targets), "val_data": (val_images, targets[splits["val"]]),
         "budget_s": budget_s, "epochs": epochs, "patience": patience, "progress": progress, "accelerator": accelerator,
-        "devices": devices, "num_workers": num_workers, "batch_size": batch_size,
+        "devices": devices, "num_workers": num_workers, "batch_size": batch_size, "precision": precision,
         "module_options": {"learning_rate": lr, "weight_decay": weight_decay, "label_smoothing": label_smoothing,
                             "class_weights": weights_per_class, "mixup": mixup, "cutmix": cutmix, "augmentation": augmentation,
                            "layer_decay": layer_decay, "frozen_encoder": freeze_encoder},
@@ -436,6 +449,7 @@ def train(
         "seed": seed,
         "learning_rate": lr,
         "batch_size": batch_size,
+        "precision": resolve_precision(precision, accelerator),
     }
     # With several devices every process runs this function; one writes.
     if fits[0].is_global_zero:
@@ -522,6 +536,7 @@ def _fit_member(
     devices: int | str,
     num_workers: int,
     batch_size: int,
+    precision: str,
     module_options: dict,
 ) -> L.Trainer:
     """Train one network in place with Lightning and keep the weights of its best validation.
@@ -546,7 +561,7 @@ def _fit_member(
         callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     trainer = make_trainer(
         max_epochs=epochs, accelerator=accelerator, devices=devices, callbacks=callbacks, budget_s=budget_s,
-        progress=progress,
+        progress=progress, precision=precision,
     )
     trainer.fit(module, datamodule=datamodule)
     best.restore(module)
