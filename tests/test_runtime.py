@@ -147,3 +147,33 @@ def test_galaxy_module_pickles():
     copy = _round_trip(module)
     images = torch.rand(2, 1, 16, 16)
     torch.testing.assert_close(copy.eval()(images), module.eval()(images))
+
+
+def test_precision_auto_follows_the_hardware_and_unknown_ones_are_refused(monkeypatch):
+    import tuningfork.models.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: True)
+    assert runtime.resolve_precision("auto", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: False)
+    assert runtime.resolve_precision("auto", "cpu") == "32-true"
+    assert runtime.resolve_precision("32-true", "cpu") == "32-true"
+    with pytest.raises(ConfigError, match="unknown precision"):
+        runtime.resolve_precision("fp8", "cpu")
+
+
+def test_a_bfloat16_trained_network_is_saved_in_float32_and_the_usual_layout(tmp_path):
+    from astropy.table import Table
+
+    from tuningfork.data import GalaxyCollection
+    from tuningfork.models import load_model
+    from tuningfork.training import train
+
+    rng = np.random.default_rng(0)
+    images = rng.random((24, 1, 24, 24), dtype=np.float32)
+    data = GalaxyCollection.from_arrays(images, Table({"id": [f"g{i}" for i in range(24)],
+                                                       "label": ["a", "b"] * 12}))
+    result = train(data, tmp_path / "m", image_size=24, epochs=1, batch_size=8, progress=False,
+                   precision="bf16-mixed", architecture_options={"widths": (4, 8), "view_features": 8, "hidden": 8})
+    assert result.metrics["precision"] == "bf16-mixed"
+    for tensor in load_model(result.folder).network.state_dict().values():
+        assert tensor.dtype in (torch.float32, torch.int64) and tensor.is_contiguous()
