@@ -150,7 +150,7 @@ def test_galaxy_module_pickles():
 
 
 def test_precision_auto_follows_the_hardware_and_unknown_ones_are_refused(monkeypatch):
-    import tuningfork.models.runtime as runtime
+    from tuningfork.models import runtime
 
     monkeypatch.setattr(runtime, "cpu_bf16_supported", lambda: True)
     assert runtime.resolve_precision("auto", "cpu") == "bf16-mixed"
