@@ -257,6 +257,7 @@ def pretrain_stack(images, folder, settings, patch_size, epochs, accelerator, se
         preprocess=PreprocessConfig(output_size=images.shape[-1], **STACK_PREPROCESS),
         patch_size=patch_size,
         max_epochs=epochs,
+        budget_s=settings.get("pretrain_budget_s"),
         accelerator=accelerator,
         seed=seed, overwrite=True
     )

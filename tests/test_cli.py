@@ -178,6 +178,10 @@ def test_demo_runs_end_to_end(tmp_path):
     assert info["count"] > 50
     stack = np.load(out / "simulated-preprocessed.npy")
     assert stack.shape == (24, 3, 64, 64) and np.isfinite(stack).all()
+    # It ends with the morphology catalog of the sample, built on Dask, printed.
+    catalog = Table.read(out / "catalog" / "catalog.parquet")
+    assert len(catalog) == 24 and {"predicted_class", "group", "neighbour_1"} <= set(catalog.colnames)
+    assert "The morphology catalog" in result.output and "24 galaxies" in result.output
 
 
 def test_outputs_are_readable_by_others(simulated):

@@ -192,3 +192,21 @@ def test_pretrain_stops_at_the_cpu_budget_and_says_so(workspace, tmp_path):
     assert "CPU budget reached after" in output
     metrics = load_model(tmp_path / "model", architecture="astropt").config.metrics
     assert metrics["budget_reached"] and 1 <= metrics["epochs_run"] < 500
+
+
+def test_pretrain_preprocessing_is_chosen_on_the_command_line(workspace, tmp_path):
+    from tuningfork.models import load_model
+
+    _, catalog, _ = workspace
+    common = ("--image-size", 16, "--patch-size", 4, "--epochs", 1, "--batch-size", 16, "--accelerator", "cpu")
+    result, output = invoke("pretrain", catalog, "--out", tmp_path / "default", *common)
+    assert result.exit_code == 0, output
+    assert "normalisation none, background kept" in output
+    result, output = invoke("pretrain", catalog, "--out", tmp_path / "minmax", *common,
+                            "--normalisation", "minmax", "--subtract-background")
+    assert result.exit_code == 0, output
+    stored = {name: load_model(tmp_path / name, architecture="astropt").config.preprocessing
+              for name in ("default", "minmax")}
+    # The default is what benchmarks/bench_embeddings.py feeds the model.
+    assert (stored["default"]["normalisation"], stored["default"]["subtract_background"]) == ("none", False)
+    assert (stored["minmax"]["normalisation"], stored["minmax"]["subtract_background"]) == ("minmax", True)

@@ -34,6 +34,10 @@ _TargetAccuracy = Annotated[float | None, typer.Option(help="Triage: per predict
 _MinConfidence = Annotated[float | None, typer.Option(help="Triage: this confidence threshold for every class.")]
 _CarriedColumns = Annotated[str | None, typer.Option(help="Comma-separated catalog columns to carry into the "
                                                           "output (file, ra and dec always are).")]
+# Options of every command that can run on Dask (through tuningfork.pipeline).
+_Workers = Annotated[int | None, typer.Option(help="Run on a local Dask cluster of this many worker processes "
+                                                   "(catalog: one per core by default).")]
+_Scheduler = Annotated[str | None, typer.Option(help="Run on a running Dask scheduler (tcp://HOST:PORT).")]
 
 
 def _one_line_errors(func):
@@ -203,6 +207,12 @@ def pretrain(
                                                               "[default: 0.5; 1 keeps all].")] = None,
     stretch: Annotated[str | None, typer.Option(help="linear (JPEG composites) or asinh (FITS) "
                                                      "[default: linear].")] = None,
+    normalisation: Annotated[str | None, typer.Option(help="Per-band minmax or zscore, or none (the model "
+                                                           "scales each galaxy, keeping colours) "
+                                                           "[default: none].")] = None,
+    subtract_background: Annotated[bool | None, typer.Option(
+        "--subtract-background/--no-subtract-background",
+        help="Subtract each band's sky level first [default: no].")] = None,
     patch_size: Annotated[int, typer.Option(help="Patch side in pixels; divides --image-size.")] = 8,
     sed_columns: Annotated[str | None, typer.Option(help="Comma-separated catalog columns "
                                                             "(one per band) read as SED tokens.")] = None,
@@ -224,11 +234,13 @@ def pretrain(
 
     _check_outputs(overwrite, folder=out)
     collections = [GalaxyCollection.open(path, skip_missing=skip_missing) for path in data]
-    preprocess = pretrain_preprocess(image_size, crop_pixels, crop_fraction, stretch)
+    preprocess = pretrain_preprocess(image_size, crop_pixels, crop_fraction, stretch, normalisation,
+                                     subtract_background)
     crop = (f"central {preprocess.crop_pixels} px" if preprocess.crop_pixels
             else f"central {preprocess.crop_fraction or 1:.0%}")
     console.print(f"preprocessing: {crop} of each stamp, resized to {preprocess.output_size} px, "
-                  f"{preprocess.stretch} stretch")
+                  f"{preprocess.stretch} stretch, normalisation {preprocess.normalisation}, "
+                  f"background {'subtracted' if preprocess.subtract_background else 'kept'}")
     folder = run_pretraining(collections, out, size=size, preprocess=preprocess, patch_size=patch_size,
                              sed_columns=_split(sed_columns) if sed_columns else (), max_epochs=epochs,
                              budget_s=budget, batch_size=batch_size, learning_rate=learning_rate,
@@ -249,6 +261,8 @@ def embed(
                                                    "the data's.")] = None,
     batch_size: Annotated[int, typer.Option(help="Galaxies per batch.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    workers: _Workers = None,
+    scheduler: _Scheduler = None,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
     overwrite: _Overwrite = False,
 ) -> None:
@@ -259,6 +273,13 @@ def embed(
 
     _check_outputs(overwrite, out)
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    if workers is not None or scheduler is not None:
+        from .pipeline.commands import embed_distributed
+
+        written = embed_distributed(collection, encoder, out, weights=weights, bands=bands, batch_size=batch_size,
+                                    workers=workers, scheduler=scheduler, progress=True, overwrite=overwrite)
+        console.print(f"wrote {len(written)} embeddings of dimension {written.dim} to {out}")
+        return
     if bands is None:
         bands = collection[0].image.shape[0] if len(collection) else 3
     model = load_encoder(encoder, weights=weights, bands=bands, device=device)
@@ -602,7 +623,8 @@ def morphometry(
                                                         "do not estimate a sky level.")] = False,
     sky: Annotated[float | None, typer.Option(help="Known sky level to subtract (default: "
                                                      "measured on source-free pixels).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: _Workers = None,
+    scheduler: _Scheduler = None,
     all_quantities: Annotated[bool, typer.Option(help="Every statmorph output, not only the main ones.")] = False,
     bulge_disk: Annotated[bool, typer.Option(help="Also fit a Sersic bulge + exponential disk (statmorph's "
                                                     "double Sersic, second index fixed to 1).")] = False,
@@ -631,10 +653,19 @@ def morphometry(
     # galaxy (and the published one to compare a bulge's n and r_e with).
     extra = ({"include_doublesersic": True, "doublesersic_model_args": {"n_2": 1.0, "fixed": {"n_2": True}}}
              if bulge_disk else {})
-    table = morphometry_catalog(collection, band=band, gain=gain, mask=mask, psf=psf, sky=sky_level,
-                                n_workers=workers, output=out, overwrite=overwrite,
-                                quantities=quantities + (DOUBLESERSIC_QUANTITIES if bulge_disk else ()),
-                                **extra)
+    quantities = quantities + (DOUBLESERSIC_QUANTITIES if bulge_disk else ())
+    if workers is None and scheduler is None:
+        table = morphometry_catalog(collection, band=band, gain=gain, mask=mask, psf=psf, sky=sky_level,
+                                    output=out, overwrite=overwrite, quantities=quantities, **extra)
+    else:
+        from .pipeline.commands import morphometry_distributed
+        from .pipeline.config import MorphometryStage
+
+        stage = MorphometryStage(band=band, gain=gain, sky=sky_level, mask=None if mask is None else str(mask),
+                                 psf=None if psf is None else str(psf), quantities=list(quantities),
+                                 statmorph_options=extra)
+        table = morphometry_distributed(collection, out, stage=stage, workers=workers, scheduler=scheduler,
+                                        progress=True, overwrite=overwrite)
     measured = np.asarray(table["measured"], dtype=bool)
     if measured.any():
         levels = np.asarray(table["sky_level"], dtype=float)[measured]
@@ -799,8 +830,17 @@ def train_command(
                                                           "chosen from the columns by default.")] = None,
     architecture: Annotated[str, typer.Option(help="rotinv, hybrid, or a timm model name.")] = "rotinv",
     weights: Annotated[Path | None, typer.Option(help="Local pretrained weights (timm backbones).")] = None,
-    init_from: Annotated[Path | None, typer.Option(help="Model folder to fine-tune (same architecture): "
-                                                        "all but a changed output layer start from it.")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="Model folder or shipped model ('tuningfork models') to "
+                                                        "fine-tune (same architecture): all but a changed output "
+                                                        "layer start from it.")] = None,
+    freeze_encoder: Annotated[bool, typer.Option(help="With --init-from: train the head only, on the frozen "
+                                                      "encoder (for few labels).")] = False,
+    layer_decay: Annotated[float | None, typer.Option(help="With --init-from: layer-wise learning-rate decay, "
+                                                           "e.g. 0.75 (each block learns this much slower than "
+                                                           "the one above it).")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Expert label database ('tuningfork explore'): its "
+                                                     "consensus labels replace the catalog's for the "
+                                                     "galaxies that have them.")] = None,
     image_size: Annotated[int, typer.Option(help="Side of the network input in pixels.")] = 64,
     crop_pixels: Annotated[int | None, typer.Option(help="Keep the central square of this many "
                                                             "pixels before resizing; by default measured "
@@ -827,6 +867,8 @@ def train_command(
     patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of split, weights, shuffling and augmentation.")] = 0,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bfloat16 mixed precision where the CPU or GPU has it), "
+                                                "32-true, bf16-mixed or 16-mixed.")] = "auto",
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
     augment_with: Annotated[Path | None, typer.Option(help="Generator folder ('tuningfork generate "
                                                               "train'): add generated galaxies of --rare-classes.")] = None,
@@ -842,6 +884,10 @@ def train_command(
 
     _check_outputs(overwrite, folder=out)
     collection = GalaxyCollection.open(data, label_column=None if tree else target, skip_missing=skip_missing)
+    if labels is not None:
+        from .data.labels import apply_expert_labels
+
+        collection = apply_expert_labels(collection, labels, target)
     preprocess = PreprocessConfig(crop_pixels=crop_pixels or None, output_size=image_size, stretch=stretch,
                                   normalisation=normalisation)
     extra_train = None
@@ -858,9 +904,10 @@ def train_command(
             epochs=epochs, budget_s=budget, batch_size=batch_size, learning_rate=learning_rate,
             label_smoothing=label_smoothing, class_weights={None: "auto", True: "sqrt", False: None}[balance_classes],
             crop=None if crop_pixels is not None else "auto", mixup=mixup,
-            cutmix=cutmix, ensemble=ensemble, weights=weights, init_from=init_from, split_column=split_column,
+            cutmix=cutmix, ensemble=ensemble, weights=weights, init_from=init_from, freeze_encoder=freeze_encoder,
+            layer_decay=layer_decay, split_column=split_column,
             val_fraction=val_fraction, patience=patience,
-            seed=seed, accelerator=accelerator, extra_train=extra_train, overwrite=overwrite,
+            seed=seed, accelerator=accelerator, precision=precision, extra_train=extra_train, overwrite=overwrite,
         )
     _print_training_choices(result.metrics, balance_classes)
     shown = {key: value for key, value in result.metrics.items() if key.startswith(("val_", "train_"))}
@@ -872,7 +919,8 @@ def train_command(
 
 @app.command("predict")
 def predict_command(
-    model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train'.")],
+    model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train', or a shipped model "
+                                               "('tuningfork models').")],
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
     out: Annotated[Path, typer.Option(help="Output catalog (Parquet, CSV or FITS).")] = Path("predictions.parquet"),
     target_accuracy: _TargetAccuracy = None,
@@ -881,19 +929,32 @@ def predict_command(
     tta: Annotated[bool, typer.Option(help="Average over the 8 rotations and flips.")] = False,
     batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
     engine: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime: faster on a CPU).")] = "torch",
+    workers: _Workers = None,
+    scheduler: _Scheduler = None,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
     overwrite: _Overwrite = False,
 ) -> None:
     """Predict classes or vote fractions; split confident predictions from an expert queue."""
     from .data import GalaxyCollection
+    from .errors import ConfigError
     from .training import predict
     from .training.predict import expert_queue_path
 
     _check_outputs(overwrite, out)
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
-    table = predict(model, collection, out, target_accuracy=target_accuracy, min_confidence=min_confidence,
-                    columns=_split(columns) if columns else (), tta=tta, batch_size=batch_size, progress=True,
-                    engine=engine, overwrite=overwrite)
+    carried = _split(columns) if columns else ()
+    if workers is None and scheduler is None:
+        table = predict(model, collection, out, target_accuracy=target_accuracy, min_confidence=min_confidence,
+                        columns=carried, tta=tta, batch_size=batch_size, progress=True, engine=engine,
+                        overwrite=overwrite)
+    elif tta or engine != "torch":
+        raise ConfigError("predict: --tta and --engine onnx run in one process; leave out --workers/--scheduler")
+    else:
+        from .pipeline.commands import predict_distributed
+
+        table = predict_distributed(model, collection, out, target_accuracy=target_accuracy,
+                                    min_confidence=min_confidence, columns=carried, workers=workers,
+                                    scheduler=scheduler, progress=True, overwrite=overwrite)
     console.print(f"wrote {len(table)} predictions to {out}")
     if "triage" in table.colnames:
         confident = table["triage"] == "confident"
@@ -907,43 +968,84 @@ def predict_command(
                       f"{expert_queue_path(out)}")
 
 
+@app.command("models")
+def models_command() -> None:
+    """List the models shipped with tuningfork: what they expect, how they were trained, how they score."""
+    from rich.table import Table
+
+    from .models.shipped import shipped_models
+
+    table = Table("name", "task", "input", "held-out metrics", "trained with")
+    for name, model in shipped_models().items():
+        card = model.card
+        metrics = ", ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}"
+                            for key, value in card.get("metrics", {}).items())
+        table.add_row(name, card.get("description", ""), card.get("input", ""), metrics, card.get("command", ""))
+    console.print(table)
+    console.print("use a name wherever a model folder is asked for, e.g. 'tuningfork predict gzc-5class DATA'")
+
+
 @app.command("catalog")
 def catalog_command(
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
     out: Annotated[Path, typer.Option(help="Catalog folder; one from an earlier run of the same input "
                                            "resumes it.")] = Path("catalog"),
+    config: Annotated[Path | None, typer.Option(help="Stage config (pipeline.toml; see "
+                                                     "examples/pipeline.toml).")] = None,
     classifier: Annotated[Path | None, typer.Option(help="Model folder from 'tuningfork train'.")] = None,
+    clusterer: Annotated[str | None, typer.Option(help="Fitted clustering folder, or 'fit' to fit one on a "
+                                                       "random sample of the input.")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Embedding encoder: morphology, a model folder, or "
+                                                     "timm:<architecture>.")] = None,
+    morphometry: Annotated[bool, typer.Option(help="Also measure statmorph's Gini, M20, CAS, Sersic n, r_e "
+                                                   "(slow).")] = False,
     target_accuracy: _TargetAccuracy = None,
     min_confidence: _MinConfidence = None,
     columns: _CarriedColumns = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes of the local Dask cluster "
-                                                      "(default: one per core).")] = None,
-    scheduler: Annotated[str | None, typer.Option(help="Address of a running Dask scheduler "
-                                                        "(tcp://HOST:PORT) instead of a local cluster.")] = None,
-    shard_size: Annotated[int, typer.Option(help="Galaxies per shard (one Parquet part each).")] = 1000,
-    batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
+    workers: _Workers = None,
+    scheduler: _Scheduler = None,
+    shard_size: Annotated[int | None, typer.Option(help="Galaxies per shard (one Parquet part each) "
+                                                        "[default: 1000].")] = None,
     fits: Annotated[bool, typer.Option(help="Also write catalog.fits.")] = False,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
     overwrite: _Overwrite = False,
 ) -> None:
-    """Classify every galaxy on a Dask cluster, shard by shard, into one resumable catalog."""
+    """Every stage for every galaxy on a Dask cluster, shard by shard, into one resumable catalog."""
     from .data import GalaxyCollection
-    from .errors import ConfigError
     from .pipeline import build_catalog
 
-    if classifier is None:
-        raise ConfigError("catalog needs a classifier model folder (--classifier); it is the only stage so far")
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
-    result = build_catalog(collection, out, classifier, target_accuracy=target_accuracy,
+    result = build_catalog(collection, out, classifier, config=config, clusterer=clusterer, encoder=encoder,
+                           morphometry=morphometry, target_accuracy=target_accuracy,
                            min_confidence=min_confidence, columns=_split(columns) if columns else (),
-                           shard_size=shard_size, batch_size=batch_size, workers=workers, scheduler=scheduler,
+                           shard_size=shard_size, workers=workers, scheduler=scheduler,
                            fits=fits, overwrite=overwrite, progress=True)
+    for stage, why in result.skipped.items():
+        console.print(f"skipped {stage}: {why}")
     resumed = f" ({result.shards_skipped} finished earlier)" if result.shards_skipped else ""
-    console.print(f"classified {result.shards_run} shards{resumed}; wrote {len(result.catalog)} galaxies to "
+    console.print(f"computed {result.shards_run} shards{resumed}; wrote {len(result.catalog)} galaxies to "
                   f"{out / 'catalog.parquet'}")
     if len(result.failures):
         console.print(f"[bold yellow]warning:[/] {len(result.failures)} galaxies could not be read; "
                       f"see {out / 'failures.parquet'}")
+
+
+@app.command("explore")
+def explore_command(
+    catalog: Annotated[Path, typer.Argument(help="Catalog folder ('tuningfork catalog') or predictions Parquet "
+                                                 "('tuningfork predict').")],
+    labels: Annotated[Path, typer.Option(help="Label database (SQLite, created when missing).")] = Path("labels.sqlite"),
+    host: Annotated[str, typer.Option(help="Address to listen on; other than loopback only with --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    token: Annotated[list[str] | None, typer.Option(help="NAME:TOKEN of an annotator (repeat for several; a bare "
+                                                         "TOKEN is annotator 'expert'); a random one by default.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Data set the images come from (default: the one the "
+                                                   "catalog folder records, or the catalog's file column).")] = None,
+) -> None:
+    """Review the expert queue in a browser and label galaxies by keyboard."""
+    from .web import serve
+
+    serve(catalog, labels, host=host, port=port, tokens=token or (), data=data, echo=typer.echo)
 
 
 @app.command("evaluate")

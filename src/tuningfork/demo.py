@@ -179,6 +179,52 @@ def cluster_sample(catalog: Path, out: Path, seed: int, console: Console) -> Pat
     return folder
 
 
+def catalog_sample(catalog: Path, out: Path, classifier: Path, clusters: Path, console: Console) -> Path:
+    """Build the survey catalog of the sample on Dask and print it: the tour's main output.
+
+    Classification with triage, the fitted clustering's groups, morphology
+    embeddings with their nearest neighbours and outlier scores, joined by id.
+
+    Returns
+    -------
+    Path
+        The catalog folder.
+    """
+    from rich.table import Table as RichTable
+
+    from .clustering.pipeline import FITTED_FOLDER
+    from .pipeline import build_catalog
+
+    folder = out / "catalog"
+    with warnings.catch_warnings():
+        # The tour reported the triage notes in step 4 already.
+        warnings.simplefilter("ignore", UserWarning)
+        result = build_catalog(catalog, folder, classifier, clusterer=clusters / FITTED_FOLDER, encoder="morphology",
+                               target_accuracy=0.95, shard_size=100, workers=2, overwrite=True)
+    table = result.catalog
+    shown = RichTable(title=f"{folder / 'catalog.parquet'}: {len(table)} galaxies, {len(table.colnames)} columns "
+                            f"(first 10 rows)")
+    columns = ("id", "predicted_class", "confidence", "triage", "expert_rank", "group", "group_vote_fraction",
+               "outlier_score", "neighbour_1")
+    for name in columns:
+        shown.add_column(name)
+    for row in table[:10]:
+        shown.add_row(*(_cell(row[name]) for name in columns))
+    console.print(shown)
+    expert = int(np.sum(np.asarray(table["triage"]) == "expert"))
+    console.print(f"  {expert} galaxies queued for experts (ranked across the catalog), "
+                  f"{int(np.sum(np.asarray(table['group_classified'])))} in a group; embeddings and their faiss "
+                  f"index in {folder}; rerun `tuningfork catalog` on it to resume")
+    return folder
+
+
+def _cell(value) -> str:
+    """One value of the printed catalog: numbers to 3 decimals, masked and NaN values as '-'."""
+    if np.ma.is_masked(value) or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
+        return "-"
+    return f"{value:.3f}" if isinstance(value, (float, np.floating)) else str(value)
+
+
 def run_demo(out: str | Path = "tuningfork-demo", n_simulated: int = 400, seed: int = 0,
              console: Console | None = None) -> Path:
     """Run every stage of the tour and write its outputs under ``out``.
@@ -218,9 +264,9 @@ def run_demo(out: str | Path = "tuningfork-demo", n_simulated: int = 400, seed: 
     preprocess_sample(hdf_catalog, "hdf", out, console)
     preprocess_sample(sim_catalog, "simulated", out, console)
     console.print("[bold]4. Supervised classification[/] (rotation-invariant CNN, calibrated triage)")
-    classify_sample(sim_catalog, out, seed, console)
+    classifier = classify_sample(sim_catalog, out, seed, console)
     console.print("[bold]5. Unsupervised groups[/] (morphology encoding, PCA, voting clustering)")
-    cluster_sample(sim_catalog, out, seed, console)
+    clusters = cluster_sample(sim_catalog, out, seed, console)
     console.print("[bold]6. Foundation embeddings[/] (self-supervised patch transformer)")
     from .embeddings.tour import embeddings_tour
 
@@ -229,5 +275,7 @@ def run_demo(out: str | Path = "tuningfork-demo", n_simulated: int = 400, seed: 
     from .generation.tour import generation_tour
 
     generation_tour(sim_catalog, out / "generation", console=console, seed=seed)
+    console.print("[bold]8. The morphology catalog[/] (every stage joined by id, on a 2-worker Dask cluster)")
+    catalog_sample(sim_catalog, out, classifier, clusters, console)
     console.print(f"[bold green]done[/]: outputs in {out}/")
     return out

@@ -33,7 +33,7 @@ from ..models.nets.descriptors import MORPHOLOGY_ENCODER, MorphologyEncoder
 from .config import OWN_AUTOENCODER, ClusterConfig
 from .reduction import PCAProjection
 from .trend import SnrTrend
-from .voting import VotingClustering, check_n_clusters
+from .voting import VoteResult, VotingClustering, check_n_clusters
 
 # The raw-pixel baseline: 32 x 32 block averages, 50 principal components.
 # Pixels are mostly sky noise, so a variance fraction would keep hundreds of
@@ -151,6 +151,27 @@ class FittedClustering:
                 raise MissingFileError(denoiser, "denoiser model folder")
         trend = SnrTrend.load(folder / _SNR_TREND) if _SNR_TREND in _fitted_files(config) else None
         return cls(config, pca, voting, denoiser, trend)
+
+    def assign(self, collection) -> VoteResult:
+        """Vote new galaxies into the fitted groups, without caching anything on disk.
+
+        The per-shard step of the survey catalog; :func:`assign_groups` is the
+        same with every stage cached in a folder.
+
+        Parameters
+        ----------
+        collection : GalaxyCollection
+            The galaxies (raw images; this clustering's preprocessing is applied).
+
+        Returns
+        -------
+        VoteResult
+        """
+        from ..preprocessing import Preprocessor
+
+        preprocessor = Preprocessor(_effective_preprocess(self.config))
+        features, _ = _encode(collection, preprocessor, self.config, self.denoiser, self.trend)
+        return self.voting.predict(self.pca.transform(features, name=collection.name), name=collection.name)
 
 
 @dataclass

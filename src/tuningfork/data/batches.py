@@ -92,6 +92,53 @@ def check_batch_size(batch_size: Any, name: str) -> int:
     return int(batch_size)
 
 
+#: Galaxies to decode at a time when only small preprocessed images are kept:
+#: raw survey stamps are large (a 424-pixel RGB JPEG is 2 MB as float32), and a
+#: small batch of them stays in the CPU's cache through preprocessing instead
+#: of faulting in hundreds of megabytes per batch; the network still batches
+#: the preprocessed images as it likes.
+DECODE_BATCH = 32
+
+
+def preprocess_images(
+    images: Sequence[np.ndarray],
+    preprocess: Callable[[np.ndarray], np.ndarray] | None,
+    where: Callable[[int], str],
+    source: str,
+) -> np.ndarray:
+    """Images through ``preprocess``, as one float32 ``(n, bands, h, w)`` stack.
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        Raw ``(bands, H, W)`` images, left untouched.
+    preprocess : callable, optional
+        Applied to each image; a :class:`~tuningfork.preprocessing.Preprocessor`
+        runs on the whole stack at once (its ``batch`` method, much faster)
+        when the images share a shape.
+    where : callable
+        ``where(i)`` names image ``i`` (its file) in errors.
+    source : str
+        Name of the whole batch in errors.
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    ImageShapeError
+        The images (after ``preprocess``) differ in shape.
+    """
+    same_shape = all(image.shape == images[0].shape for image in images)
+    preprocess_stack = getattr(preprocess, "batch", None)
+    if same_shape and preprocess_stack is not None:
+        return preprocess_stack(stack_images(images, where), source=source)
+    if preprocess is not None:
+        images = [preprocess(image) for image in images]
+    return stack_images(images, where)
+
+
 def stack_images(images: Sequence[np.ndarray], where: Callable[[int], str]) -> np.ndarray:
     """Stack images of one shape into a float32 ``(n, bands, H, W)`` array.
 

@@ -34,8 +34,8 @@ from .batches import (
     Galaxy,
     check_batch_size,
     concatenate_batches,
+    preprocess_images,
     progress_bar,
-    stack_images,
 )
 from .catalog import CATALOG_FORMATS, CatalogSchema, normalise_ids, read_catalog
 from .readers import (
@@ -611,6 +611,21 @@ class GalaxyCollection:
             yield Batch(self._ids[start:stop], self._stacked(images, start, stop, preprocess),
                         self._rows(start, stop))
 
+    def raw_images(self) -> list[np.ndarray]:
+        """Every image as stored, without preprocessing (for callers that preprocess them several ways).
+
+        Returns
+        -------
+        list of ndarray
+            float32 ``(bands, H, W)``, one per galaxy, in order.
+
+        Raises
+        ------
+        InputFileError
+            An image cannot be read.
+        """
+        return self._read(0, len(self), require_finite=True)
+
     def read_images(
         self,
         preprocess: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -840,14 +855,7 @@ class GalaxyCollection:
         def where(index: int) -> str:
             return self._source.where(int(self._positions[start + index]))
 
-        same_shape = all(image.shape == images[0].shape for image in images)
-        # A Preprocessor runs much faster on a whole stack than image by image.
-        preprocess_stack = getattr(preprocess, "batch", None)
-        if same_shape and preprocess_stack is not None:
-            return preprocess_stack(stack_images(images, where), source=f"{self.name}[{start}:{stop}]")
-        if preprocess is not None:
-            images = [preprocess(image) for image in images]
-        return stack_images(images, where)
+        return preprocess_images(images, preprocess, where, f"{self.name}[{start}:{stop}]")
 
 
 def _label_values(column) -> list[Any]:

@@ -55,6 +55,8 @@ def pretrain_preprocess(
     crop_pixels: int | None = None,
     crop_fraction: float | None = None,
     stretch: str | None = None,
+    normalisation: str | None = None,
+    subtract_background: bool | None = None,
 ) -> PreprocessConfig:
     """:data:`DEFAULT_PREPROCESS` with the settings a user gave.
 
@@ -67,6 +69,12 @@ def pretrain_preprocess(
         default crop.
     stretch : str, optional
         Intensity stretch (see :class:`~tuningfork.preprocessing.PreprocessConfig`).
+    normalisation : {'minmax', 'zscore', 'none'}, optional
+        Per-band normalisation; the default ``'none'`` leaves the scaling to
+        the model (one scale for all bands, which keeps colours).
+    subtract_background : bool, optional
+        Subtract each band's sky level first (default: no; the model
+        subtracts each galaxy's median itself).
 
     Returns
     -------
@@ -77,7 +85,8 @@ def pretrain_preprocess(
     ConfigError
         Both crops given, or a value out of range.
     """
-    given = {"output_size": image_size, "stretch": stretch}
+    given = {"output_size": image_size, "stretch": stretch, "normalisation": normalisation,
+             "subtract_background": subtract_background}
     changes = {name: value for name, value in given.items() if value is not None}
     if crop_pixels is not None or crop_fraction is not None:
         # A crop the user gave replaces the default one.

@@ -25,6 +25,8 @@ INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
 METRICS = ("cosine", "l2")
 #: Below this many vectors "auto" builds an exact index.
 EXACT_BELOW = 50_000
+#: Vectors normalised and added to an index at a time.
+_ADD_CHUNK = 100_000
 
 
 def index_path_for(embeddings_path: str | Path) -> Path:
@@ -106,6 +108,7 @@ class SimilarityIndex:
         ef_search: int = 64,
         recall_queries: int = 200,
         seed: int = 0,
+        train_size: int | None = None,
     ) -> SimilarityIndex:
         """Build an index over a set of embeddings.
 
@@ -129,7 +132,11 @@ class SimilarityIndex:
             Stored vectors used as queries to measure the recall of an
             approximate index against exact search (0 to skip).
         seed : int
-            Seed of the IVF k-means and of the recall queries.
+            Seed of the IVF k-means, of its training sample and of the recall queries.
+        train_size : int, optional
+            Train an IVF index on a random sample of this many vectors instead
+            of all of them (the vectors are then added in chunks, so memory
+            stays bounded by the sample however many vectors there are).
 
         Returns
         -------
@@ -148,7 +155,6 @@ class SimilarityIndex:
             raise InputFileError(embeddings.path or "embeddings", "holds no vectors to index")
         if kind == "auto":
             kind = "flat" if count < exact_below else "ivf"
-        vectors = _prepared(embeddings.vectors, metric)
         faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
         settings = SearchSettings(
             kind=kind,
@@ -162,12 +168,17 @@ class SimilarityIndex:
         elif kind == "hnsw":
             index = faiss.IndexHNSWFlat(dim, hnsw_neighbors, faiss_metric)
         else:
-            settings.nlist = int(nlist or max(1, min(int(4 * np.sqrt(count)), count // 39)))
+            trained = count if train_size is None else min(count, train_size)
+            settings.nlist = int(nlist or max(1, min(int(4 * np.sqrt(count)), trained // 39)))
             quantizer = faiss.IndexFlat(dim, faiss_metric)
             index = faiss.IndexIVFFlat(quantizer, dim, settings.nlist, faiss_metric)
             index.cp.seed = seed
-            index.train(vectors)
-        index.add(vectors)
+            rows = np.arange(count)
+            if trained < count:
+                rows = np.sort(np.random.default_rng(seed).choice(count, size=trained, replace=False))
+            index.train(_prepared(embeddings.vectors[rows], metric))
+        for start in range(0, count, _ADD_CHUNK):
+            index.add(_prepared(embeddings.vectors[start : start + _ADD_CHUNK], metric))
         built = cls(index, embeddings, settings)
         if kind != "flat" and recall_queries:
             rows = np.random.default_rng(seed).choice(

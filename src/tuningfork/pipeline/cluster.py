@@ -26,6 +26,9 @@ CONNECT_TIMEOUT = 5
 LOCAL_SCHEDULER = {"dashboard": False, "dashboard_address": ":0"}
 
 _MODELS: dict[str, LoadedModel] = {}
+# Fitted clusterings and encoders, keyed like the models.
+_CLUSTERINGS: dict[str, object] = {}
+_ENCODERS: dict[tuple, object] = {}
 
 
 def cached_model(folder: str | Path) -> LoadedModel:
@@ -46,6 +49,26 @@ def cached_model(folder: str | Path) -> LoadedModel:
     return _MODELS[key]
 
 
+def cached_clustering(folder: str | Path):
+    """The :class:`~tuningfork.clustering.pipeline.FittedClustering` of ``folder``, loaded once per process."""
+    from ..clustering.pipeline import FittedClustering
+
+    key = str(Path(folder).resolve())
+    if key not in _CLUSTERINGS:
+        _CLUSTERINGS[key] = FittedClustering.load(key)
+    return _CLUSTERINGS[key]
+
+
+def cached_encoder(spec: str, weights: str | None, bands: int, batch_size: int = 32):
+    """The encoder :func:`~tuningfork.models.load_encoder` opens for ``spec``, loaded once per process."""
+    from ..models import load_encoder
+
+    key = (spec, weights, bands, batch_size)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = load_encoder(spec, weights=weights, bands=bands, batch_size=batch_size)
+    return _ENCODERS[key]
+
+
 class ModelPlugin(WorkerPlugin):
     """Load model folders into each worker as it starts, with one torch thread.
 
@@ -53,10 +76,17 @@ class ModelPlugin(WorkerPlugin):
     ----------
     folders : sequence of str or Path
         Model folders every task of the run may use.
+    clusterings : sequence of str or Path
+        Fitted clustering folders (:func:`cached_clustering`).
+    encoders : sequence of tuple
+        ``(spec, weights, bands, batch_size)`` of encoders (:func:`cached_encoder`).
     """
 
-    def __init__(self, folders: Sequence[str | Path]):
+    def __init__(self, folders: Sequence[str | Path], clusterings: Sequence[str | Path] = (),
+                 encoders: Sequence[tuple] = ()):
         self.folders = [str(Path(folder).resolve()) for folder in folders]
+        self.clusterings = [str(Path(folder).resolve()) for folder in clusterings]
+        self.encoders = [tuple(spec) for spec in encoders]
 
     def setup(self, worker) -> None:
         """Set torch to one thread (the cluster runs one process per core) and load the models."""
@@ -65,6 +95,10 @@ class ModelPlugin(WorkerPlugin):
         torch.set_num_threads(1)
         for folder in self.folders:
             cached_model(folder)
+        for folder in self.clusterings:
+            cached_clustering(folder)
+        for spec in self.encoders:
+            cached_encoder(*spec)
 
 
 def default_workers() -> int:

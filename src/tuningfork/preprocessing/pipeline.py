@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import EmptyImageError, ImageShapeError
 from ._arrays import as_float_image, as_pixel_mask
-from .background import subtract_background
+from .background import estimate_background
 from .config import PreprocessConfig
 from .geometry import center_crop, resize
 from .nonfinite import fill_masked
@@ -161,13 +161,18 @@ class Preprocessor:
             images = _fill_where_needed(images, missing, has_missing, "median")
             sky_mask = missing if sky_mask is None else (missing | sky_mask)
 
+        level = None
         if config.subtract_background:
-            images = subtract_background(
+            # Measured on the full stamp, subtracted after crop and resize:
+            # both are linear with weights summing to one, so the result is
+            # the same (to float rounding) at a fraction of the pixels.
+            level, _ = estimate_background(
                 images,
                 mask=sky_mask,
                 sigma=config.background_sigma,
                 max_pixels=config.background_max_pixels,
             )
+            level = np.nan_to_num(level, nan=0.0).astype(np.float32)[..., None, None]
         if config.crop_pixels is not None or config.crop_fraction is not None:
             images = center_crop(
                 images, pixels=config.crop_pixels, fraction=config.crop_fraction, name=source
@@ -185,6 +190,8 @@ class Preprocessor:
             images = resize(images, config.output_size)
             if any_missing:
                 missing = resize(missing.astype(np.float32), config.output_size) >= _MISSING_SHARE
+        if level is not None:
+            images = images - level
         images = stretch(
             images, config.stretch, q=config.asinh_q, softening=config.stretch_softening
         )

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..data import GalaxyCollection, check_output, write_table
+from ..data.batches import DECODE_BATCH
 from ..errors import ConfigError, MissingColumnError, ModelError
 from ..models import LoadedModel, load_model
 from ..models.export import OnnxRuntimeNetwork
@@ -133,7 +134,8 @@ def collection_logits(
     model : LoadedModel
     collection : GalaxyCollection
     batch_size : int
-        Images read and passed through the network at a time.
+        Most images passed through the network at a time; they are decoded
+        and preprocessed at most :data:`~tuningfork.data.batches.DECODE_BATCH` at a time.
     tta : bool
         Average over the 8 rotations and flips.
     progress : bool
@@ -151,7 +153,7 @@ def collection_logits(
     network = OnnxRuntimeNetwork(model) if engine == "onnx" else model.network
     preprocessor = Preprocessor(PreprocessConfig.from_dict(model.config.preprocessing))
     outputs = []
-    for batch in collection.iter_batches(batch_size, preprocess=preprocessor, progress=progress):
+    for batch in collection.iter_batches(min(batch_size, DECODE_BATCH), preprocess=preprocessor, progress=progress):
         _check_input_shape(model, batch.images.shape[1:], collection.name)
         outputs.append(network_logits(network, batch.images, batch_size, tta))
     return np.concatenate(outputs)

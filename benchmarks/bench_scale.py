@@ -1,0 +1,332 @@
+"""The morphology catalog at survey scale (issue 14): throughput, memory, kill tests, end-to-end speed.
+
+On the Galaxy Zoo challenge JPEGs of ``../shared/data/gzc`` (24,909), listed
+repeatedly (ids ``<GalaxyID>-<repeat>``) to reach the larger sizes:
+
+* ``throughput``: ``tuningfork catalog`` (classification stage) with 1 and
+  with 2 workers on the same galaxies, one run after the other; the target
+  is a speed-up of at least 1.8.
+* ``memory``: peak resident memory of each worker (``ru_maxrss`` read on the
+  workers after the run) at 10^4 and 10^5 galaxies; the target is flat.
+* ``kill``: SIGKILL of one worker (of a two-worker cluster reached by
+  ``--scheduler``, whose nanny restarts it), and separately of the client
+  (``tuningfork catalog`` in its own process group, with its local cluster),
+  in the middle of a run; the rerun's catalog is compared with the input:
+  lost and duplicated rows (target 0 and 0).
+* ``end_to_end``: images per CPU-second per worker, start-up included, of
+  ``tuningfork catalog --workers 1`` on full-size 424-pixel JPEGs, against
+  ``tuningfork predict`` on the same files (target >= 250 per CPU-second),
+  with the largest difference of their confidences.  The gzc JPEGs are 128
+  pixels (central 256 of the 424-pixel originals, resized), so the 424-pixel
+  files are made here by upscaling a sample with PIL (bicubic) into a
+  temporary folder: the decode and preprocessing cost is that of a 424-pixel
+  JPEG, not its content.
+* ``lightning``: the classification stage against a plain Lightning
+  ``Trainer.predict`` over a torch ``DataLoader`` (JPEG decode + the model's
+  preprocessing per item, as Zoobot's ``predict_on_catalog`` runs), same
+  model, same 424-pixel files, one process, start-up included (target
+  >= 1.5x images/s).
+
+The classifier is the default architecture with random weights (speed does
+not depend on the weights), 3 bands, 64 pixels, the default preprocessing.
+CPU-seconds count the command and every worker process it started and
+waited for (``RUSAGE_CHILDREN``).  The load average (``uptime``) is recorded
+before and after: other jobs on the same cores lower every number, so run it
+on a quiet machine:
+
+    python benchmarks/bench_scale.py            # the sizes of the issue (tens of minutes)
+    python benchmarks/bench_scale.py --quick    # a few hundred galaxies, to check the script
+
+Writes ``benchmarks/results/scale.json`` and ``scale.md`` (``scale_quick.*``
+with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import write_report
+from astropy.table import Table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GZC = Path(__file__).resolve().parents[2] / "shared" / "data" / "gzc"
+IMAGE_SIZE = 64
+FULL = {"throughput": 20_000, "memory": (10_000, 100_000), "kill": 5_000, "end_to_end": 1_000, "shard": 1000}
+QUICK = {"throughput": 400, "memory": (300, 600), "kill": 300, "end_to_end": 120, "shard": 50}
+
+
+def uptime() -> str:
+    """The ``uptime`` line (load averages), for the report."""
+    return subprocess.run(["uptime"], check=False, capture_output=True, text=True).stdout.strip()
+
+
+def save_classifier(folder: Path) -> Path:
+    """The default classifier with random weights, as a model folder."""
+    from tuningfork.models import ModelConfig, create_model, save_model
+    from tuningfork.preprocessing import PreprocessConfig
+
+    network = create_model("rotinv", 5, in_channels=3, image_size=IMAGE_SIZE)
+    config = ModelConfig(architecture="rotinv", num_outputs=5, in_channels=3, image_size=IMAGE_SIZE,
+                         preprocessing=PreprocessConfig(output_size=IMAGE_SIZE).to_dict(),
+                         target={"kind": "classes", "column": "label", "class_names": list("abcde")})
+    return save_model(folder, network, config)
+
+
+def repeated_catalog(path: Path, count: int, files: list[Path] | None = None) -> Path:
+    """A CSV of ``count`` rows cycling over the gzc images (or ``files``), with unique ids."""
+    files = files or sorted((GZC / "images").glob("*.jpg"))
+    rows = np.arange(count)
+    table = Table({"id": [f"{files[row % len(files)].stem}-{row // len(files)}" for row in rows],
+                   "file": [str(files[row % len(files)]) for row in rows]})
+    table.write(path, overwrite=True)
+    return path
+
+
+def cli(*args) -> list[str]:
+    return [sys.executable, "-m", "tuningfork.cli", *map(str, args)]
+
+
+def timed(command: list[str]) -> dict:
+    """Wall and CPU seconds (the command and the processes it waited for) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2)}
+
+
+def lost_and_duplicated(catalog: Path, expected: list[str]) -> dict:
+    ids = [str(name) for name in Table.read(catalog)["id"]]
+    return {"rows": len(ids), "lost": len(set(expected) - set(ids)), "duplicated": len(ids) - len(set(ids))}
+
+
+def throughput(model: Path, work: Path, count: int, shard: int) -> dict:
+    data = repeated_catalog(work / "throughput.csv", count)
+    result = {}
+    for workers in (1, 2):
+        run = timed(cli("catalog", data, "--out", work / f"tp{workers}", "--classifier", model,
+                        "--workers", workers, "--shard-size", shard))
+        result[f"{workers}_workers"] = {**run, "images_per_s": round(count / run["wall_s"], 1)}
+    result["speedup"] = round(result["2_workers"]["images_per_s"] / result["1_workers"]["images_per_s"], 2)
+    return result
+
+
+def _peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in kB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_memory(model: Path, work: Path, counts: tuple[int, ...], shard: int) -> dict:
+    from distributed import Client, LocalCluster
+
+    from tuningfork.pipeline import build_catalog
+    from tuningfork.pipeline.cluster import LOCAL_SCHEDULER
+
+    result = {}
+    for count in counts:
+        data = repeated_catalog(work / f"memory{count}.csv", count)
+        # A fresh cluster per size, so each worker's peak is that of this run.
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                          scheduler_kwargs=LOCAL_SCHEDULER) as cluster, Client(cluster) as client:
+            start = time.perf_counter()
+            build_catalog(data, work / f"memory{count}", model, shard_size=shard, scheduler=cluster.scheduler_address)
+            wall = time.perf_counter() - start
+            peaks = client.run(_peak_rss_mb)
+        result[str(count)] = {"peak_rss_mb_per_worker": sorted(round(value, 1) for value in peaks.values()),
+                              "wall_s": round(wall, 1)}
+    return result
+
+
+def kill_worker(model: Path, work: Path, count: int) -> dict:
+    from distributed import Client, LocalCluster
+
+    from tuningfork.pipeline import build_catalog
+    from tuningfork.pipeline.cluster import LOCAL_SCHEDULER
+
+    data = repeated_catalog(work / "kill-worker.csv", count)
+    out = work / "kill-worker"
+    shard = max(1, count // 100)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      scheduler_kwargs=LOCAL_SCHEDULER) as cluster, Client(cluster) as client:
+        outcome = {}
+        thread = threading.Thread(target=lambda: outcome.update(
+            result=build_catalog(data, out, model, shard_size=shard, scheduler=cluster.scheduler_address)))
+        thread.start()
+        parts = out / "parts"
+        while len(list(parts.glob("shard-*.parquet"))) < 20 and thread.is_alive():
+            time.sleep(0.05)
+        done_at_kill = len(list(parts.glob("shard-*.parquet")))
+        os.kill(next(iter(client.run(os.getpid).values())), signal.SIGKILL)
+        thread.join()
+    expected = [str(name) for name in Table.read(data)["id"]]
+    return {"galaxies": count, "shards": -(-count // shard), "shards_done_at_kill": done_at_kill,
+            "run_finished_without_rerun": "result" in outcome, **lost_and_duplicated(out / "catalog.parquet", expected)}
+
+
+def kill_client(model: Path, work: Path, count: int) -> dict:
+    data = repeated_catalog(work / "kill-client.csv", count)
+    out = work / "kill-client"
+    shard = max(1, count // 100)
+    command = cli("catalog", data, "--out", out, "--classifier", model, "--workers", 2, "--shard-size", shard)
+    # Its own session, so the kill takes its cluster's worker processes along with it.
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = out / "parts"
+    while len(list(parts.glob("shard-*.parquet"))) < 30 and process.poll() is None:
+        time.sleep(0.05)
+    done_at_kill = len(list(parts.glob("shard-*.parquet")))
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    expected = [str(name) for name in Table.read(data)["id"]]
+    return {"galaxies": count, "shards_done_at_kill": done_at_kill,
+            **lost_and_duplicated(out / "catalog.parquet", expected)}
+
+
+def full_size_jpegs(folder: Path, count: int) -> list[Path]:
+    """``count`` gzc JPEGs upscaled to 424 pixels (bicubic, quality 90), as the challenge's originals are."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted((GZC / "images").glob("*.jpg"))
+    picked = [sources[row] for row in np.random.default_rng(0).choice(len(sources), count, replace=False)]
+    files = []
+    for source in picked:
+        target = folder / source.name
+        Image.open(source).convert("RGB").resize((424, 424), Image.BICUBIC).save(target, quality=90)
+        files.append(target)
+    return files
+
+
+def end_to_end(model: Path, work: Path, files: list[Path]) -> dict:
+    data = repeated_catalog(work / "full-size.csv", len(files), files)
+    catalog = timed(cli("catalog", data, "--out", work / "e2e", "--classifier", model, "--workers", 1,
+                        "--shard-size", 250))
+    single = timed(cli("predict", model, data, "--out", work / "e2e-predict.parquet"))
+    ours = Table.read(work / "e2e" / "catalog.parquet")
+    theirs = Table.read(work / "e2e-predict.parquet")
+    same_class = float(np.mean(np.asarray(ours["predicted_class"]) == np.asarray(theirs["predicted_class"])))
+    return {
+        "images": len(files),
+        "catalog_1_worker": {**catalog, "images_per_cpu_s": round(len(files) / catalog["cpu_s"], 1),
+                             "images_per_s": round(len(files) / catalog["wall_s"], 1)},
+        "predict": {**single, "images_per_cpu_s": round(len(files) / single["cpu_s"], 1),
+                    "images_per_s": round(len(files) / single["wall_s"], 1)},
+        "same_predicted_class": same_class,
+        "max_confidence_difference": float(np.max(np.abs(np.asarray(ours["confidence"])
+                                                         - np.asarray(theirs["confidence"])))),
+    }
+
+
+LIGHTNING_SCRIPT = '''
+import sys, time
+import numpy as np, torch, lightning as L
+from PIL import Image
+from tuningfork.models import load_model
+from tuningfork.preprocessing import PreprocessConfig, Preprocessor
+torch.set_num_threads(1)
+model = load_model(sys.argv[1])
+prep = Preprocessor(PreprocessConfig.from_dict(model.config.preprocessing))
+files = [line.strip() for line in open(sys.argv[2]) if line.strip()]
+
+class Images(torch.utils.data.Dataset):
+    def __len__(self):
+        return len(files)
+    def __getitem__(self, i):
+        image = np.asarray(Image.open(files[i]).convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255
+        return torch.from_numpy(prep(image))
+
+class Module(L.LightningModule):
+    def __init__(self, network):
+        super().__init__()
+        self.network = network
+    def predict_step(self, batch, index):
+        return torch.softmax(self.network(batch), dim=1)
+
+trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                    enable_model_summary=False, enable_checkpointing=False)
+out = trainer.predict(Module(model.network.eval()), torch.utils.data.DataLoader(Images(), batch_size=256))
+print(sum(len(batch) for batch in out))
+'''
+
+
+def lightning(model: Path, work: Path, files: list[Path], ours: dict) -> dict:
+    listing = work / "files.txt"
+    listing.write_text("\n".join(map(str, files)))
+    script = work / "lightning_predict.py"
+    script.write_text(LIGHTNING_SCRIPT)
+    run = timed([sys.executable, str(script), str(model), str(listing)])
+    images_per_s = round(len(files) / run["wall_s"], 1)
+    return {"lightning_trainer_predict": {**run, "images_per_s": images_per_s},
+            "catalog_1_worker_images_per_s": ours["images_per_s"],
+            "speedup": round(ours["images_per_s"] / images_per_s, 2)}
+
+
+def markdown(report: dict) -> str:
+    tp, memory, e2e, light = report["throughput"], report["memory"], report["end_to_end"], report["lightning"]
+    lines = [
+        "# The catalog at scale (issue 14)", "",
+        f"Before: `{report['uptime_before']}`  ", f"After: `{report['uptime_after']}`", "",
+        f"Classifier: default rotinv, random weights, 3 bands, {IMAGE_SIZE} px; gzc JPEGs listed repeatedly.", "",
+        "| measurement | value | target |", "|---|---|---|",
+        f"| throughput, 1 worker ({tp['galaxies']} galaxies) | {tp['1_workers']['images_per_s']} images/s | |",
+        f"| throughput, 2 workers | {tp['2_workers']['images_per_s']} images/s | |",
+        f"| speed-up 2 vs 1 worker | {tp['speedup']}x | >= 1.8x |",
+    ]
+    for count, values in memory.items():
+        lines.append(f"| peak RSS per worker, {count} galaxies | {values['peak_rss_mb_per_worker']} MB | flat |")
+    for name in ("kill_worker", "kill_client"):
+        values = report[name]
+        lines.append(f"| {name.replace('_', ' ')}: lost / duplicated rows of {values['galaxies']} "
+                     f"| {values['lost']} / {values['duplicated']} | 0 / 0 |")
+    ours, single = e2e["catalog_1_worker"], e2e["predict"]
+    lines += [
+        (f"| end to end, 424 px JPEGs, catalog 1 worker | {ours['images_per_cpu_s']} images/CPU-s "
+         f"({ours['images_per_s']} images/s) | >= 250 images/CPU-s |"),
+        (f"| end to end, `tuningfork predict` | {single['images_per_cpu_s']} images/CPU-s "
+         f"({single['images_per_s']} images/s) | |"),
+        (f"| same class as predict / max confidence difference | {e2e['same_predicted_class']:.3f} / "
+         f"{e2e['max_confidence_difference']:.2g} | 1 / noise |"),
+        f"| Lightning Trainer.predict + DataLoader | {light['lightning_trainer_predict']['images_per_s']} images/s | |",
+        f"| catalog vs Lightning | {light['speedup']}x | >= 1.5x |",
+        "", "The 424-pixel JPEGs are gzc images upscaled (bicubic) from 128 px: see the module docstring.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="A few hundred galaxies, to check the script.")
+    args = parser.parse_args()
+    if not (GZC / "images").is_dir():
+        sys.exit(f"skipped: {GZC} is absent")
+    sizes = QUICK if args.quick else FULL
+    report = {"uptime_before": uptime(), "cpus": os.cpu_count(), "quick": args.quick}
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        model = save_classifier(work / "classifier")
+        report["throughput"] = {"galaxies": sizes["throughput"],
+                                **throughput(model, work, sizes["throughput"], sizes["shard"])}
+        report["memory"] = peak_memory(model, work, sizes["memory"], sizes["shard"])
+        report["kill_worker"] = kill_worker(model, work, sizes["kill"])
+        report["kill_client"] = kill_client(model, work, sizes["kill"])
+        files = full_size_jpegs(work / "jpeg424", sizes["end_to_end"])
+        report["end_to_end"] = end_to_end(model, work, files)
+        report["lightning"] = lightning(model, work, files, report["end_to_end"]["catalog_1_worker"])
+    report["uptime_after"] = uptime()
+    write_report(RESULTS, "scale_quick" if args.quick else "scale", report, markdown(report))
+
+
+if __name__ == "__main__":
+    main()
