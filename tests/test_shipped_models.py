@@ -52,10 +52,11 @@ def test_an_existing_path_wins_over_a_shipped_name(tmp_path, monkeypatch):
     assert str(resolve_model_folder("no-such-model")) == "no-such-model"
 
 
-def test_an_unknown_model_name_lists_the_shipped_ones(tmp_path):
-    result, output = invoke("predict", "no-such-model", tmp_path, "--out", tmp_path / "p.parquet")
-    assert result.exit_code == 2
-    assert "gzc-5class" in output and "no-such-model" in output
+def test_an_unknown_model_name_lists_the_shipped_ones():
+    from tuningfork.errors import MissingFileError
+
+    with pytest.raises(MissingFileError, match="no-such-model: shipped model .*gzc-5class"):
+        load_model("no-such-model")
 
 
 def _colour_stamps(n: int) -> GalaxyCollection:

@@ -197,7 +197,9 @@ def read_config(folder: str | Path) -> tuple[ModelConfig, str | None]:
     folder = resolve_model_folder(folder)
     if not folder.is_dir():
         names = ", ".join(shipped_models())
-        raise MissingFileError(folder, f"model folder (nor a shipped model: {names})" if names else "model folder")
+        # A bare name may have meant a shipped model: say which there are.
+        bare = names and folder.name == str(folder)
+        raise MissingFileError(folder, f"shipped model (one of {names}) or model folder" if bare else "model folder")
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise MissingFileError(path, "model config")
