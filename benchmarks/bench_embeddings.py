@@ -4,7 +4,7 @@ On the real Galaxy Zoo images in ../shared/data and on a fixed-seed GalSim set:
 
 * probe accuracy with 1 %, 10 % and 100 % of the labels (linear and kNN
   probes on frozen embeddings) against the project's supervised classifier
-  (:func:`tuningfork.training.train.train`, rotation-invariant CNN) trained
+  (:func:`tuningfork.training.fit.train`, rotation-invariant CNN) trained
   from scratch on the same labels;
 * retrieval precision@10 (neighbours of the same class) of the pretrained
   AstroPT encoder, the same encoder with random weights, and raw-pixel PCA;
@@ -171,8 +171,8 @@ def supervised_from_scratch(stack, labels, train_rows, test_rows, settings, seed
     labelled rows themselves (at least one galaxy per class), so the
     classifier never sees more labels than the probes.
     """
+    from tuningfork.training.fit import train
     from tuningfork.training.predict import collection_logits
-    from tuningfork.training.train import train
 
     n_classes = len(np.unique(labels[train_rows]))
     collection = stack_collection(stack, labels)

@@ -172,7 +172,7 @@ def rare_class_scores(classifier: Path, test: GalaxyCollection, rare: str) -> di
     from sklearn.metrics import precision_score, recall_score
 
     from tuningfork.models import load_model
-    from tuningfork.models.runtime import network_logits
+    from tuningfork.models.inference import network_logits
     from tuningfork.training.predict import interpret, model_images
 
     model = load_model(classifier)
@@ -189,7 +189,7 @@ def run_dataset(name: str, collection: GalaxyCollection, rare: str, generator_pr
                 classifier_preprocess: PreprocessConfig, sizes: Sizes, work: Path) -> dict:
     """Train the generator, encoder and classifiers of one data set and measure them."""
     from tuningfork.clustering import train_denoiser
-    from tuningfork.training.train import train
+    from tuningfork.training.fit import train
 
     train_rows, test_rows = rows_of(collection, "train"), rows_of(collection, "test")
     training, test = collection.subset(train_rows), collection.subset(test_rows)

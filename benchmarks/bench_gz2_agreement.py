@@ -32,7 +32,7 @@ from bench_inference import machine_info
 from bench_supervised import FULL, RESULTS, gz2_data
 
 from tuningfork.models import load_model
-from tuningfork.models.runtime import network_logits
+from tuningfork.models.inference import network_logits
 from tuningfork.plots import mosaic
 from tuningfork.preprocessing import PreprocessConfig, Preprocessor
 from tuningfork.training import train

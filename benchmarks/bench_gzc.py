@@ -352,9 +352,9 @@ def stage_gz2(args, work: Path) -> dict:
     """gz2-spirals: from scratch against fine-tuning a gzc model that never saw gz2-spirals' val galaxies."""
     spirals = GalaxyCollection.open(SHARED / "gz2-spirals" / "catalog.csv", label_column="label")
     split = np.asarray([str(v) for v in spirals.catalog["split"]])
-    held_out = {str(v) for v in spirals.catalog["galaxy_id"][split == "val"]}
+    held_out = {spirals.ids[row] for row in np.flatnonzero(split == "val")}
     train_set, _ = five_class()
-    keep = np.flatnonzero([str(v) not in held_out for v in train_set.catalog["galaxy_id"]])
+    keep = np.flatnonzero([galaxy not in held_out for galaxy in train_set.ids])
     base = work / "gzc-without-gz2-val"
     print(f"== base: gzc train without {len(train_set) - len(keep)} gz2-spirals val galaxies", flush=True)
     train(train_set.subset(keep), base, "label", preprocess={"output_size": IMAGE_SIZE}, budget_s=args.budget_s,

@@ -68,10 +68,6 @@ from bench_generation import Sizes, classifier_options, rare_class_scores
 
 # Imported before the hour of work, not when first needed: a half-saved edit
 # elsewhere in the shared tree must not break a run at its last stage.
-import tuningfork.generation
-import tuningfork.generation.augment
-import tuningfork.training.predict
-import tuningfork.training.train  # noqa: F401
 from tuningfork.data import GalaxyCollection
 from tuningfork.preprocessing import PreprocessConfig
 
@@ -197,7 +193,7 @@ def section_diffusion(stack, gzc, settings, seed, accelerator, work: Path) -> di
     """Classifiers with and without generated cigar_smooth galaxies, scored on val."""
     from tuningfork.generation import load_generator, train_generator
     from tuningfork.generation.augment import generate_for_classifier
-    from tuningfork.training.train import train
+    from tuningfork.training.fit import train
 
     labels, split = gzc["labels"], gzc["split"]
     train_rows, val_rows = np.flatnonzero(split == "train"), np.flatnonzero(split != "train")

@@ -5,7 +5,7 @@ random weights, saved as a model folder, and timed three ways with
 ``--threads`` torch threads (2 by default: "2 cores"):
 
 * ``network``: the network alone on a batch of 256 preprocessed images, in
-  the layout :func:`tuningfork.models.runtime.network_logits` uses;
+  the layout :func:`tuningfork.models.inference.network_logits` uses;
 * ``onnx``: the same through ONNX Runtime (``tuningfork.models.export``);
 * ``predict``: :func:`tuningfork.training.predict` end to end on an
   in-memory collection of 64-pixel g, r, i images (preprocessing, network,
@@ -36,7 +36,7 @@ from astropy.table import Table
 from tuningfork.data import GalaxyCollection
 from tuningfork.models import ModelConfig, create_model, save_model
 from tuningfork.models.export import export_onnx
-from tuningfork.models.runtime import to_inference_layout
+from tuningfork.models.inference import to_inference_layout
 from tuningfork.preprocessing import PreprocessConfig
 from tuningfork.training import predict
 

@@ -18,7 +18,7 @@ from tuningfork import cli
 
 #: Command -> the library functions it calls with its options.
 CALLS = {
-    "train": ["tuningfork.training.train:train"],
+    "train": ["tuningfork.training.fit:train"],
     "predict": ["tuningfork.training.predict:predict", "tuningfork.pipeline.commands:predict_distributed"],
     "catalog": ["tuningfork.pipeline.catalog:build_catalog"],
     "explore": ["tuningfork.web.server:serve"],

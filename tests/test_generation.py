@@ -278,7 +278,7 @@ def test_morphometry_ks_groups_and_too_few_measurements(monkeypatch):
 
 def test_augmentation_adds_exactly_the_requested_number_per_class(class_generator):
     from tuningfork.training.datamodule import Target
-    from tuningfork.training.train import _with_extra
+    from tuningfork.training.fit import _with_extra
 
     classifier_preprocess = PreprocessConfig(output_size=20)
     generated, generated_labels = generate_for_classifier(class_generator, ["edge_on", "edge_on"], 3,
@@ -298,7 +298,7 @@ def test_augmentation_adds_exactly_the_requested_number_per_class(class_generato
 
 def test_augmentation_rejects_unknown_classes_and_other_crops(class_generator):
     from tuningfork.training.datamodule import Target
-    from tuningfork.training.train import _with_extra
+    from tuningfork.training.fit import _with_extra
 
     generator = load_generator(class_generator)
     images, labels = np.zeros((2, 2, 16, 16), dtype=np.float32), np.array([0, 1])
@@ -314,7 +314,7 @@ def test_augmentation_rejects_unknown_classes_and_other_crops(class_generator):
 
 
 def test_supervised_training_adds_generated_galaxies_of_rare_classes(class_generator, simulated, tmp_path):
-    from tuningfork.training.train import train
+    from tuningfork.training.fit import train
 
     preprocess = PreprocessConfig(output_size=16)
     extra = generate_for_classifier(class_generator, ["edge_on"], 4, preprocess, steps=2)

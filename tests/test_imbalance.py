@@ -15,16 +15,16 @@ from typer.testing import CliRunner
 from tuningfork.cli import app
 from tuningfork.data import GalaxyCollection
 from tuningfork.models import load_model
-from tuningfork.models.runtime import network_logits
+from tuningfork.models.inference import network_logits
 from tuningfork.training.datamodule import Target, class_codes
-from tuningfork.training.losses import balanced_class_weights, classification_loss, imbalance_ratio
-from tuningfork.training.predict import model_images
-from tuningfork.training.train import (
+from tuningfork.training.fit import (
     TrainingWarning,
     near_chance_balanced_accuracy,
     train,
     training_warnings,
 )
+from tuningfork.training.losses import balanced_class_weights, classification_loss, imbalance_ratio
+from tuningfork.training.predict import model_images
 
 torch.set_num_threads(2)
 runner = CliRunner()

@@ -16,9 +16,9 @@ from tuningfork.preprocessing import PreprocessConfig
 from tuningfork.training.calibration import class_thresholds
 from tuningfork.training.datamodule import split_indices
 from tuningfork.training.evaluate import evaluate
+from tuningfork.training.fit import train
 from tuningfork.training.module import Augmentation, GalaxyModule, affine_batch, shift_batch
 from tuningfork.training.predict import expert_queue_path, predict
-from tuningfork.training.train import train
 from tuningfork.training.trees import GZ2, GZ_DECALS
 
 torch.set_num_threads(1)
@@ -220,7 +220,7 @@ def test_predict_target_accuracy_uses_the_validation_split(model_folder, dataset
 
 def test_tta_averages_the_eight_d4_images():
     from tuningfork.models import create_model
-    from tuningfork.models.runtime import network_logits, tta_elements
+    from tuningfork.models.inference import network_logits, tta_elements
 
     torch.manual_seed(0)
     network = create_model("rotinv", 2, image_size=SIZE, group="c4", **TINY).eval()

@@ -880,7 +880,7 @@ def train_command(
     from .data import GalaxyCollection
     from .preprocessing import PreprocessConfig
     from .training import train
-    from .training.train import TrainingWarning
+    from .training.fit import TrainingWarning
 
     _check_outputs(overwrite, folder=out)
     collection = GalaxyCollection.open(data, label_column=None if tree else target, skip_missing=skip_missing)

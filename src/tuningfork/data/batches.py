@@ -105,6 +105,7 @@ def preprocess_images(
     preprocess: Callable[[np.ndarray], np.ndarray] | None,
     where: Callable[[int], str],
     source: str,
+    scales: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Images through ``preprocess``, as one float32 ``(n, bands, h, w)`` stack.
 
@@ -120,6 +121,10 @@ def preprocess_images(
         ``where(i)`` names image ``i`` (its file) in errors.
     source : str
         Name of the whole batch in errors.
+    scales : sequence of int, optional
+        The reduction each image was decoded at
+        (:meth:`~tuningfork.data.GalaxyCollection.scaled_images`); then
+        ``preprocess`` must be a ``Preprocessor``, told each image's.
 
     Returns
     -------
@@ -130,6 +135,18 @@ def preprocess_images(
     ImageShapeError
         The images (after ``preprocess``) differ in shape.
     """
+    if scales is not None and any(scale != 1 for scale in scales):
+        out: list[np.ndarray] = [np.empty(0)] * len(images)
+        for scale in sorted(set(scales)):
+            rows = [row for row, value in enumerate(scales) if value == scale]
+            group = [images[row] for row in rows]
+            if all(image.shape == group[0].shape for image in group):
+                done = preprocess.batch(stack_images(group, lambda i, rows=rows: where(rows[i])), source=source, scale=scale)
+            else:
+                done = [preprocess(image, source=where(row), scale=scale) for image, row in zip(group, rows)]
+            for row, image in zip(rows, done):
+                out[row] = image
+        return stack_images(out, where)
     same_shape = all(image.shape == images[0].shape for image in images)
     preprocess_stack = getattr(preprocess, "batch", None)
     if same_shape and preprocess_stack is not None:

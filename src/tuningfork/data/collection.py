@@ -590,7 +590,9 @@ class GalaxyCollection:
         preprocess : callable, optional
             Applied to each float32 ``(bands, H, W)`` image (for example a
             :class:`~tuningfork.preprocessing.Preprocessor`, whose ``batch``
-            method is used on a whole stack when the raw images share a shape).
+            method is used on a whole stack when the raw images share a shape,
+            and whose ``decode_scale`` lets PNG/JPEG files decode at the
+            reduced resolution its output allows).
         progress : bool
             Show a rich progress bar on stderr.
 
@@ -606,10 +608,37 @@ class GalaxyCollection:
             error names the first odd one.  Iterate the collection, or index
             it, to read galaxies of several sizes one by one.
         """
+        scale_for = getattr(preprocess, "decode_scale", None)
         for start, stop in self._ranges(batch_size, progress):
-            images = self._read(start, stop, require_finite=True)
-            yield Batch(self._ids[start:stop], self._stacked(images, start, stop, preprocess),
+            if scale_for is None:
+                images, scales = self._read(start, stop, require_finite=True), None
+            else:
+                images, scales = self._source.read_scaled(self._positions[start:stop], scale_for)
+            yield Batch(self._ids[start:stop], self._stacked(images, start, stop, preprocess, scales),
                         self._rows(start, stop))
+
+    def scaled_images(self, scale_for: Callable[[int, int], int]) -> tuple[list[np.ndarray], list[int]]:
+        """Every image, decoded at the reduced resolution ``scale_for`` allows (PNG/JPEG files only).
+
+        Parameters
+        ----------
+        scale_for : callable
+            ``scale_for(height, width)`` gives the allowed reduction, 1, 2, 4
+            or 8 (e.g. the smallest of the stages' ``Preprocessor.decode_scale``).
+
+        Returns
+        -------
+        images : list of ndarray
+            float32 ``(bands, h, w)``, in order.
+        scales : list of int
+            The reduction of each, for ``Preprocessor.batch(..., scale=)``.
+
+        Raises
+        ------
+        InputFileError
+            An image cannot be read.
+        """
+        return self._source.read_scaled(self._positions, scale_for)
 
     def raw_images(self) -> list[np.ndarray]:
         """Every image as stored, without preprocessing (for callers that preprocess them several ways).
@@ -850,12 +879,13 @@ class GalaxyCollection:
         start: int,
         stop: int,
         preprocess: Callable[[np.ndarray], np.ndarray] | None,
+        scales: list[int] | None = None,
     ) -> np.ndarray:
-        """The images of rows ``start:stop`` through ``preprocess``, as one stack."""
+        """The images of rows ``start:stop`` (decoded at ``scales``) through ``preprocess``, as one stack."""
         def where(index: int) -> str:
             return self._source.where(int(self._positions[start + index]))
 
-        return preprocess_images(images, preprocess, where, f"{self.name}[{start}:{stop}]")
+        return preprocess_images(images, preprocess, where, f"{self.name}[{start}:{stop}]", scales)
 
 
 def _label_values(column) -> list[Any]:

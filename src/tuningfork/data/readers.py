@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +143,7 @@ def read_image(
     elif hdu is not None:
         raise UnsupportedFormatError(path, f"hdu={hdu!r} given but only FITS files have HDUs")
     elif kind == "raster":
-        pixels = _read_raster_pixels(path)
+        pixels, _ = _read_raster_pixels(path)
     else:
         pixels = _read_numpy_pixels(path)
     return to_bands_first(pixels, path, require_finite=require_finite)
@@ -446,19 +446,67 @@ def _choose_image_hdu(hdul, hdu: int | str | None, path: Path):
     return chosen
 
 
-def _read_raster_pixels(path: Path) -> np.ndarray:
-    """Decode a PNG/JPEG to (H, W) grey or (H, W, 3) RGB, alpha dropped."""
+def read_image_scaled(
+    path: str | Path, scale_for: Callable[[int, int], int]
+) -> tuple[np.ndarray, int]:
+    """Read one image file, decoding a PNG or JPEG at a reduced resolution where allowed.
+
+    Parameters
+    ----------
+    path : str or Path
+        As in :func:`read_image`.
+    scale_for : callable
+        ``scale_for(height, width)`` gives the reduction (1, 2, 4 or 8) the
+        stored image may be decoded at, e.g.
+        :meth:`~tuningfork.preprocessing.PreprocessConfig.decode_scale`.
+        A JPEG is reduced in its DCT (several times faster than decoding it
+        whole), another 8-bit raster by averaging blocks of pixels; FITS and
+        NPY files are read whole (their values are physical).
+
+    Returns
+    -------
+    image : ndarray
+        float32 ``(bands, h, w)``, ``h = ceil(height / scale)``.
+    scale : int
+        The reduction applied.
+
+    Raises
+    ------
+    As :func:`read_image`.
+    """
+    path = Path(path)
+    if image_format(path) != "raster" or not path.is_file():
+        return read_image(path), 1
+    pixels, scale = _read_raster_pixels(path, scale_for)
+    return to_bands_first(pixels, path, require_finite=True), scale
+
+
+def _read_raster_pixels(
+    path: Path, scale_for: Callable[[int, int], int] | None = None
+) -> tuple[np.ndarray, int]:
+    """Decode a PNG/JPEG to (H, W) grey or (H, W, 3) RGB, alpha dropped, and the reduction applied."""
     from PIL import Image
 
     with reraise_as_corrupt(path, "image file"), Image.open(path) as opened:
+        width, height = opened.size
+        scale = 1 if scale_for is None or opened.mode not in ("1", "L", "LA", "RGB", "RGBA", "P", "CMYK", "YCbCr") \
+            else int(scale_for(height, width))
+        reduced = (-(-width // scale), -(-height // scale))
+        if scale > 1:
+            opened.draft(opened.mode, reduced)
         opened.load()  # decode now: PIL is lazy and would hide truncation
         if opened.mode.startswith("I;16"):
-            return np.asarray(opened).astype(np.uint16)
+            return np.asarray(opened).astype(np.uint16), 1
         if opened.mode in ("I", "F"):
             # 32-bit integer or float rasters carry physical values: no scaling.
-            return np.asarray(opened, dtype=np.float32)
+            return np.asarray(opened, dtype=np.float32), 1
         grey = opened.mode in ("1", "L", "LA")
-        return np.asarray(opened.convert("L" if grey else "RGB"))
+        image = opened.convert("L" if grey else "RGB")
+        done = round(width / image.size[0])
+        if done != scale:
+            # Not a JPEG, or one PIL reduced less than asked: block averages make up the rest.
+            image = image.reduce(scale // done)
+        return np.asarray(image), scale
 
 
 def _read_numpy_pixels(path: Path) -> np.ndarray:

@@ -13,7 +13,7 @@ import abc
 import contextlib
 import struct
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from .readers import (
     file_suffix,
     read_bands,
     read_image,
+    read_image_scaled,
     reraise_as_corrupt,
     stored_dtype,
     to_bands_first,
@@ -48,6 +49,16 @@ class ImageSource(abc.ABC):
     @abc.abstractmethod
     def read(self, positions: np.ndarray, *, require_finite: bool = True) -> list[np.ndarray]:
         """float32 ``(bands, H, W)`` images at ``positions``, in that order."""
+
+    def read_scaled(
+        self, positions: np.ndarray, scale_for: Callable[[int, int], int]
+    ) -> tuple[list[np.ndarray], list[int]]:
+        """The images at ``positions``, each decoded at the reduction ``scale_for`` allows, and those reductions.
+
+        Only single PNG/JPEG files are reduced (:func:`read_image_scaled`);
+        other sources read whole (reduction 1).
+        """
+        return self.read(positions), [1] * len(positions)
 
     @abc.abstractmethod
     def stored_dtype(self, position: int) -> str:
@@ -74,6 +85,20 @@ class FileSource(ImageSource):
             else:
                 images.append(read_bands(files, hdu=hdu, require_finite=require_finite))
         return images
+
+    def read_scaled(
+        self, positions: np.ndarray, scale_for: Callable[[int, int], int]
+    ) -> tuple[list[np.ndarray], list[int]]:
+        images, scales = [], []
+        for position in positions:
+            files, hdu = self.files[position], self.hdus[position]
+            if len(files) == 1 and hdu is None:
+                image, scale = read_image_scaled(files[0], scale_for)
+            else:
+                image, scale = self.read(np.asarray([position]))[0], 1
+            images.append(image)
+            scales.append(scale)
+        return images, scales
 
     def stored_dtype(self, position: int) -> str:
         return stored_dtype(self.files[position][0], hdu=self.hdus[position])

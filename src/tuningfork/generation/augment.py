@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..models import load_model
-from ..models.runtime import network_logits
+from ..models.inference import network_logits
 from ..preprocessing import PreprocessConfig, Preprocessor
 from .folder import Generator, load_generator
 from .sample import generate

@@ -22,7 +22,7 @@ from ..data import GalaxyCollection, write_table
 from ..data.batches import DECODE_BATCH, preprocess_images
 from ..data.writers import atomic_path
 from ..errors import InputFileError
-from ..models.runtime import network_logits
+from ..models.inference import network_logits
 from ..training.predict import carried_columns, interpret, prediction_table
 from .cluster import cached_clustering, cached_encoder, cached_model
 
@@ -81,33 +81,54 @@ class ShardPlan:
     batch_size: int = 256
 
 
-def _read_raw(chunk: GalaxyCollection, failures: list[dict]) -> tuple[list[np.ndarray], list[int]]:
-    """Raw images of a chunk and the rows that read, recording the rows that did not."""
+def _scale_for(plan: ShardPlan):
+    """The decoding reduction every stage of the plan allows (:meth:`PreprocessConfig.decode_scale`)."""
+    from ..preprocessing import PreprocessConfig
+
+    if plan.clustering is not None or plan.morphometry is not None:
+        # They read the decoded images at their stored resolution.
+        return lambda height, width: 1
+    configs = []
+    if plan.classifier is not None:
+        configs.append(PreprocessConfig.from_dict(cached_model(plan.classifier).config.preprocessing))
+    if plan.encoder is not None:
+        configs.append(cached_encoder(*plan.encoder).preprocess)
+    return lambda height, width: min((config.decode_scale(height, width) for config in configs), default=1)
+
+
+def _read_raw(chunk: GalaxyCollection, failures: list[dict], scale_for) -> tuple[list[np.ndarray], list[int],
+                                                                                 list[int]]:
+    """Images of a chunk (decoded at the reductions ``scale_for`` allows), those reductions, and the rows
+    that read, recording the rows that did not."""
     try:
-        return chunk.raw_images(), list(range(len(chunk)))
+        images, scales = chunk.scaled_images(scale_for)
+        return images, scales, list(range(len(chunk)))
     except InputFileError:
         pass
     # Galaxy by galaxy only once a batch has failed, so the good ones of a
     # bad batch are read twice but a clean batch is read once.
-    images, rows = [], []
+    images, scales, rows = [], [], []
     for row in range(len(chunk)):
         try:
-            images.append(chunk[row].image)
+            image, scale = chunk.subset([row]).scaled_images(scale_for)
+            images += image
+            scales += scale
             rows.append(row)
         except InputFileError as error:
             failures.append({"id": chunk.ids[row], "file": str(error.path),
                              "error": str(error).splitlines()[0]})
-    return images, rows
+    return images, scales, rows
 
 
-def _batch_outputs(plan: ShardPlan, chunk: GalaxyCollection, images: list[np.ndarray], ids: list[str]) -> dict:
+def _batch_outputs(plan: ShardPlan, chunk: GalaxyCollection, images: list[np.ndarray], scales: list[int],
+                   ids: list[str]) -> dict:
     """Every stage's raw output for one batch of decoded galaxies, each stage preprocessing them its own way."""
     from astropy.table import Table
 
     from ..preprocessing import PreprocessConfig, Preprocessor
 
     def preprocessed(config: PreprocessConfig) -> np.ndarray:
-        return preprocess_images(images, Preprocessor(config), lambda row: ids[row], chunk.name)
+        return preprocess_images(images, Preprocessor(config), lambda row: ids[row], chunk.name, scales)
 
     outputs = {}
     if plan.classifier is not None:
@@ -178,13 +199,14 @@ def run_shard(collection: GalaxyCollection, shard_id: str, folder: str | Path, p
     kept: list[int] = []
     outputs: dict[str, list] = {}
     read_batch = min(plan.batch_size, DECODE_BATCH)
+    scale_for = _scale_for(plan)
     for start in range(0, len(collection), read_batch):
         chunk = collection.subset(slice(start, start + read_batch))
-        images, rows = _read_raw(chunk, failures)
+        images, scales, rows = _read_raw(chunk, failures, scale_for)
         if not rows:
             continue
         kept.extend(start + row for row in rows)
-        batch = _batch_outputs(plan, chunk.subset(rows), images, [chunk.ids[row] for row in rows])
+        batch = _batch_outputs(plan, chunk.subset(rows), images, scales, [chunk.ids[row] for row in rows])
         for name, value in batch.items():
             outputs.setdefault(name, []).append(value)
     ids = collection.ids

@@ -56,7 +56,7 @@ class Preprocessor:
         self._nonfinite_pixels = 0
 
     def __call__(
-        self, image: np.ndarray, mask: np.ndarray | None = None, source: str = "image"
+        self, image: np.ndarray, mask: np.ndarray | None = None, source: str = "image", scale: int = 1
     ) -> np.ndarray:
         """Preprocess one image.
 
@@ -69,6 +69,8 @@ class Preprocessor:
             (stars, artefacts); (H, W) or (bands, H, W).
         source : str
             The image's file name or id, used in error messages.
+        scale : int
+            As in :meth:`batch`.
 
         Returns
         -------
@@ -90,11 +92,11 @@ class Preprocessor:
             )
         pixel_mask = as_pixel_mask(mask, array.shape, name=f"mask of {source}")
         return self._run(
-            array[None], None if pixel_mask is None else pixel_mask[None], source, is_batch=False
+            array[None], None if pixel_mask is None else pixel_mask[None], source, is_batch=False, scale=scale
         )[0]
 
     def batch(
-        self, images: np.ndarray, masks: np.ndarray | None = None, source: str = "batch"
+        self, images: np.ndarray, masks: np.ndarray | None = None, source: str = "batch", scale: int = 1
     ) -> np.ndarray:
         """Preprocess a stack of same-sized images at once.
 
@@ -106,6 +108,10 @@ class Preprocessor:
             Sky-estimate masks broadcastable to ``images``.
         source : str
             Name of the batch in error messages; image ``i`` is ``source[i]``.
+        scale : int
+            The images were decoded at ``1 / scale`` of their stored
+            resolution (see :meth:`PreprocessConfig.decode_scale`): a
+            ``crop_pixels`` crop is taken in their pixels.
 
         Returns
         -------
@@ -126,7 +132,11 @@ class Preprocessor:
                 source, f"expected (N, bands, height, width), got shape {array.shape}"
             )
         pixel_mask = as_pixel_mask(masks, array.shape, name=f"masks of {source}")
-        return self._run(array, pixel_mask, source, is_batch=True)
+        return self._run(array, pixel_mask, source, is_batch=True, scale=scale)
+
+    def decode_scale(self, height: int, width: int) -> int:
+        """The reduction a stored image may be decoded at (:meth:`PreprocessConfig.decode_scale`)."""
+        return self.config.decode_scale(height, width)
 
     def report(self) -> dict[str, int]:
         """Counts over every image processed so far.
@@ -146,9 +156,10 @@ class Preprocessor:
         }
 
     def _run(
-        self, images: np.ndarray, sky_mask: np.ndarray | None, source: str, is_batch: bool
+        self, images: np.ndarray, sky_mask: np.ndarray | None, source: str, is_batch: bool, scale: int = 1
     ) -> np.ndarray:
         config = self.config
+        crop_pixels = None if config.crop_pixels is None else config.crop_pixels // scale
         missing = ~np.isfinite(images)
         missing_per_image = missing.sum(axis=(1, 2, 3))
         has_missing = missing_per_image > 0
@@ -173,15 +184,15 @@ class Preprocessor:
                 max_pixels=config.background_max_pixels,
             )
             level = np.nan_to_num(level, nan=0.0).astype(np.float32)[..., None, None]
-        if config.crop_pixels is not None or config.crop_fraction is not None:
+        if crop_pixels is not None or config.crop_fraction is not None:
             images = center_crop(
-                images, pixels=config.crop_pixels, fraction=config.crop_fraction, name=source
+                images, pixels=crop_pixels, fraction=config.crop_fraction, name=source
             )
             if any_missing:
                 missing = (
                     center_crop(
                         missing.astype(np.float32),
-                        pixels=config.crop_pixels,
+                        pixels=crop_pixels,
                         fraction=config.crop_fraction,
                     )
                     > 0

@@ -1,9 +1,9 @@
-"""From a GalaxyCollection to tensors: targets, splits, and a LightningDataModule.
+"""From a GalaxyCollection to training arrays: targets, splits and the crop.
 
 Cutouts for classification are small (a 64-pixel, 3-band image is 48 kB),
 so the preprocessed images of a training run are read once, through the
 collection's batches and the model's :class:`~tuningfork.preprocessing.Preprocessor`,
-and kept in memory; augmentation then runs on whole batches in the
+and kept in memory (:class:`~tuningfork.training.module.GalaxyDataModule`); augmentation then runs on whole batches in the
 LightningModule, on whatever device trains.
 """
 
@@ -13,10 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 from ..config import Serialisable
 from ..data import GalaxyCollection
@@ -323,51 +320,3 @@ def choose_crop(collection: GalaxyCollection, config, seed: int = 0, n_sample: i
     if pixels > _MAX_CROP_SHARE * side:
         return CropChoice(None, side, reason)
     return CropChoice(pixels, side, reason)
-
-
-class GalaxyDataModule(L.LightningDataModule):
-    """In-memory training and validation tensors.
-
-    Parameters
-    ----------
-    train_images, val_images : ndarray
-        float32 (n, bands, H, W).
-    train_targets, val_targets : ndarray
-        Class codes (int64) or votes (float32, (n, answers)).
-    batch_size : int
-        Galaxies per training step.
-    seed : int
-        Seed of the shuffling.
-    num_workers : int
-        DataLoader worker processes (0: the training process reads).
-    """
-
-    def __init__(
-        self,
-        train_images: np.ndarray,
-        train_targets: np.ndarray,
-        val_images: np.ndarray,
-        val_targets: np.ndarray,
-        batch_size: int = 64,
-        seed: int = 0,
-        num_workers: int = 0,
-    ):
-        super().__init__()
-        self.train = TensorDataset(torch.from_numpy(train_images), torch.from_numpy(train_targets))
-        self.val = TensorDataset(torch.from_numpy(val_images), torch.from_numpy(val_targets))
-        self.batch_size = batch_size
-        self.seed = seed
-        self.num_workers = num_workers
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled (seeded) batches; a last batch of one is dropped (batch norm needs two)."""
-        generator = torch.Generator().manual_seed(self.seed)
-        drop_last = len(self.train) % self.batch_size == 1
-        return DataLoader(
-            self.train, batch_size=self.batch_size, shuffle=True, generator=generator,
-            drop_last=drop_last, num_workers=self.num_workers,
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        """Validation batches in order."""
-        return DataLoader(self.val, batch_size=max(self.batch_size, 256), num_workers=self.num_workers)

@@ -11,7 +11,7 @@ import numpy as np
 from ..data import GalaxyCollection, atomic_path, check_output
 from ..errors import CatalogError, ConfigError, MissingColumnError
 from ..models import LoadedModel, load_model
-from ..models.runtime import network_logits
+from ..models.inference import network_logits
 from .calibration import (
     calibrated_probabilities,
     class_purity,

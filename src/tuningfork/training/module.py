@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from ..models.runtime import CpuBudget, find_callback
 from ..preprocessing import d4_apply_each, random_d4
@@ -304,3 +305,51 @@ class GalaxyModule(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class GalaxyDataModule(L.LightningDataModule):
+    """In-memory training and validation tensors.
+
+    Parameters
+    ----------
+    train_images, val_images : ndarray
+        float32 (n, bands, H, W).
+    train_targets, val_targets : ndarray
+        Class codes (int64) or votes (float32, (n, answers)).
+    batch_size : int
+        Galaxies per training step.
+    seed : int
+        Seed of the shuffling.
+    num_workers : int
+        DataLoader worker processes (0: the training process reads).
+    """
+
+    def __init__(
+        self,
+        train_images: np.ndarray,
+        train_targets: np.ndarray,
+        val_images: np.ndarray,
+        val_targets: np.ndarray,
+        batch_size: int = 64,
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.train = TensorDataset(torch.from_numpy(train_images), torch.from_numpy(train_targets))
+        self.val = TensorDataset(torch.from_numpy(val_images), torch.from_numpy(val_targets))
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled (seeded) batches; a last batch of one is dropped (batch norm needs two)."""
+        generator = torch.Generator().manual_seed(self.seed)
+        drop_last = len(self.train) % self.batch_size == 1
+        return DataLoader(
+            self.train, batch_size=self.batch_size, shuffle=True, generator=generator,
+            drop_last=drop_last, num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches in order."""
+        return DataLoader(self.val, batch_size=max(self.batch_size, 256), num_workers=self.num_workers)

@@ -23,7 +23,7 @@ from ..data.batches import DECODE_BATCH
 from ..errors import ConfigError, MissingColumnError, ModelError
 from ..models import LoadedModel, load_model
 from ..models.export import OnnxRuntimeNetwork
-from ..models.runtime import network_logits
+from ..models.inference import network_logits
 from ..preprocessing import PreprocessConfig, Preprocessor
 from .calibration import (
     MIN_CLASS_COUNT,

@@ -13,7 +13,6 @@ training.
 
 from __future__ import annotations
 
-from timm.models.maxxvit import MaxxVit, MaxxVitCfg, MaxxVitConvCfg, MaxxVitTransformerCfg
 from torch import nn
 
 from ..registry import register_model
@@ -64,6 +63,9 @@ def hybrid_net(
         A :class:`timm.models.maxxvit.MaxxVit`; its features are timm's
         ``forward_head(forward_features(x), pre_logits=True)``.
     """
+    # Imported here: timm takes a second to import, and a process that only runs another network never needs it.
+    from timm.models.maxxvit import MaxxVit, MaxxVitCfg, MaxxVitConvCfg, MaxxVitTransformerCfg
+
     config = MaxxVitCfg(
         embed_dim=tuple(widths),
         depths=tuple(depths),

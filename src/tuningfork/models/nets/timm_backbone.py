@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import timm
-from timm.models import adapt_input_conv, load_state_dict
 from torch import nn
 
 from ...errors import ConfigError, CorruptFileError, MissingFileError
@@ -59,6 +57,9 @@ def timm_backbone(
         Features (pooled, pre-logit) are timm's
         ``forward_head(forward_features(x), pre_logits=True)``.
     """
+    # Imported here: timm takes a second to import, and a process that only runs another network never needs it.
+    import timm
+
     if name not in timm.list_models():
         raise ConfigError(f"unknown architecture '{name}': not rotinv, hybrid, or a timm model name")
     options = {"num_classes": num_outputs, "in_chans": in_channels, "drop_rate": dropout}
@@ -87,6 +88,8 @@ def load_pretrained_file(model: nn.Module, name: str, weights: str | Path, in_ch
     weights = Path(weights)
     if not weights.is_file():
         raise MissingFileError(weights, "pretrained weights file")
+    from timm.models import adapt_input_conv, load_state_dict
+
     try:
         state = load_state_dict(str(weights))
     except Exception as error:  # safetensors and pickle raise unrelated types for a broken file

@@ -28,12 +28,12 @@ from ..models import (
     save_model,
 )
 from ..models.folder import copy_matching_weights
+from ..models.inference import network_logits
 from ..models.runtime import (
     BestWeights,
     CpuBudget,
     find_callback,
     make_trainer,
-    network_logits,
     resolve_precision,
 )
 from ..preprocessing import PreprocessConfig, Preprocessor
@@ -44,7 +44,6 @@ from .calibration import (
     threshold_for_accuracy,
 )
 from .datamodule import (
-    GalaxyDataModule,
     Target,
     choose_crop,
     class_codes,
@@ -55,7 +54,7 @@ from .datamodule import (
 from .evaluate import first_question_majority, validation_triage, vote_metrics
 from .finetune import freeze_encoder as freeze_encoder_weights
 from .losses import balanced_class_weights, imbalance_ratio
-from .module import Augmentation, GalaxyModule
+from .module import Augmentation, GalaxyDataModule, GalaxyModule
 from .predict import interpret
 from .trees import get_tree, tree_for_columns
 
