@@ -385,7 +385,11 @@ def stage_gz1(args, work: Path) -> dict:
 
             rows_kept, _ = train_test_split(np.arange(len(labels)), train_size=fraction, random_state=args.seed,
                                             stratify=labels)
-            part = train_set.subset(np.sort(rows_kept))
+            # At least two of each class (one to train on, one to validate), so every model knows every class.
+            rng = np.random.default_rng(args.seed)
+            extra = [rng.choice(np.flatnonzero(labels == name), 2, replace=False) for name in np.unique(labels)
+                     if np.sum(labels[rows_kept] == name) < 2]
+            part = train_set.subset(np.unique(np.concatenate([rows_kept, *extra])))
         rows[f"{fraction:.0%}"] = fine_tune_rows(f"gz1-{fraction:g}", part, test_set, base, work,
                                                  args.fine_tune_budget_s, args.seed, TARGET, _matching_crop(base),
                                                  None)

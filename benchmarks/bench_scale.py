@@ -61,8 +61,10 @@ from astropy.table import Table
 RESULTS = Path(__file__).resolve().parent / "results"
 GZC = Path(__file__).resolve().parents[2] / "shared" / "data" / "gzc"
 IMAGE_SIZE = 64
-FULL = {"throughput": 20_000, "memory": (10_000, 100_000), "kill": 5_000, "end_to_end": 1_000, "shard": 1000}
-QUICK = {"throughput": 400, "memory": (300, 600), "kill": 300, "end_to_end": 120, "shard": 50}
+FULL = {"throughput": 20_000, "memory": (10_000, 100_000), "kill": 5_000, "end_to_end": 1_000,
+        "end_to_end_large": 10_000, "shard": 1000}
+QUICK = {"throughput": 400, "memory": (300, 600), "kill": 300, "end_to_end": 120, "end_to_end_large": 240,
+         "shard": 50}
 
 
 def uptime() -> str:
@@ -209,23 +211,56 @@ def full_size_jpegs(folder: Path, count: int) -> list[Path]:
     return files
 
 
-def end_to_end(model: Path, work: Path, files: list[Path]) -> dict:
-    data = repeated_catalog(work / "full-size.csv", len(files), files)
-    catalog = timed(cli("catalog", data, "--out", work / "e2e", "--classifier", model, "--workers", 1,
-                        "--shard-size", 250))
-    single = timed(cli("predict", model, data, "--out", work / "e2e-predict.parquet"))
-    ours = Table.read(work / "e2e" / "catalog.parquet")
-    theirs = Table.read(work / "e2e-predict.parquet")
+def end_to_end(model: Path, work: Path, files: list[Path], count: int) -> dict:
+    """``catalog --workers 1`` and ``predict`` on ``count`` rows cycling over the 424-pixel ``files``."""
+    data = repeated_catalog(work / f"full-size-{count}.csv", count, files)
+    catalog = timed(cli("catalog", data, "--out", work / f"e2e-{count}", "--classifier", model, "--workers", 1,
+                        "--shard-size", 1000))
+    single = timed(cli("predict", model, data, "--out", work / f"e2e-predict-{count}.parquet"))
+    ours = Table.read(work / f"e2e-{count}" / "catalog.parquet")
+    theirs = Table.read(work / f"e2e-predict-{count}.parquet")
     same_class = float(np.mean(np.asarray(ours["predicted_class"]) == np.asarray(theirs["predicted_class"])))
     return {
-        "images": len(files),
-        "catalog_1_worker": {**catalog, "images_per_cpu_s": round(len(files) / catalog["cpu_s"], 1),
-                             "images_per_s": round(len(files) / catalog["wall_s"], 1)},
-        "predict": {**single, "images_per_cpu_s": round(len(files) / single["cpu_s"], 1),
-                    "images_per_s": round(len(files) / single["wall_s"], 1)},
+        "images": count,
+        "catalog_1_worker": {**catalog, "images_per_cpu_s": round(count / catalog["cpu_s"], 1),
+                             "images_per_s": round(count / catalog["wall_s"], 1)},
+        "predict": {**single, "images_per_cpu_s": round(count / single["cpu_s"], 1),
+                    "images_per_s": round(count / single["wall_s"], 1)},
         "same_predicted_class": same_class,
         "max_confidence_difference": float(np.max(np.abs(np.asarray(ours["confidence"])
                                                          - np.asarray(theirs["confidence"])))),
+    }
+
+
+def reduced_decoding(model: Path, files: list[Path]) -> dict:
+    """The classification with JPEGs decoded at the reduced resolution the preprocessing allows, against whole."""
+    import torch
+
+    from tuningfork.data import GalaxyCollection
+    from tuningfork.data.readers import read_image
+    from tuningfork.models import load_model
+    from tuningfork.models.inference import network_logits
+    from tuningfork.preprocessing import PreprocessConfig, Preprocessor
+
+    torch.set_num_threads(1)
+    loaded = load_model(model)
+    preprocessor = Preprocessor(PreprocessConfig.from_dict(loaded.config.preprocessing))
+    data = GalaxyCollection.open(repeated_catalog(Path(files[0]).parent.parent / "reduced.csv", len(files), files))
+    started = time.process_time()
+    reduced = data.read_images(preprocessor, 256)
+    reduced_s = time.process_time() - started
+    started = time.process_time()
+    whole = np.stack([preprocessor(read_image(file)) for file in files])
+    whole_s = time.process_time() - started
+    probabilities = [torch.softmax(torch.from_numpy(network_logits(loaded.network, images)), 1).numpy()
+                     for images in (reduced, whole)]
+    return {
+        "decode_scale": preprocessor.decode_scale(424, 424),
+        "read_and_preprocess_cpu_s_per_1000": {"reduced": round(1000 * reduced_s / len(files), 2),
+                                                "whole": round(1000 * whole_s / len(files), 2)},
+        "mean_abs_pixel_difference": float(np.abs(reduced - whole).mean()),
+        "same_predicted_class": float(np.mean(probabilities[0].argmax(1) == probabilities[1].argmax(1))),
+        "max_probability_difference": float(np.abs(probabilities[0] - probabilities[1]).max()),
     }
 
 
@@ -274,7 +309,7 @@ def lightning(model: Path, work: Path, files: list[Path], ours: dict) -> dict:
 
 
 def markdown(report: dict) -> str:
-    tp, memory, e2e, light = report["throughput"], report["memory"], report["end_to_end"], report["lightning"]
+    tp, memory, e2e = report["throughput"], report["memory"], report["end_to_end"]
     lines = [
         "# The catalog at scale (issue 14)", "",
         f"Before: `{report['uptime_before']}`  ", f"After: `{report['uptime_after']}`", "",
@@ -290,18 +325,32 @@ def markdown(report: dict) -> str:
         values = report[name]
         lines.append(f"| {name.replace('_', ' ')}: lost / duplicated rows of {values['galaxies']} "
                      f"| {values['lost']} / {values['duplicated']} | 0 / 0 |")
-    ours, single = e2e["catalog_1_worker"], e2e["predict"]
+    for run in (e2e, report["end_to_end_large"]):
+        ours, single = run["catalog_1_worker"], run["predict"]
+        lines += [
+            (f"| end to end, {run['images']} rows of 424 px JPEGs, catalog 1 worker, start-up included | "
+             f"{ours['images_per_cpu_s']} images/CPU-s ({ours['images_per_s']} images/s) | >= 250 images/CPU-s |"),
+            (f"| end to end, {run['images']} rows, `tuningfork predict` | {single['images_per_cpu_s']} images/CPU-s "
+             f"({single['images_per_s']} images/s) | |"),
+            (f"| catalog: same class as predict / max confidence difference | {run['same_predicted_class']:.3f} / "
+             f"{run['max_confidence_difference']:.2g} | 1 / noise |"),
+        ]
+    reduced = report["reduced_decoding"]
+    cost = reduced["read_and_preprocess_cpu_s_per_1000"]
     lines += [
-        (f"| end to end, 424 px JPEGs, catalog 1 worker | {ours['images_per_cpu_s']} images/CPU-s "
-         f"({ours['images_per_s']} images/s) | >= 250 images/CPU-s |"),
-        (f"| end to end, `tuningfork predict` | {single['images_per_cpu_s']} images/CPU-s "
-         f"({single['images_per_s']} images/s) | |"),
-        (f"| same class as predict / max confidence difference | {e2e['same_predicted_class']:.3f} / "
-         f"{e2e['max_confidence_difference']:.2g} | 1 / noise |"),
-        f"| Lightning Trainer.predict + DataLoader | {light['lightning_trainer_predict']['images_per_s']} images/s | |",
-        f"| catalog vs Lightning | {light['speedup']}x | >= 1.5x |",
-        "", "The 424-pixel JPEGs are gzc images upscaled (bicubic) from 128 px: see the module docstring.",
+        (f"| JPEG decoded at 1/{reduced['decode_scale']}: read + preprocess CPU-s per 1000 images | "
+         f"{cost['reduced']} (whole decode: {cost['whole']}) | |"),
+        (f"| reduced vs whole decode: same class / max probability difference / mean pixel difference | "
+         f"{reduced['same_predicted_class']:.3f} / {reduced['max_probability_difference']:.2g} / "
+         f"{reduced['mean_abs_pixel_difference']:.2g} | within noise |"),
     ]
+    for light, run in ((report["lightning"], e2e), (report["lightning_large"], report["end_to_end_large"])):
+        lines += [
+            (f"| Lightning Trainer.predict + DataLoader, {run['images']} rows | "
+             f"{light['lightning_trainer_predict']['images_per_s']} images/s | |"),
+            f"| catalog 1 worker vs Lightning, {run['images']} rows | {light['speedup']}x | >= 1.5x |",
+        ]
+    lines += ["", "The 424-pixel JPEGs are gzc images upscaled (bicubic) from 128 px: see the module docstring."]
     return "\n".join(lines) + "\n"
 
 
@@ -322,8 +371,13 @@ def main() -> None:
         report["kill_worker"] = kill_worker(model, work, sizes["kill"])
         report["kill_client"] = kill_client(model, work, sizes["kill"])
         files = full_size_jpegs(work / "jpeg424", sizes["end_to_end"])
-        report["end_to_end"] = end_to_end(model, work, files)
+        report["reduced_decoding"] = reduced_decoding(model, files)
+        report["end_to_end"] = end_to_end(model, work, files, len(files))
+        report["end_to_end_large"] = end_to_end(model, work, files, sizes["end_to_end_large"])
         report["lightning"] = lightning(model, work, files, report["end_to_end"]["catalog_1_worker"])
+        repeated = [files[row % len(files)] for row in range(sizes["end_to_end_large"])]
+        report["lightning_large"] = lightning(model, work, repeated,
+                                              report["end_to_end_large"]["catalog_1_worker"])
     report["uptime_after"] = uptime()
     write_report(RESULTS, "scale_quick" if args.quick else "scale", report, markdown(report))
 

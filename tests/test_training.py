@@ -408,3 +408,17 @@ def test_target_is_serialisable_and_stores_only_the_fields_of_its_kind():
         Target.from_dict({"kind": "classes", "labels": ["a"]})
     with pytest.raises(ConfigError, match="target kind"):
         Target("regression")
+
+
+def test_a_class_with_one_galaxy_trains_instead_of_breaking_the_stratified_split():
+    from astropy.table import Table
+
+    from tuningfork.data import GalaxyCollection
+
+    labels = np.array(["a"] * 10 + ["b"] * 10 + ["c"])
+    collection = GalaxyCollection.from_arrays(np.zeros((21, 1, 4, 4), dtype=np.float32), Table({"label": labels}))
+    codes = np.unique(labels, return_inverse=True)[1]
+    splits = split_indices(collection, None, 0.2, 0, codes)
+    assert 20 in splits["train"] and 20 not in splits["val"]
+    assert sorted(np.concatenate([splits["train"], splits["val"]])) == list(range(21))
+    assert {labels[row] for row in splits["val"]} == {"a", "b"}

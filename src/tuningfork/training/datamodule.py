@@ -220,7 +220,14 @@ def split_indices(
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val_fraction {val_fraction} must lie in (0, 1)")
     rows = np.arange(len(collection))
-    train, val = train_test_split(rows, test_size=val_fraction, random_state=seed, stratify=stratify)
+    alone = np.zeros(len(rows), dtype=bool)
+    if stratify is not None:
+        # A class with one galaxy cannot be split; it trains (a few labels are where a rare class starts).
+        codes, counts = np.unique(stratify, return_counts=True)
+        alone = np.isin(stratify, codes[counts < 2])
+    train, val = train_test_split(rows[~alone], test_size=val_fraction, random_state=seed,
+                                  stratify=None if stratify is None else np.asarray(stratify)[~alone])
+    train = np.concatenate([train, rows[alone]])
     return {"train": np.sort(train), "val": np.sort(val), "test": np.array([], dtype=int)}
 
 
