@@ -62,9 +62,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 GZC = Path(__file__).resolve().parents[2] / "shared" / "data" / "gzc"
 IMAGE_SIZE = 64
 FULL = {"throughput": 20_000, "memory": (10_000, 100_000), "kill": 5_000, "end_to_end": 1_000,
-        "end_to_end_large": 10_000, "shard": 1000}
+        "end_to_end_large": 10_000, "morphometry": (100, 5), "shard": 1000}
 QUICK = {"throughput": 400, "memory": (300, 600), "kill": 300, "end_to_end": 120, "end_to_end_large": 240,
-         "shard": 50}
+         "morphometry": (5, 2), "shard": 50}
 
 
 def uptime() -> str:
@@ -264,6 +264,44 @@ def reduced_decoding(model: Path, files: list[Path]) -> dict:
     }
 
 
+def stage_costs(model: Path, work: Path, files: list[Path], morphometry_counts: tuple[int, int]) -> dict:
+    """CPU-seconds per galaxy of each catalog stage, alone in one shard in this process (one torch thread).
+
+    Each stage's shard reads its galaxies itself (the reading is included, as
+    in a run); read + preprocess alone is timed too.  Classification and
+    embeddings run on the 424-pixel JPEGs; morphometry (statmorph, the slow
+    stage, whose cost grows steeply with the stamp size) on fewer galaxies,
+    both on gzc's native 128-pixel JPEGs and on the 424-pixel ones.
+    """
+    import torch
+
+    from tuningfork.data import GalaxyCollection
+    from tuningfork.pipeline.shard import ShardPlan, run_shard
+    from tuningfork.preprocessing import PreprocessConfig, Preprocessor
+
+    torch.set_num_threads(1)
+    native = sorted((GZC / "images").glob("*.jpg"))
+    large = GalaxyCollection.open(repeated_catalog(work / "stages424.csv", len(files), files))
+    small = GalaxyCollection.open(repeated_catalog(work / "stages128.csv", len(files), native))
+    plans = {"classification (default rotinv, 64 px), 424 px JPEGs": (ShardPlan(classifier=str(model)), large,
+                                                                      len(files)),
+             "embeddings (morphology descriptors), 424 px JPEGs": (
+                 ShardPlan(encoder=("morphology", None, 3, 32)), large, len(files)),
+             "morphometry (statmorph), 128 px JPEGs": (ShardPlan(morphometry={}), small, morphometry_counts[0]),
+             "morphometry (statmorph), 424 px JPEGs": (ShardPlan(morphometry={}), large, morphometry_counts[1])}
+    started = time.process_time()
+    large.read_images(Preprocessor(PreprocessConfig(output_size=IMAGE_SIZE)), 256)
+    costs = {"read + preprocess alone (424 px JPEG, 64 px output)": (time.process_time() - started) / len(files)}
+    for index, (name, (plan, data, count)) in enumerate(plans.items()):
+        # A first small shard loads the stage's models, outside the timing.
+        run_shard(data.subset(slice(0, 4)), f"warm-{index}", work / "stages", plan)
+        started = time.process_time()
+        run_shard(data.subset(slice(0, count)), f"stage-{index}", work / "stages", plan)
+        costs[name] = (time.process_time() - started) / count
+    return {"galaxies": len(files), "morphometry_galaxies": list(morphometry_counts),
+            "cpu_s_per_galaxy": {name: round(value, 6) for name, value in costs.items()}}
+
+
 LIGHTNING_SCRIPT = '''
 import sys, time
 import numpy as np, torch, lightning as L
@@ -350,6 +388,13 @@ def markdown(report: dict) -> str:
              f"{light['lightning_trainer_predict']['images_per_s']} images/s | |"),
             f"| catalog 1 worker vs Lightning, {run['images']} rows | {light['speedup']}x | >= 1.5x |",
         ]
+    stages = report["stages"]
+    lines += ["", (f"CPU-seconds per galaxy of each stage alone in one shard (one process, one torch thread, "
+                   f"its reading included; {stages['galaxies']} galaxies, morphometry on "
+                   f"{' and '.join(map(str, stages['morphometry_galaxies']))}):"), "",
+              "| stage | CPU-s per 10^5 galaxies | CPU-ms per galaxy |", "|---|---|---|"]
+    for name, value in stages["cpu_s_per_galaxy"].items():
+        lines.append(f"| {name} | {value * 1e5:,.0f} | {value * 1e3:,.2f} |")
     lines += ["", "The 424-pixel JPEGs are gzc images upscaled (bicubic) from 128 px: see the module docstring."]
     return "\n".join(lines) + "\n"
 
@@ -372,6 +417,7 @@ def main() -> None:
         report["kill_client"] = kill_client(model, work, sizes["kill"])
         files = full_size_jpegs(work / "jpeg424", sizes["end_to_end"])
         report["reduced_decoding"] = reduced_decoding(model, files)
+        report["stages"] = stage_costs(model, work, files, sizes["morphometry"])
         report["end_to_end"] = end_to_end(model, work, files, len(files))
         report["end_to_end_large"] = end_to_end(model, work, files, sizes["end_to_end_large"])
         report["lightning"] = lightning(model, work, files, report["end_to_end"]["catalog_1_worker"])
