@@ -309,3 +309,16 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(model, scheduler, 
     written = Table.read(out / "catalog.parquet")
     assert len(set(written["id"])) == len(written) == 200
     assert list(written["id"]) == GalaxyCollection.open(images).ids
+
+
+def test_local_workers_keep_glibc_adaptive_malloc():
+    # Dask's default MALLOC_TRIM_THRESHOLD_ made every decoded stamp a fresh mmap
+    # (as much system time as compute, bench_scale.py); the clusters we start unset it.
+    import os
+
+    from tuningfork.pipeline.cluster import open_client
+
+    with open_client(workers=1) as client:
+        environ = next(iter(client.run(lambda: dict(os.environ)).values()))
+    assert "MALLOC_TRIM_THRESHOLD_" not in environ
+    assert environ["OMP_NUM_THREADS"] == "1"

@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import dask
 from distributed import WorkerPlugin
 
 from ..errors import ConfigError
@@ -24,6 +25,12 @@ CONNECT_TIMEOUT = 5
 
 #: Scheduler options of a local cluster: no dashboard, HTTP server on any free port.
 LOCAL_SCHEDULER = {"dashboard": False, "dashboard_address": ":0"}
+#: Dask's nannies set ``MALLOC_TRIM_THRESHOLD_=65536`` in their workers, which
+#: also fixes glibc's mmap threshold: every decoded stamp then becomes a fresh
+#: mmap whose pages fault in one by one.  On 424 px JPEGs that cost the worker
+#: about as much system time as the network's compute; glibc's own adaptive
+#: thresholds keep the peak memory flat all the same (benchmarks/bench_scale.py).
+LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 _MODELS: dict[str, LoadedModel] = {}
 # Fitted clusterings and encoders, keyed like the models.
@@ -147,7 +154,8 @@ def open_client(workers: int | None = None, scheduler: str | None = None) -> Ite
         raise ConfigError(f"number of workers must be a positive integer, got {workers!r}")
     # No dashboard (it needs bokeh, and a batch run has no one to look at it), and the
     # scheduler's HTTP server on a free port, so that two runs on one machine do not collide.
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      scheduler_kwargs=LOCAL_SCHEDULER, silence_logs=logging.ERROR) as cluster, \
+    with dask.config.set(LOCAL_WORKER_CONFIG), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                         scheduler_kwargs=LOCAL_SCHEDULER, silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client
