@@ -48,6 +48,7 @@ with ``--quick``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import signal
@@ -134,18 +135,35 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@contextlib.contextmanager
+def two_worker_cluster():
+    """A two-worker local cluster set up as ``catalog`` sets up its own (:data:`LOCAL_WORKER_CONFIG`).
+
+    Also keeps this process's environment clean: a nanny copies its
+    pre-spawn variables into the process that hosts it, and every command
+    started afterwards would inherit Dask's malloc trim threshold.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    from tuningfork.pipeline.cluster import LOCAL_SCHEDULER, LOCAL_WORKER_CONFIG
+
+    with dask.config.set(LOCAL_WORKER_CONFIG), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                         scheduler_kwargs=LOCAL_SCHEDULER) as cluster:
+        yield cluster
+
+
 def peak_memory(model: Path, work: Path, counts: tuple[int, ...], shard: int) -> dict:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from tuningfork.pipeline import build_catalog
-    from tuningfork.pipeline.cluster import LOCAL_SCHEDULER
 
     result = {}
     for count in counts:
         data = repeated_catalog(work / f"memory{count}.csv", count)
         # A fresh cluster per size, so each worker's peak is that of this run.
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                          scheduler_kwargs=LOCAL_SCHEDULER) as cluster, Client(cluster) as client:
+        with two_worker_cluster() as cluster, Client(cluster) as client:
             start = time.perf_counter()
             build_catalog(data, work / f"memory{count}", model, shard_size=shard, scheduler=cluster.scheduler_address)
             wall = time.perf_counter() - start
@@ -156,16 +174,14 @@ def peak_memory(model: Path, work: Path, counts: tuple[int, ...], shard: int) ->
 
 
 def kill_worker(model: Path, work: Path, count: int) -> dict:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from tuningfork.pipeline import build_catalog
-    from tuningfork.pipeline.cluster import LOCAL_SCHEDULER
 
     data = repeated_catalog(work / "kill-worker.csv", count)
     out = work / "kill-worker"
     shard = max(1, count // 100)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      scheduler_kwargs=LOCAL_SCHEDULER) as cluster, Client(cluster) as client:
+    with two_worker_cluster() as cluster, Client(cluster) as client:
         outcome = {}
         thread = threading.Thread(target=lambda: outcome.update(
             result=build_catalog(data, out, model, shard_size=shard, scheduler=cluster.scheduler_address)))
@@ -435,6 +451,8 @@ def main() -> None:
         report["memory"] = peak_memory(model, work, sizes["memory"], sizes["shard"])
         report["kill_worker"] = kill_worker(model, work, sizes["kill"])
         report["kill_client"] = kill_client(model, work, sizes["kill"])
+        # Should stay unset: the timed commands below inherit this process's environment.
+        report["malloc_trim_threshold_env"] = os.environ.get("MALLOC_TRIM_THRESHOLD_")
         files = full_size_jpegs(work / "jpeg424", sizes["end_to_end"])
         report["reduced_decoding"] = reduced_decoding(model, files)
         report["stages"] = stage_costs(model, work, files, sizes["morphometry"])
