@@ -28,8 +28,8 @@ LOCAL_SCHEDULER = {"dashboard": False, "dashboard_address": ":0"}
 #: Dask's nannies set ``MALLOC_TRIM_THRESHOLD_=65536`` in their workers, which
 #: also fixes glibc's mmap threshold: every decoded stamp then becomes a fresh
 #: mmap whose pages fault in one by one.  On 424 px JPEGs that cost the worker
-#: about as much system time as the network's compute; glibc's own adaptive
-#: thresholds keep the peak memory flat all the same (benchmarks/bench_scale.py).
+#: about as much system time as the network's compute.  Without it the workers'
+#: peak memory was no higher (benchmarks/bench_scale.py).
 LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 _MODELS: dict[str, LoadedModel] = {}
