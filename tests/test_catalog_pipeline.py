@@ -311,14 +311,17 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(model, scheduler, 
     assert list(written["id"]) == GalaxyCollection.open(images).ids
 
 
-def test_local_workers_keep_glibc_adaptive_malloc():
+def test_local_workers_keep_glibc_adaptive_malloc(monkeypatch):
     # Dask's default MALLOC_TRIM_THRESHOLD_ made every decoded stamp a fresh mmap
-    # (as much system time as compute, bench_scale.py); the clusters we start unset it.
+    # (as much system time as compute, bench_scale.py); the clusters we start unset
+    # it, even after an earlier nanny in this process leaked it into os.environ.
     import os
 
     from tuningfork.pipeline.cluster import open_client
 
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     with open_client(workers=1) as client:
         environ = next(iter(client.run(lambda: dict(os.environ)).values()))
     assert "MALLOC_TRIM_THRESHOLD_" not in environ
     assert environ["OMP_NUM_THREADS"] == "1"
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"

@@ -30,7 +30,24 @@ LOCAL_SCHEDULER = {"dashboard": False, "dashboard_address": ":0"}
 #: mmap whose pages fault in one by one.  On 424 px JPEGs that cost the worker
 #: about as much system time as the network's compute.  Without it the workers'
 #: peak memory was no higher (benchmarks/bench_scale.py).
-LOCAL_WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
+LOCAL_WORKER_CONFIG = {f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM}": None}
+
+
+@contextlib.contextmanager
+def _unset_environ(name: str) -> Iterator[None]:
+    """Leave ``name`` out of this process's environment (which spawned workers inherit) while inside.
+
+    A nanny hosted here earlier (a plain ``LocalCluster`` in the same
+    notebook or test session) copies Dask's pre-spawn variables into
+    ``os.environ``, so the config alone would not keep them from our workers.
+    """
+    value = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if value is not None:
+            os.environ[name] = value
 
 _MODELS: dict[str, LoadedModel] = {}
 # Fitted clusterings and encoders, keyed like the models.
@@ -154,7 +171,7 @@ def open_client(workers: int | None = None, scheduler: str | None = None) -> Ite
         raise ConfigError(f"number of workers must be a positive integer, got {workers!r}")
     # No dashboard (it needs bokeh, and a batch run has no one to look at it), and the
     # scheduler's HTTP server on a free port, so that two runs on one machine do not collide.
-    with dask.config.set(LOCAL_WORKER_CONFIG), \
+    with dask.config.set(LOCAL_WORKER_CONFIG), _unset_environ(MALLOC_TRIM), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                          scheduler_kwargs=LOCAL_SCHEDULER, silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
