@@ -48,7 +48,6 @@ with ``--quick``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import resource
 import signal
@@ -135,37 +134,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@contextlib.contextmanager
-def two_worker_cluster():
-    """A two-worker local cluster set up as ``catalog`` sets up its own (:data:`LOCAL_WORKER_CONFIG`).
-
-    Also keeps this process's environment clean: a nanny copies its
-    pre-spawn variables into the process that hosts it, and every command
-    started afterwards would inherit Dask's malloc trim threshold.
-    """
-    import dask
-    from distributed import LocalCluster
-
-    from tuningfork.pipeline.cluster import LOCAL_SCHEDULER, LOCAL_WORKER_CONFIG
-
-    with dask.config.set(LOCAL_WORKER_CONFIG), \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                         scheduler_kwargs=LOCAL_SCHEDULER) as cluster:
-        yield cluster
-
-
 def peak_memory(model: Path, work: Path, counts: tuple[int, ...], shard: int) -> dict:
-    from distributed import Client
-
     from tuningfork.pipeline import build_catalog
+    from tuningfork.pipeline.cluster import open_client
 
     result = {}
     for count in counts:
         data = repeated_catalog(work / f"memory{count}.csv", count)
-        # A fresh cluster per size, so each worker's peak is that of this run.
-        with two_worker_cluster() as cluster, Client(cluster) as client:
+        # A fresh cluster per size, so each worker's peak is that of this run; the one `catalog`
+        # starts, which also keeps Dask's malloc trim out of the environment later commands inherit.
+        with open_client(workers=2) as client:
             start = time.perf_counter()
-            build_catalog(data, work / f"memory{count}", model, shard_size=shard, scheduler=cluster.scheduler_address)
+            build_catalog(data, work / f"memory{count}", model, shard_size=shard, scheduler=client.scheduler.address)
             wall = time.perf_counter() - start
             peaks = client.run(_peak_rss_mb)
         result[str(count)] = {"peak_rss_mb_per_worker": sorted(round(value, 1) for value in peaks.values()),
@@ -174,17 +154,16 @@ def peak_memory(model: Path, work: Path, counts: tuple[int, ...], shard: int) ->
 
 
 def kill_worker(model: Path, work: Path, count: int) -> dict:
-    from distributed import Client
-
     from tuningfork.pipeline import build_catalog
+    from tuningfork.pipeline.cluster import open_client
 
     data = repeated_catalog(work / "kill-worker.csv", count)
     out = work / "kill-worker"
     shard = max(1, count // 100)
-    with two_worker_cluster() as cluster, Client(cluster) as client:
+    with open_client(workers=2) as client:
         outcome = {}
         thread = threading.Thread(target=lambda: outcome.update(
-            result=build_catalog(data, out, model, shard_size=shard, scheduler=cluster.scheduler_address)))
+            result=build_catalog(data, out, model, shard_size=shard, scheduler=client.scheduler.address)))
         thread.start()
         parts = out / "parts"
         while len(list(parts.glob("shard-*.parquet"))) < 20 and thread.is_alive():
