@@ -307,6 +307,32 @@ def test_shards_are_contiguous_disjoint_covering_and_picklable(fits_catalog):
         collection.shards(0)
 
 
+def test_a_shard_pickles_with_its_own_rows_not_the_whole_list(fits_catalog):
+    # Workers hold every queued shard task: each must not carry all paths.
+    table = Table.read(fits_catalog)
+    many = Table(np.repeat(table.as_array(), 400))
+    many["objid"] = [f"r{index}" for index in range(len(many))]
+    write_table(fits_catalog.parent / "many.csv", many)
+    big = GalaxyCollection.open(fits_catalog.parent / "many.csv")
+    whole = len(pickle.dumps(big))
+    shard = big.subset(np.array([7, 3, 7, 1500]))
+    packed = pickle.dumps(shard)
+    assert len(packed) < whole / 50
+    restored = pickle.loads(packed)
+    assert restored.ids == ["r7", "r3", "r7", "r1500"]
+    for index, row in enumerate([7, 3, 7, 1500]):
+        np.testing.assert_array_equal(restored[index].image, big[row].image)
+
+
+def test_an_arrays_shard_pickles_only_its_pixels():
+    images = np.stack([galaxy(flux=float(index + 1)) for index in range(200)])
+    collection = GalaxyCollection.from_arrays(images)
+    restored = pickle.loads(pickle.dumps(collection.subset([150, 2])))
+    assert len(pickle.dumps(collection.subset([150, 2]))) < images.nbytes / 50
+    np.testing.assert_array_equal(restored.read_images(), images[[150, 2]][:, None])
+    np.testing.assert_array_equal(collection.read_images(), images[:, None])
+
+
 def test_hdf5_shards_pickle_without_handles(tmp_path):
     collection = GalaxyCollection.open(galaxy10_file(tmp_path / "g10.h5"))
     shard = pickle.loads(pickle.dumps(collection.shards(4)[3]))

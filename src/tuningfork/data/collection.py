@@ -146,6 +146,14 @@ class GalaxyCollection:
         self.skipped = skipped if skipped is not None else Table()
         self._ids = [str(value) for value in catalog["id"].tolist()]
 
+    def __getstate__(self) -> dict:
+        # A shard sent to a worker carries its own rows' paths (or pixels),
+        # not the whole survey's: the source shared with the parent collection
+        # would make each queued task as large as the full input list.
+        state = dict(self.__dict__)
+        state["_source"], state["_positions"] = self._source.restricted(self._positions)
+        return state
+
     # ----------------------------------------------------------- constructors
     @classmethod
     def open(

@@ -68,6 +68,14 @@ class ImageSource(abc.ABC):
     def where(self, position: int) -> str:
         """The file (and place in it) of the image at ``position``, for messages."""
 
+    def restricted(self, positions: np.ndarray) -> tuple[ImageSource, np.ndarray]:
+        """A source holding only ``positions``, and where each of them lies in it.
+
+        File-backed stacks are already small to pickle (a path), so they
+        return themselves.
+        """
+        return self, positions
+
 
 class FileSource(ImageSource):
     """One image file (or one file per band) per position."""
@@ -106,6 +114,11 @@ class FileSource(ImageSource):
     def where(self, position: int) -> str:
         hdu = self.hdus[position]
         return str(self.files[position][0]) + (f"[{hdu}]" if hdu is not None else "")
+
+    def restricted(self, positions: np.ndarray) -> tuple[FileSource, np.ndarray]:
+        kept, inverse = np.unique(positions, return_inverse=True)
+        source = FileSource([self.files[i] for i in kept], [self.hdus[i] for i in kept])
+        return source, inverse.astype(np.int64)
 
 
 class StackSource(ImageSource):
@@ -205,6 +218,13 @@ class ArraySource(StackSource):
     @contextlib.contextmanager
     def _stack(self) -> Iterator[np.ndarray | list[np.ndarray]]:
         yield self.images
+
+    def restricted(self, positions: np.ndarray) -> tuple[ArraySource, np.ndarray]:
+        kept, inverse = np.unique(positions, return_inverse=True)
+        images = (
+            [self.images[i] for i in kept] if isinstance(self.images, list) else self.images[kept]
+        )
+        return ArraySource(images), inverse.astype(np.int64)
 
 
 def take(stack: Any, positions: np.ndarray) -> list[np.ndarray] | np.ndarray:

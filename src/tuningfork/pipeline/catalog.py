@@ -534,4 +534,5 @@ def _run_shards(collection, shards, folder, plan: ShardPlan, workers, scheduler,
         with progress_bar(sum(len(shard) for shard in shards), progress, "cataloguing") as advance:
             for future in as_completed(futures):
                 future.result()
-                advance(len(futures[future]))
+                # Dropping the finished future lets its worker forget the task and its arguments.
+                advance(len(futures.pop(future)))
