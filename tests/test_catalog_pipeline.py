@@ -118,6 +118,26 @@ def test_rerun_after_a_killed_run_resumes_without_loss_or_duplicates(model, imag
     assert list(first.catalog["id"]) == list(written["id"])
 
 
+def _worker_onnx_networks() -> list[str]:
+    from tuningfork.pipeline import cluster
+
+    return sorted(cluster._ONNX_NETWORKS)
+
+
+def test_the_onnx_engine_gives_the_catalog_of_predict(model, images, reference, scheduler, tmp_path):
+    from distributed import Client
+
+    expected, threshold = reference
+    build_catalog(images, tmp_path / "catalog", model, min_confidence=threshold, engine="onnx", shard_size=10,
+                  scheduler=scheduler)
+    _assert_same_as_predict(Table.read(tmp_path / "catalog" / "catalog.parquet"), expected)
+    with Client(scheduler) as client:
+        held = client.run(_worker_onnx_networks)
+    assert [str(model.resolve())] in held.values()
+    assert "'cuda'" in _error_line(runner.invoke(app, ["catalog", str(images), "--out", str(tmp_path / "c"),
+                                                      "--classifier", str(model), "--engine", "cuda"]))
+
+
 def _worker_models() -> list[str]:
     from tuningfork.pipeline import cluster
 

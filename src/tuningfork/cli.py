@@ -947,13 +947,13 @@ def predict_command(
         table = predict(model, collection, out, target_accuracy=target_accuracy, min_confidence=min_confidence,
                         columns=carried, tta=tta, batch_size=batch_size, progress=True, engine=engine,
                         overwrite=overwrite)
-    elif tta or engine != "torch":
-        raise ConfigError("predict: --tta and --engine onnx run in one process; leave out --workers/--scheduler")
+    elif tta:
+        raise ConfigError("predict: --tta runs in one process; leave out --workers/--scheduler")
     else:
         from .pipeline.commands import predict_distributed
 
         table = predict_distributed(model, collection, out, target_accuracy=target_accuracy,
-                                    min_confidence=min_confidence, columns=carried, workers=workers,
+                                    min_confidence=min_confidence, columns=carried, engine=engine, workers=workers,
                                     scheduler=scheduler, progress=True, overwrite=overwrite)
     console.print(f"wrote {len(table)} predictions to {out}")
     if "triage" in table.colnames:
@@ -1001,6 +1001,8 @@ def catalog_command(
                                                    "(slow).")] = False,
     target_accuracy: _TargetAccuracy = None,
     min_confidence: _MinConfidence = None,
+    engine: Annotated[str | None, typer.Option(help="Classifier network engine: torch, or onnx (ONNX Runtime: "
+                                                    "faster on a CPU) [default: torch].")] = None,
     columns: _CarriedColumns = None,
     workers: _Workers = None,
     scheduler: _Scheduler = None,
@@ -1017,8 +1019,8 @@ def catalog_command(
     collection = GalaxyCollection.open(data, skip_missing=skip_missing)
     result = build_catalog(collection, out, classifier, config=config, clusterer=clusterer, encoder=encoder,
                            morphometry=morphometry, target_accuracy=target_accuracy,
-                           min_confidence=min_confidence, columns=_split(columns) if columns else (),
-                           shard_size=shard_size, workers=workers, scheduler=scheduler,
+                           min_confidence=min_confidence, engine=engine,
+                           columns=_split(columns) if columns else (), shard_size=shard_size, workers=workers, scheduler=scheduler,
                            fits=fits, overwrite=overwrite, progress=True)
     for stage, why in result.skipped.items():
         console.print(f"skipped {stage}: {why}")

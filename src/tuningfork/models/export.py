@@ -76,6 +76,9 @@ class OnnxRuntimeNetwork:
         self.network = model.network
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
+        # Idle threads that spin between batches burn CPU time that reading
+        # and preprocessing (on the main thread) need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         with tempfile.TemporaryDirectory(prefix="tuningfork-onnx-") as scratch:
             graph = _write_onnx(model, Path(scratch) / "model.onnx")
             self.session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])

@@ -38,7 +38,13 @@ from ..errors import CatalogError, ConfigError, InputFileError, OutputError
 from ..models import load_model
 from ..models.folder import CONFIG_FILE as MODEL_CONFIG_FILE
 from ..models.folder import package_versions
-from ..training.predict import carried_columns, check_labels, model_images, triage_thresholds
+from ..training.predict import (
+    INFERENCE_ENGINES,
+    carried_columns,
+    check_labels,
+    model_images,
+    triage_thresholds,
+)
 from .cluster import ModelPlugin, cached_clustering, cached_encoder, open_client
 from .config import STAGES, PipelineConfig
 from .manifest import Manifest, build_manifest
@@ -183,6 +189,7 @@ def resolve_config(
     classifier: str | Path | None = None,
     target_accuracy: float | None = None,
     min_confidence: float | None = None,
+    engine: str | None = None,
     clusterer: str | Path | None = None,
     encoder: str | None = None,
     morphometry: bool = False,
@@ -196,7 +203,7 @@ def resolve_config(
     config : PipelineConfig, str or Path, optional
         The stages (a ``pipeline.toml``); without one, every stage whose
         model is given runs.
-    classifier, target_accuracy, min_confidence
+    classifier, target_accuracy, min_confidence, engine
         The classification stage (added, or overriding the config's).
     clusterer : str or Path, optional
         A fitted clustering folder, or ``"fit"`` to fit one on a sample.
@@ -235,9 +242,10 @@ def resolve_config(
         config = load_pipeline_config(config)
     else:
         config = PipelineConfig.from_dict(config.to_dict())
-    if classifier is not None or target_accuracy is not None or min_confidence is not None:
+    if classifier is not None or target_accuracy is not None or min_confidence is not None or engine is not None:
         stage = config.classification or ClassificationStage()
         stage.model = str(classifier) if classifier is not None else stage.model
+        stage.engine = engine or stage.engine
         if target_accuracy is not None or min_confidence is not None:
             stage.target_accuracy, stage.min_confidence = target_accuracy, min_confidence
         config.classification = stage
@@ -254,6 +262,9 @@ def resolve_config(
         config.shard_size = shard_size
     if config.classification is not None and config.classification.model is None:
         raise ConfigError("the classification stage needs a model folder (--classifier, or model = ... in the config)")
+    if config.classification is not None and config.classification.engine not in INFERENCE_ENGINES:
+        raise ConfigError(f"unknown inference engine '{config.classification.engine}' "
+                          f"(choose from {', '.join(INFERENCE_ENGINES)})")
     if from_file:
         why = dict.fromkeys(STAGES, "not in the config")
     else:
@@ -284,6 +295,7 @@ def build_catalog(
     morphometry: bool = False,
     target_accuracy: float | None = None,
     min_confidence: float | None = None,
+    engine: str | None = None,
     columns: Sequence[str] = (),
     shard_size: int | None = None,
     workers: int | None = None,
@@ -317,6 +329,10 @@ def build_catalog(
     target_accuracy, min_confidence : float, optional
         Triage, as in :func:`~tuningfork.training.predict`; thresholds come
         from the model folder's validation split, once for the whole run.
+    engine : {"torch", "onnx"}, optional
+        Runs the classifier's network (see
+        :class:`~tuningfork.pipeline.config.ClassificationStage`); the
+        config's, else torch.
     columns : sequence of str
         Catalog columns to carry (``file``, ``ra``, ``dec`` always are).
     shard_size : int, optional
@@ -362,7 +378,8 @@ def build_catalog(
     """
     folder = Path(folder)
     config, skipped = resolve_config(config, classifier=classifier, target_accuracy=target_accuracy,
-                                     min_confidence=min_confidence, clusterer=clusterer, encoder=encoder,
+                                     min_confidence=min_confidence, engine=engine, clusterer=clusterer,
+                                     encoder=encoder,
                                      morphometry=morphometry, columns=columns, shard_size=shard_size)
     collection = data if isinstance(data, GalaxyCollection) else GalaxyCollection.open(data)
     manifest = build_manifest(collection, config.shard_size)
@@ -373,7 +390,7 @@ def build_catalog(
     if config.classification is not None:
         stage = config.classification
         model = load_model(stage.model)
-        plan.update(classifier=str(model.folder.resolve()), batch_size=stage.batch_size,
+        plan.update(classifier=str(model.folder.resolve()), batch_size=stage.batch_size, engine=stage.engine,
                     thresholds=triage_thresholds(model, stage.target_accuracy, stage.min_confidence))
         check_labels(collection, model)
         _check_first_galaxy(model, collection)
@@ -520,9 +537,10 @@ def _run_shards(collection, shards, folder, plan: ShardPlan, workers, scheduler,
 
     with open_client(workers, scheduler) as client:
         plugin = ModelPlugin([plan.classifier] if plan.classifier else [],
-                             [plan.clustering] if plan.clustering else [], [plan.encoder] if plan.encoder else [])
+                             [plan.clustering] if plan.clustering else [], [plan.encoder] if plan.encoder else [],
+                             engine=plan.engine)
         # Named by what it loads: a second run with other models registers (and loads) its own.
-        loads = json.dumps([plan.classifier, plan.clustering, plan.encoder]).encode()
+        loads = json.dumps([plan.classifier, plan.clustering, plan.encoder, plan.engine]).encode()
         client.register_plugin(plugin, name=f"tuningfork-models-{hashlib.sha256(loads).hexdigest()[:16]}")
         # The key is the shard id, so resubmitting a shard (a retry, a second
         # client) names the same task instead of duplicating it.

@@ -50,6 +50,8 @@ def _unset_environ(name: str) -> Iterator[None]:
             os.environ[name] = value
 
 _MODELS: dict[str, LoadedModel] = {}
+# ONNX Runtime sessions of the models, keyed like them.
+_ONNX_NETWORKS: dict[str, object] = {}
 # Fitted clusterings and encoders, keyed like the models.
 _CLUSTERINGS: dict[str, object] = {}
 _ENCODERS: dict[tuple, object] = {}
@@ -71,6 +73,33 @@ def cached_model(folder: str | Path) -> LoadedModel:
     if key not in _MODELS:
         _MODELS[key] = load_model(key)
     return _MODELS[key]
+
+
+def cached_network(folder: str | Path, engine: str = "torch"):
+    """The network of ``folder``'s model as ``engine`` runs it, built once per process.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A model folder.
+    engine : {"torch", "onnx"}
+        The torch network itself, or an ONNX Runtime session of it (with as
+        many threads as torch has: one on a worker).
+
+    Returns
+    -------
+    callable
+        Takes and returns torch tensors, as the network does.
+    """
+    model = cached_model(folder)
+    if engine != "onnx":
+        return model.network
+    key = str(model.folder.resolve())
+    if key not in _ONNX_NETWORKS:
+        from ..models.export import OnnxRuntimeNetwork
+
+        _ONNX_NETWORKS[key] = OnnxRuntimeNetwork(model)
+    return _ONNX_NETWORKS[key]
 
 
 def cached_clustering(folder: str | Path):
@@ -104,10 +133,13 @@ class ModelPlugin(WorkerPlugin):
         Fitted clustering folders (:func:`cached_clustering`).
     encoders : sequence of tuple
         ``(spec, weights, bands, batch_size)`` of encoders (:func:`cached_encoder`).
+    engine : {"torch", "onnx"}
+        How the networks of ``folders`` run (:func:`cached_network`).
     """
 
     def __init__(self, folders: Sequence[str | Path], clusterings: Sequence[str | Path] = (),
-                 encoders: Sequence[tuple] = ()):
+                 encoders: Sequence[tuple] = (), engine: str = "torch"):
+        self.engine = engine
         self.folders = [str(Path(folder).resolve()) for folder in folders]
         self.clusterings = [str(Path(folder).resolve()) for folder in clusterings]
         self.encoders = [tuple(spec) for spec in encoders]
@@ -118,7 +150,7 @@ class ModelPlugin(WorkerPlugin):
 
         torch.set_num_threads(1)
         for folder in self.folders:
-            cached_model(folder)
+            cached_network(folder, self.engine)
         for folder in self.clusterings:
             cached_clustering(folder)
         for spec in self.encoders:

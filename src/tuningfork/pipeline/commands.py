@@ -37,6 +37,7 @@ def predict_distributed(
     target_accuracy: float | None = None,
     min_confidence: float | None = None,
     columns: Sequence[str] = (),
+    engine: str = "torch",
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = False,
@@ -46,7 +47,7 @@ def predict_distributed(
 
     Parameters
     ----------
-    model_folder, data, output, target_accuracy, min_confidence, columns, progress, overwrite
+    model_folder, data, output, target_accuracy, min_confidence, columns, engine, progress, overwrite
         As in :func:`~tuningfork.training.predict`.
     workers, scheduler
         As in :func:`~tuningfork.pipeline.build_catalog`.
@@ -62,8 +63,8 @@ def predict_distributed(
 
     output = Path(output)
     result = _run(data, output, overwrite, classifier=model_folder, target_accuracy=target_accuracy,
-                  min_confidence=min_confidence, columns=columns, workers=workers, scheduler=scheduler,
-                  progress=progress)
+                  min_confidence=min_confidence, engine=engine, columns=columns, workers=workers,
+                  scheduler=scheduler, progress=progress)
     write_predictions(output, result.catalog)
     _finish(result)
     return result.catalog

@@ -24,7 +24,7 @@ from ..data.writers import atomic_path
 from ..errors import InputFileError
 from ..models.inference import network_logits
 from ..training.predict import carried_columns, interpret, prediction_table
-from .cluster import cached_clustering, cached_encoder, cached_model
+from .cluster import cached_clustering, cached_encoder, cached_model, cached_network
 
 PARTS = "parts"
 FAILURES = "failures"
@@ -70,6 +70,8 @@ class ShardPlan:
         Catalog columns to carry.
     batch_size : int
         Galaxies read at a time (and per forward pass).
+    engine : {"torch", "onnx"}
+        Runs the classifier's network (:func:`cached_network`).
     """
 
     classifier: str | None = None
@@ -79,6 +81,7 @@ class ShardPlan:
     morphometry: dict | None = None
     columns: tuple[str, ...] = ()
     batch_size: int = 256
+    engine: str = "torch"
 
 
 def _scale_for(plan: ShardPlan):
@@ -134,7 +137,7 @@ def _batch_outputs(plan: ShardPlan, chunk: GalaxyCollection, images: list[np.nda
     if plan.classifier is not None:
         model = cached_model(plan.classifier)
         pixels = preprocessed(PreprocessConfig.from_dict(model.config.preprocessing))
-        outputs["logits"] = network_logits(model.network, pixels, plan.batch_size)
+        outputs["logits"] = network_logits(cached_network(plan.classifier, plan.engine), pixels, plan.batch_size)
     if plan.clustering is not None:
         # The clustering reads a collection (its encoder may batch differently): the decoded images, in memory.
         read = GalaxyCollection.from_arrays(images, Table({"id": ids}))
