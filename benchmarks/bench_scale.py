@@ -16,7 +16,8 @@ repeatedly (ids ``<GalaxyID>-<repeat>``) to reach the larger sizes:
 * ``end_to_end``: images per CPU-second per worker, start-up included, of
   ``tuningfork catalog --workers 1`` on full-size 424-pixel JPEGs, against
   ``tuningfork predict`` on the same files (target >= 250 per CPU-second),
-  with the largest difference of their confidences.  The gzc JPEGs are 128
+  with the largest difference of their confidences; each with the network
+  run by torch and by ONNX Runtime (``--engine onnx``).  The gzc JPEGs are 128
   pixels (central 256 of the 424-pixel originals, resized), so the 424-pixel
   files are made here by upscaling a sample with PIL (bicubic) into a
   temporary folder: the decode and preprocessing cost is that of a 424-pixel
@@ -211,24 +212,28 @@ def full_size_jpegs(folder: Path, count: int) -> list[Path]:
 
 
 def end_to_end(model: Path, work: Path, files: list[Path], count: int) -> dict:
-    """``catalog --workers 1`` and ``predict`` on ``count`` rows cycling over the 424-pixel ``files``."""
+    """``catalog --workers 1`` and ``predict``, each with both engines, on ``count`` rows of the 424-pixel ``files``."""
     data = repeated_catalog(work / f"full-size-{count}.csv", count, files)
-    catalog = timed(cli("catalog", data, "--out", work / f"e2e-{count}", "--classifier", model, "--workers", 1,
-                        "--shard-size", 1000))
-    single = timed(cli("predict", model, data, "--out", work / f"e2e-predict-{count}.parquet"))
-    ours = Table.read(work / f"e2e-{count}" / "catalog.parquet")
-    theirs = Table.read(work / f"e2e-predict-{count}.parquet")
-    same_class = float(np.mean(np.asarray(ours["predicted_class"]) == np.asarray(theirs["predicted_class"])))
-    return {
-        "images": count,
-        "catalog_1_worker": {**catalog, "images_per_cpu_s": round(count / catalog["cpu_s"], 1),
-                             "images_per_s": round(count / catalog["wall_s"], 1)},
-        "predict": {**single, "images_per_cpu_s": round(count / single["cpu_s"], 1),
-                    "images_per_s": round(count / single["wall_s"], 1)},
-        "same_predicted_class": same_class,
-        "max_confidence_difference": float(np.max(np.abs(np.asarray(ours["confidence"])
-                                                         - np.asarray(theirs["confidence"])))),
-    }
+    result = {"images": count}
+    for engine in ("torch", "onnx"):
+        suffix = "" if engine == "torch" else "_onnx"
+        runs = {f"catalog_1_worker{suffix}": cli("catalog", data, "--out", work / f"e2e-{count}-{engine}",
+                                                 "--classifier", model, "--workers", 1, "--shard-size", 1000,
+                                                 "--engine", engine),
+                f"predict{suffix}": cli("predict", model, data, "--out", work / f"e2e-predict-{count}-{engine}.parquet",
+                                        "--engine", engine)}
+        for name, command in runs.items():
+            run = timed(command)
+            result[name] = {**run, "images_per_cpu_s": round(count / run["cpu_s"], 1),
+                            "images_per_s": round(count / run["wall_s"], 1)}
+    theirs = Table.read(work / f"e2e-predict-{count}-torch.parquet")
+    for engine in ("torch", "onnx"):
+        ours = Table.read(work / f"e2e-{count}-{engine}" / "catalog.parquet")
+        result[f"same_predicted_class_{engine}"] = float(np.mean(np.asarray(ours["predicted_class"])
+                                                                 == np.asarray(theirs["predicted_class"])))
+        result[f"max_confidence_difference_{engine}"] = float(np.max(np.abs(np.asarray(ours["confidence"])
+                                                                            - np.asarray(theirs["confidence"]))))
+    return result
 
 
 def reduced_decoding(model: Path, files: list[Path]) -> dict:
@@ -355,8 +360,8 @@ def lightning(model: Path, work: Path, files: list[Path], ours: dict) -> dict:
     run = timed([sys.executable, str(script), str(model), str(listing)])
     images_per_s = round(len(files) / run["wall_s"], 1)
     return {"lightning_trainer_predict": {**run, "images_per_s": images_per_s},
-            "catalog_1_worker_images_per_s": ours["images_per_s"],
-            "speedup": round(ours["images_per_s"] / images_per_s, 2)}
+            **{f"speedup_{engine}": round(ours[name]["images_per_s"] / images_per_s, 2)
+               for engine, name in (("torch", "catalog_1_worker"), ("onnx", "catalog_1_worker_onnx"))}}
 
 
 def markdown(report: dict) -> str:
@@ -377,15 +382,18 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name.replace('_', ' ')}: lost / duplicated rows of {values['galaxies']} "
                      f"| {values['lost']} / {values['duplicated']} | 0 / 0 |")
     for run in (e2e, report["end_to_end_large"]):
-        ours, single = run["catalog_1_worker"], run["predict"]
-        lines += [
-            (f"| end to end, {run['images']} rows of 424 px JPEGs, catalog 1 worker, start-up included | "
-             f"{ours['images_per_cpu_s']} images/CPU-s ({ours['images_per_s']} images/s) | >= 250 images/CPU-s |"),
-            (f"| end to end, {run['images']} rows, `tuningfork predict` | {single['images_per_cpu_s']} images/CPU-s "
-             f"({single['images_per_s']} images/s) | |"),
-            (f"| catalog: same class as predict / max confidence difference | {run['same_predicted_class']:.3f} / "
-             f"{run['max_confidence_difference']:.2g} | 1 / noise |"),
-        ]
+        for engine, suffix in (("torch", ""), ("onnx", "_onnx")):
+            ours, single = run[f"catalog_1_worker{suffix}"], run[f"predict{suffix}"]
+            lines += [
+                (f"| end to end, {run['images']} rows of 424 px JPEGs, catalog 1 worker, engine {engine}, "
+                 f"start-up included | {ours['images_per_cpu_s']} images/CPU-s ({ours['images_per_s']} images/s) "
+                 f"| >= 250 images/CPU-s |"),
+                (f"| end to end, {run['images']} rows, `tuningfork predict --engine {engine}` (one process, "
+                 f"2 threads) | {single['images_per_cpu_s']} images/CPU-s ({single['images_per_s']} images/s) | |"),
+                (f"| catalog ({engine}) vs predict (torch): same class / max confidence difference | "
+                 f"{run['same_predicted_class_' + engine]:.3f} / {run['max_confidence_difference_' + engine]:.2g} "
+                 f"| 1 / noise |"),
+            ]
     reduced = report["reduced_decoding"]
     cost = reduced["read_and_preprocess_cpu_s_per_1000"]
     lines += [
@@ -399,7 +407,8 @@ def markdown(report: dict) -> str:
         lines += [
             (f"| Lightning Trainer.predict + DataLoader, {run['images']} rows | "
              f"{light['lightning_trainer_predict']['images_per_s']} images/s | |"),
-            f"| catalog 1 worker vs Lightning, {run['images']} rows | {light['speedup']}x | >= 1.5x |",
+            (f"| catalog 1 worker vs Lightning, {run['images']} rows, engine torch / onnx | "
+             f"{light['speedup_torch']}x / {light['speedup_onnx']}x | >= 1.5x |"),
         ]
     stages = report["stages"]
     lines += ["", (f"CPU-seconds per galaxy of each stage alone in one shard (one process, one torch thread, "
@@ -437,10 +446,9 @@ def main() -> None:
         report["stages"] = stage_costs(model, work, files, sizes["morphometry"])
         report["end_to_end"] = end_to_end(model, work, files, len(files))
         report["end_to_end_large"] = end_to_end(model, work, files, sizes["end_to_end_large"])
-        report["lightning"] = lightning(model, work, files, report["end_to_end"]["catalog_1_worker"])
+        report["lightning"] = lightning(model, work, files, report["end_to_end"])
         repeated = [files[row % len(files)] for row in range(sizes["end_to_end_large"])]
-        report["lightning_large"] = lightning(model, work, repeated,
-                                              report["end_to_end_large"]["catalog_1_worker"])
+        report["lightning_large"] = lightning(model, work, repeated, report["end_to_end_large"])
     report["uptime_after"] = uptime()
     write_report(RESULTS, "scale_quick" if args.quick else "scale", report, markdown(report))
 
