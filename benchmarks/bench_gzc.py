@@ -217,35 +217,54 @@ def val_probabilities(folder: Path, val_set, tta: bool) -> np.ndarray:
 
 
 def stage_best(args, work: Path) -> dict:
-    """The best network of the one-budget comparison, trained ``--budget-s``; with TTA; ensembled with its short run."""
+    """The best network of the one-budget comparison, trained ``--budget-s``; with TTA; ensembled with another run.
+
+    Rows of earlier runs at other budgets are kept; the partner of the
+    ensemble is ``--ensemble-with`` (by default the one-budget run's folder).
+    """
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    supervised = load_report()["supervised"]
+    report = load_report()
+    supervised = report["supervised"]
     networks = {name: row for name, row in supervised["models"].items() if name in NETWORKS}
     best = max(networks, key=lambda name: networks[name]["accuracy"])
+    partner = Path(args.ensemble_with) if args.ensemble_with else work / best
+    if not (partner / "config.json").is_file():
+        sys.exit(f"{partner}: no model folder to ensemble with (pass --ensemble-with FOLDER)")
     train_set, val_set = five_class()
-    long_name = f"{best}-long"
-    models = {long_name: train_and_score(long_name, train_set, val_set, work, args.budget_s, args.seed,
-                                         **dict(NETWORKS[best]))}
+    long_name = f"{best}-long-{args.budget_s:g}s"
+    models = dict(report.get("best", {}).get("models", {}))
+    models[long_name] = train_and_score(long_name, train_set, val_set, work, args.budget_s, args.seed,
+                                        **dict(NETWORKS[best])) | {"budget_s": args.budget_s}
     models[f"{long_name}+tta"] = scores(
         evaluate(work / long_name, val_set, work / f"{long_name}-tta-eval", tta=True, progress=False, overwrite=True),
         supervised["classes"]) | {"train_cpu_seconds": models[long_name]["train_cpu_seconds"],
                                   "epochs_run": models[long_name]["epochs_run"], "tta": True}
     shutil.copy(work / f"{long_name}-tta-eval" / "confusion_matrix.png", RESULTS / f"gzc_{long_name}_tta_confusion.png")
-    # The ensemble of the long and the short run, both with TTA: mean probabilities.
+    # The ensemble of the long run and its partner, both with TTA: mean probabilities.
     truth = np.asarray([str(v) for v in val_set.catalog["label"]])
     classes = supervised["classes"]
-    mean = (val_probabilities(work / long_name, val_set, True) + val_probabilities(work / best, val_set, True)) / 2
+    mean = (val_probabilities(work / long_name, val_set, True) + val_probabilities(partner, val_set, True)) / 2
     predicted = np.asarray(classes)[mean.argmax(axis=1)]
-    models["ensemble(long, short)+tta"] = {
+    models[f"ensemble({long_name}, {partner.name})+tta"] = {
         "accuracy": float((predicted == truth).mean()),
         "balanced_accuracy": float(balanced_accuracy_score(truth, predicted)),
         "macro_f1": float(f1_score(truth, predicted, average="macro")),
         "recall": {name: float((predicted[truth == name] == name).mean()) for name in classes},
-        "train_cpu_seconds": models[long_name]["train_cpu_seconds"] + networks[best]["train_cpu_seconds"],
+        "partner": str(partner),
     }
     return {"machine": machine_info(), "n_train": len(train_set), "n_val": len(val_set), "classes": classes,
             "network": best, "budget_s": args.budget_s, "models": models}
+
+
+def _shipped_row(section: dict) -> tuple[str, dict]:
+    """The most accurate single network of the ``best`` section whose folder is still there."""
+    rows = {name: row for name, row in section["models"].items()
+            if row.get("folder") and (Path(row["folder"]) / "config.json").is_file()}
+    if not rows:
+        sys.exit("no trained folder of the best stage is left: rerun --stage best")
+    name = max(rows, key=lambda key: rows[key]["accuracy"])
+    return name, rows[name]
 
 
 def stage_votes(args, work: Path) -> dict:
@@ -486,12 +505,11 @@ def stage_ship(args, work: Path) -> dict:
             print(f"skipping {name}: run {spec['stage_args']} first")
             continue
         if name == "gzc-5class":
-            row_name = f"{section['network']}-long"
-            row = section["models"][row_name]
+            _, row = _shipped_row(section)
             metrics = {key: round(row[key], 4) for key in ("accuracy", "balanced_accuracy", "macro_f1", "ece")}
             metrics["recall_cigar_smooth"] = round(row["recall"]["cigar_smooth"], 4)
             source = Path(row["folder"])
-            budget = section["budget_s"]
+            budget = row.get("budget_s", section["budget_s"])
         else:
             metrics = {"rmse": round(section["rmse"], 4),
                        "q1_high_agreement_accuracy": round(section["high_agreement_accuracy_q1"], 4)}
@@ -527,6 +545,8 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=600.0)
     parser.add_argument("--fine-tune-budget-s", type=float, default=200.0)
     parser.add_argument("--base", help="gzc model folder the gz1 stage fine-tunes (default: the best stage's)")
+    parser.add_argument("--ensemble-with", help="best stage: model folder ensembled with the long run "
+                                                "(default: the supervised stage's run of the same network)")
     parser.add_argument("--encoders", default="morphology", help="clustering stage: encoders, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
