@@ -498,7 +498,8 @@ def stage_ship(args, work: Path) -> dict:
     from tuningfork.models.shipped import CARD_FILE, SHIPPED_ROOT, file_sha256
 
     report = load_report()
-    shipped = {}
+    # Models not shipped again this time keep their earlier cards.
+    shipped = dict(report.get("ship", {}))
     for name, spec in SHIPPED.items():
         section = report.get(spec["section"])
         if not section:
@@ -514,6 +515,9 @@ def stage_ship(args, work: Path) -> dict:
             metrics = {"rmse": round(section["rmse"], 4),
                        "q1_high_agreement_accuracy": round(section["high_agreement_accuracy_q1"], 4)}
             source, budget = Path(section["folder"]), args.budget_s
+        if not (source / "config.json").is_file():
+            print(f"skipping {name}: its trained folder {source} is gone (rerun {spec['stage_args']})")
+            continue
         target = SHIPPED_ROOT / name
         if target.exists():
             shutil.rmtree(target)
