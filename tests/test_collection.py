@@ -308,7 +308,7 @@ def test_shards_are_contiguous_disjoint_covering_and_picklable(fits_catalog):
 
 
 def test_a_shard_pickles_with_its_own_rows_not_the_whole_list(fits_catalog):
-    # Workers hold every queued shard task: each must not carry all paths.
+    # Workers keep the arguments of every shard task they ran: none may carry all paths.
     table = Table.read(fits_catalog)
     many = Table(np.repeat(table.as_array(), 400))
     many["objid"] = [f"r{index}" for index in range(len(many))]

@@ -1002,7 +1002,7 @@ def catalog_command(
     target_accuracy: _TargetAccuracy = None,
     min_confidence: _MinConfidence = None,
     engine: Annotated[str | None, typer.Option(help="Classifier network engine: torch, or onnx (ONNX Runtime: "
-                                                    "faster on a CPU) [default: torch].")] = None,
+                                                    "the network alone is faster on a CPU) [default: torch].")] = None,
     columns: _CarriedColumns = None,
     workers: _Workers = None,
     scheduler: _Scheduler = None,
@@ -1020,8 +1020,8 @@ def catalog_command(
     result = build_catalog(collection, out, classifier, config=config, clusterer=clusterer, encoder=encoder,
                            morphometry=morphometry, target_accuracy=target_accuracy,
                            min_confidence=min_confidence, engine=engine,
-                           columns=_split(columns) if columns else (), shard_size=shard_size, workers=workers, scheduler=scheduler,
-                           fits=fits, overwrite=overwrite, progress=True)
+                           columns=_split(columns) if columns else (), shard_size=shard_size,
+                           workers=workers, scheduler=scheduler, fits=fits, overwrite=overwrite, progress=True)
     for stage, why in result.skipped.items():
         console.print(f"skipped {stage}: {why}")
     resumed = f" ({result.shards_skipped} finished earlier)" if result.shards_skipped else ""

@@ -148,8 +148,9 @@ class GalaxyCollection:
 
     def __getstate__(self) -> dict:
         # A shard sent to a worker carries its own rows' paths (or pixels),
-        # not the whole survey's: the source shared with the parent collection
-        # would make each queued task as large as the full input list.
+        # not the whole survey's: with the source shared with the parent
+        # collection, every task carried the full input list, and workers
+        # keep the arguments of the tasks they ran until the run ends.
         state = dict(self.__dict__)
         state["_source"], state["_positions"] = self._source.restricted(self._positions)
         return state

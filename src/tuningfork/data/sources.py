@@ -116,9 +116,8 @@ class FileSource(ImageSource):
         return str(self.files[position][0]) + (f"[{hdu}]" if hdu is not None else "")
 
     def restricted(self, positions: np.ndarray) -> tuple[FileSource, np.ndarray]:
-        kept, inverse = np.unique(positions, return_inverse=True)
-        source = FileSource([self.files[i] for i in kept], [self.hdus[i] for i in kept])
-        return source, inverse.astype(np.int64)
+        kept, inverse = _distinct(positions)
+        return FileSource([self.files[i] for i in kept], [self.hdus[i] for i in kept]), inverse
 
 
 class StackSource(ImageSource):
@@ -220,11 +219,14 @@ class ArraySource(StackSource):
         yield self.images
 
     def restricted(self, positions: np.ndarray) -> tuple[ArraySource, np.ndarray]:
-        kept, inverse = np.unique(positions, return_inverse=True)
-        images = (
-            [self.images[i] for i in kept] if isinstance(self.images, list) else self.images[kept]
-        )
-        return ArraySource(images), inverse.astype(np.int64)
+        kept, inverse = _distinct(positions)
+        return ArraySource(take(self.images, kept)), inverse
+
+
+def _distinct(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct positions, and where each of ``positions`` lies among them."""
+    kept, inverse = np.unique(positions, return_inverse=True)
+    return kept, inverse.astype(np.int64)
 
 
 def take(stack: Any, positions: np.ndarray) -> list[np.ndarray] | np.ndarray:

@@ -379,8 +379,8 @@ def build_catalog(
     folder = Path(folder)
     config, skipped = resolve_config(config, classifier=classifier, target_accuracy=target_accuracy,
                                      min_confidence=min_confidence, engine=engine, clusterer=clusterer,
-                                     encoder=encoder,
-                                     morphometry=morphometry, columns=columns, shard_size=shard_size)
+                                     encoder=encoder, morphometry=morphometry, columns=columns,
+                                     shard_size=shard_size)
     collection = data if isinstance(data, GalaxyCollection) else GalaxyCollection.open(data)
     manifest = build_manifest(collection, config.shard_size)
     carried_columns(collection.subset([0]), config.columns)

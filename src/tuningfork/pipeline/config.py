@@ -48,9 +48,11 @@ class ClassificationStage(Serialisable):
     batch_size : int
         Galaxies per forward pass.
     engine : {"torch", "onnx"}
-        Runs the network: PyTorch, or ONNX Runtime (about 1.7 times faster on
-        one CPU core for the default network, the same outputs to float
-        rounding; the network is exported once per worker).
+        Runs the network: PyTorch, or ONNX Runtime (the same outputs to float
+        rounding; the network is exported once per worker, about 1 CPU-s).
+        The default network alone runs about 1.7 times faster on one core
+        with ONNX Runtime, but on 424 px JPEGs reading dominates and the
+        catalog end to end was no faster (benchmarks/results/scale.md).
     """
 
     model: str | None = None
