@@ -4,8 +4,11 @@ On the Galaxy Zoo challenge JPEGs of ``../shared/data/gzc`` (24,909), listed
 repeatedly (ids ``<GalaxyID>-<repeat>``) to reach the larger sizes:
 
 * ``throughput``: ``tuningfork catalog`` (classification stage) with 1 and
-  with 2 workers on the same galaxies, one run after the other; the target
-  is a speed-up of at least 1.8.
+  with 2 workers on the same 10^5 galaxies, one run after the other; the
+  target is a speed-up of at least 1.8.  Reported over the whole command
+  (start-up: imports, cluster, model loading, about ten seconds), and at
+  steady state, from the write times of the Parquet parts after each
+  worker's first one.  ``--only throughput`` reruns this one alone.
 * ``memory``: peak resident memory of each worker (``ru_maxrss`` read on the
   workers after the run) at 10^4 and 10^5 galaxies; the target is flat.
 * ``kill``: SIGKILL of one worker (of a two-worker cluster reached by
@@ -49,6 +52,7 @@ with ``--quick``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import signal
@@ -63,10 +67,12 @@ import numpy as np
 from _common import write_report
 from astropy.table import Table
 
+from tuningfork.pipeline.shard import PARTS
+
 RESULTS = Path(__file__).resolve().parent / "results"
 GZC = Path(__file__).resolve().parents[2] / "shared" / "data" / "gzc"
 IMAGE_SIZE = 64
-FULL = {"throughput": 20_000, "memory": (10_000, 100_000), "kill": 5_000, "end_to_end": 1_000,
+FULL = {"throughput": 100_000, "memory": (10_000, 100_000), "kill": 5_000, "end_to_end": 1_000,
         "end_to_end_large": 10_000, "morphometry": (100, 5), "shard": 1000}
 QUICK = {"throughput": 400, "memory": (300, 600), "kill": 300, "end_to_end": 120, "end_to_end_large": 240,
          "morphometry": (5, 2), "shard": 50}
@@ -119,14 +125,30 @@ def lost_and_duplicated(catalog: Path, expected: list[str]) -> dict:
     return {"rows": len(ids), "lost": len(set(expected) - set(ids)), "duplicated": len(ids) - len(set(ids))}
 
 
+def steady_rate(parts: Path, workers: int, shard: int) -> float:
+    """Galaxies per second once every worker has finished its first shard, from the parts' write times.
+
+    The ``workers`` earliest parts mark the end of start-up (imports,
+    cluster, model loading, the first shard's warm-up); the galaxies of the
+    other parts, over the time from then to the last part, are the rate at
+    which a long run proceeds.
+    """
+    times = sorted(path.stat().st_mtime for path in parts.glob("*.parquet"))
+    return (len(times) - workers) * shard / (times[-1] - times[workers - 1])
+
+
 def throughput(model: Path, work: Path, count: int, shard: int) -> dict:
     data = repeated_catalog(work / "throughput.csv", count)
-    result = {}
+    result = {"uptime_before": uptime()}
     for workers in (1, 2):
-        run = timed(cli("catalog", data, "--out", work / f"tp{workers}", "--classifier", model,
+        out = work / f"tp{workers}"
+        run = timed(cli("catalog", data, "--out", out, "--classifier", model,
                         "--workers", workers, "--shard-size", shard))
-        result[f"{workers}_workers"] = {**run, "images_per_s": round(count / run["wall_s"], 1)}
-    result["speedup"] = round(result["2_workers"]["images_per_s"] / result["1_workers"]["images_per_s"], 2)
+        result[f"{workers}_workers"] = {**run, "images_per_s": round(count / run["wall_s"], 1),
+                                        "steady_images_per_s": round(steady_rate(out / PARTS, workers, shard), 1)}
+    for key, rate in (("speedup", "images_per_s"), ("steady_speedup", "steady_images_per_s")):
+        result[key] = round(result["2_workers"][rate] / result["1_workers"][rate], 2)
+    result["uptime_after"] = uptime()
     return result
 
 
@@ -369,11 +391,16 @@ def markdown(report: dict) -> str:
     lines = [
         "# The catalog at scale (issue 14)", "",
         f"Before: `{report['uptime_before']}`  ", f"After: `{report['uptime_after']}`", "",
+        f"Throughput, before: `{tp['uptime_before']}`  ", f"Throughput, after: `{tp['uptime_after']}`", "",
         f"Classifier: default rotinv, random weights, 3 bands, {IMAGE_SIZE} px; gzc JPEGs listed repeatedly.", "",
         "| measurement | value | target |", "|---|---|---|",
-        f"| throughput, 1 worker ({tp['galaxies']} galaxies) | {tp['1_workers']['images_per_s']} images/s | |",
-        f"| throughput, 2 workers | {tp['2_workers']['images_per_s']} images/s | |",
-        f"| speed-up 2 vs 1 worker | {tp['speedup']}x | >= 1.8x |",
+        (f"| throughput, 1 worker ({tp['galaxies']} galaxies, start-up included) | "
+         f"{tp['1_workers']['images_per_s']} images/s | |"),
+        f"| throughput, 2 workers, start-up included | {tp['2_workers']['images_per_s']} images/s | |",
+        f"| speed-up 2 vs 1 worker, start-up included | {tp['speedup']}x | >= 1.8x |",
+        (f"| steady throughput (after each worker's first shard), 1 / 2 workers | "
+         f"{tp['1_workers']['steady_images_per_s']} / {tp['2_workers']['steady_images_per_s']} images/s | |"),
+        f"| steady speed-up 2 vs 1 worker | {tp['steady_speedup']}x | >= 1.8x |",
     ]
     for count, values in memory.items():
         lines.append(f"| peak RSS per worker, {count} galaxies | {values['peak_rss_mb_per_worker']} MB | flat |")
@@ -426,10 +453,22 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="A few hundred galaxies, to check the script.")
+    parser.add_argument("--only", choices=["throughput"],
+                        help="Rerun this measurement alone (with its own uptime lines); keep the others of the "
+                             "last report.")
     args = parser.parse_args()
     if not (GZC / "images").is_dir():
         sys.exit(f"skipped: {GZC} is absent")
     sizes = QUICK if args.quick else FULL
+    stem = "scale_quick" if args.quick else "scale"
+    if args.only:
+        report = json.loads((RESULTS / f"{stem}.json").read_text())
+        with tempfile.TemporaryDirectory() as scratch:
+            model = save_classifier(Path(scratch) / "classifier")
+            report["throughput"] = {"galaxies": sizes["throughput"],
+                                    **throughput(model, Path(scratch), sizes["throughput"], sizes["shard"])}
+        write_report(RESULTS, stem, report, markdown(report))
+        return
     report = {"uptime_before": uptime(), "cpus": os.cpu_count(), "quick": args.quick}
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
@@ -450,7 +489,7 @@ def main() -> None:
         repeated = [files[row % len(files)] for row in range(sizes["end_to_end_large"])]
         report["lightning_large"] = lightning(model, work, repeated, report["end_to_end_large"])
     report["uptime_after"] = uptime()
-    write_report(RESULTS, "scale_quick" if args.quick else "scale", report, markdown(report))
+    write_report(RESULTS, stem, report, markdown(report))
 
 
 if __name__ == "__main__":
