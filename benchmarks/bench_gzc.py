@@ -360,9 +360,11 @@ def votes_markdown(rows: dict, n_train: int, n_val: int, mean_rmse: float) -> li
                      f"{_f(row['high_agreement_accuracy_q1'])} ({row['high_agreement_n']} galaxies) | "
                      f"{per_question} |")
     if "from the five-class model" in rows:
-        lines += ["", (f"The five-class model trained on gzc's train split less the "
-                       f"{rows['from the five-class model']['base_left_out']} galaxies of the vote catalog's val "
-                       "split, then fine-tuned on the votes (layer decay 0.75, its crop).")]
+        left_out = rows["from the five-class model"]["base_left_out"]
+        none = " (none: the two catalogs' splits agree on the galaxies they share)" if not left_out else ""
+        lines += ["", (f"The five-class model trained on gzc's train split less the {left_out} galaxies of the "
+                       f"vote catalog's val split it holds{none}, then fine-tuned on the votes (layer decay 0.75, "
+                       "its crop).")]
     lines += ["", "Per-question RMSE: per-question fractions, where answered."]
     return lines
 
