@@ -339,16 +339,17 @@ def stage_votes(args, work: Path) -> dict:
         rows["from scratch"] = votes_row(train_set, val_set, work / "votes", args.budget_s, args.seed) | {
             "stage_args": f"--stage votes --budget-s {args.budget_s:g}"}
     mean_rmse = float(np.sqrt(((truth - mean) ** 2).mean()))
-    return {"mean_predictor_rmse": mean_rmse, "rows": rows,
-            "markdown": votes_markdown(rows, len(train_set), len(val_set), mean_rmse)}
+    machine = machine_info()
+    return {"mean_predictor_rmse": mean_rmse, "rows": rows, "machine": machine,
+            "markdown": votes_markdown(rows, len(train_set), len(val_set), mean_rmse, machine)}
 
 
-def votes_markdown(rows: dict, n_train: int, n_val: int, mean_rmse: float) -> list[str]:
+def votes_markdown(rows: dict, n_train: int, n_val: int, mean_rmse: float, machine: dict) -> list[str]:
     """The vote-fraction section of gzc.md: one row per start."""
     lines = ["## Vote fractions (catalog_votes.csv, 17 columns)", "",
              (f"{n_train} training, {n_val} val galaxies; rotinv {IMAGE_SIZE} px; tree "
               f"`{next(iter(rows.values()))['tree']}`; mean predictor (train means) RMSE {mean_rmse:.4f}. "
-              f"Machine: {machine_info()}."), "",
+              f"Machine: {machine}."), "",
              ("| start | CPU-s | epochs | RMSE over the 17 cumulative columns (target <= 0.085) | question 1 "
               "top-answer accuracy, >= 0.8 agreement (target >= 0.99) | per-question RMSE |"),
              "|---|---|---|---|---|---|"]
