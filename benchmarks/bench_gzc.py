@@ -16,6 +16,9 @@ run one at a time, alone, under ``flock /tmp/tuningfork-bench.lock``):
     The best network of ``supervised`` trained longer (``--budget-s``), with
     test-time augmentation, and the ensemble of it with another run
     (``--ensemble-with``).
+``ensemble``
+    Adds to ``best`` the row of several trained networks together
+    (``--ensemble-with A,B,...``), each with test-time augmentation.
 ``votes``
     The 17 vote-fraction columns of ``catalog_votes.csv`` under the Galaxy
     Zoo 2 tree (questions 1, 2, 6, 7, 8): RMSE over the 17 cumulative
@@ -222,14 +225,40 @@ def val_probabilities(folder: Path, val_set, tta: bool) -> np.ndarray:
     return np.stack([np.asarray(table[name]) for name in table.colnames if name.startswith("prob_")], axis=1)
 
 
+def ensemble_row(folders: list[Path], val_set, classes: list[str]) -> dict:
+    """The scores of several trained networks together, each with TTA: their mean probabilities."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    truth = np.asarray([str(v) for v in val_set.catalog["label"]])
+    mean = np.mean([val_probabilities(folder, val_set, True) for folder in folders], axis=0)
+    predicted = np.asarray(classes)[mean.argmax(axis=1)]
+    return {
+        "accuracy": float((predicted == truth).mean()),
+        "balanced_accuracy": float(balanced_accuracy_score(truth, predicted)),
+        "macro_f1": float(f1_score(truth, predicted, average="macro")),
+        "recall": {name: float((predicted[truth == name] == name).mean()) for name in classes},
+        "members": [str(folder) for folder in folders],
+    }
+
+
+def stage_ensemble(args, work: Path) -> dict:
+    """The ``best`` section with one more row: the networks of ``--ensemble-with`` (comma-separated) together."""
+    section = load_report()["best"]
+    folders = [Path(folder) for folder in args.ensemble_with.split(",")]
+    missing = [str(folder) for folder in folders if not (folder / "config.json").is_file()]
+    if missing:
+        sys.exit(f"not model folders: {', '.join(missing)}")
+    _, val_set = five_class()
+    name = f"ensemble({', '.join(folder.name for folder in folders)})+tta"
+    return section | {"models": section["models"] | {name: ensemble_row(folders, val_set, section["classes"])}}
+
+
 def stage_best(args, work: Path) -> dict:
     """The best network of the one-budget comparison, trained ``--budget-s``; with TTA; ensembled with another run.
 
     Rows of earlier runs at other budgets are kept; the partner of the
     ensemble is ``--ensemble-with`` (by default the one-budget run's folder).
     """
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-
     report = load_report()
     supervised = report["supervised"]
     networks = {name: row for name, row in supervised["models"].items() if name in NETWORKS}
@@ -247,18 +276,8 @@ def stage_best(args, work: Path) -> dict:
         supervised["classes"]) | {"train_cpu_seconds": models[long_name]["train_cpu_seconds"],
                                   "epochs_run": models[long_name]["epochs_run"], "tta": True}
     shutil.copy(work / f"{long_name}-tta-eval" / "confusion_matrix.png", RESULTS / f"gzc_{long_name}_tta_confusion.png")
-    # The ensemble of the long run and its partner, both with TTA: mean probabilities.
-    truth = np.asarray([str(v) for v in val_set.catalog["label"]])
     classes = supervised["classes"]
-    mean = (val_probabilities(work / long_name, val_set, True) + val_probabilities(partner, val_set, True)) / 2
-    predicted = np.asarray(classes)[mean.argmax(axis=1)]
-    models[f"ensemble({long_name}, {partner.name})+tta"] = {
-        "accuracy": float((predicted == truth).mean()),
-        "balanced_accuracy": float(balanced_accuracy_score(truth, predicted)),
-        "macro_f1": float(f1_score(truth, predicted, average="macro")),
-        "recall": {name: float((predicted[truth == name] == name).mean()) for name in classes},
-        "partner": str(partner),
-    }
+    models[f"ensemble({long_name}, {partner.name})+tta"] = ensemble_row([work / long_name, partner], val_set, classes)
     return {"machine": machine_info(), "n_train": len(train_set), "n_val": len(val_set), "classes": classes,
             "network": best, "budget_s": args.budget_s, "models": models}
 
@@ -609,7 +628,8 @@ def stage_ship(args, work: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stage", required=True, choices=["supervised", "best", "votes", "curve", "gz2", "gz1", "clustering", "ship"])
+    parser.add_argument("--stage", required=True, choices=["supervised", "best", "ensemble", "votes", "curve", "gz2", "gz1", "clustering",
+                                                          "ship"])
     parser.add_argument("--models", default="pca,rotinv,hybrid,convnext")
     parser.add_argument("--budget-s", type=float, default=600.0)
     parser.add_argument("--fine-tune-budget-s", type=float, default=200.0)
@@ -618,7 +638,8 @@ def main() -> None:
                              "catalog's val galaxies) and fine-tune it on the votes; 0: from scratch")
     parser.add_argument("--base", help="gzc model folder the gz1 stage fine-tunes (default: the best stage's)")
     parser.add_argument("--ensemble-with", help="best stage: model folder ensembled with the long run "
-                                                "(default: the supervised stage's run of the same network)")
+                                                "(default: the supervised stage's run of the same network); "
+                                                "ensemble stage: the model folders, comma-separated")
     parser.add_argument("--encoders", default="morphology", help="clustering stage: encoders, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -628,10 +649,12 @@ def main() -> None:
         sys.exit(f"{GZC} not found: this benchmark needs ../shared/data/gzc")
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    stages = {"supervised": stage_supervised, "best": stage_best, "votes": stage_votes, "curve": stage_curve,
-              "gz2": stage_gz2, "gz1": stage_gz1, "clustering": stage_clustering, "ship": stage_ship}
+    stages = {"supervised": stage_supervised, "best": stage_best, "ensemble": stage_ensemble,
+              "votes": stage_votes, "curve": stage_curve, "gz2": stage_gz2, "gz1": stage_gz1,
+              "clustering": stage_clustering, "ship": stage_ship}
     section = stages[args.stage](args, args.work)
-    report = load_report() | {args.stage: section}
+    # The ensemble stage adds a row to the best stage's section.
+    report = load_report() | {"best" if args.stage == "ensemble" else args.stage: section}
     write_report(RESULTS, "gzc", report, markdown(report))
 
 
