@@ -9,6 +9,9 @@ repeatedly (ids ``<GalaxyID>-<repeat>``) to reach the larger sizes:
   (start-up: imports, cluster, model loading, about ten seconds), and at
   steady state, from the write times of the Parquet parts after each
   worker's first one.  ``--only throughput`` reruns this one alone.
+* ``open``: CPU and wall seconds of ``GalaxyCollection.open`` on a CSV of
+  10^4 and 10^5 rows in the client, a serial cost before any shard
+  (``--only open``).
 * ``memory``: peak resident memory of each worker (``ru_maxrss`` read on the
   workers after the run) at 10^4 and 10^5 galaxies; the target is flat.
 * ``kill``: SIGKILL of one worker (of a two-worker cluster reached by
@@ -149,6 +152,19 @@ def throughput(model: Path, work: Path, count: int, shard: int) -> dict:
     for key, rate in (("speedup", "images_per_s"), ("steady_speedup", "steady_images_per_s")):
         result[key] = round(result["2_workers"][rate] / result["1_workers"][rate], 2)
     result["uptime_after"] = uptime()
+    return result
+
+
+def open_cost(work: Path, counts: tuple[int, ...]) -> dict:
+    """Seconds the client spends opening an N-row CSV catalog (every run pays it before any shard starts)."""
+    from tuningfork.data import GalaxyCollection
+
+    result = {"uptime": uptime()}
+    for count in counts:
+        data = repeated_catalog(work / f"open{count}.csv", count)
+        cpu, wall = time.process_time(), time.perf_counter()
+        GalaxyCollection.open(data)
+        result[str(count)] = {"cpu_s": round(time.process_time() - cpu, 2), "wall_s": round(time.perf_counter() - wall, 2)}
     return result
 
 
@@ -392,6 +408,7 @@ def markdown(report: dict) -> str:
         "# The catalog at scale (issue 14)", "",
         f"Before: `{report['uptime_before']}`  ", f"After: `{report['uptime_after']}`", "",
         f"Throughput, before: `{tp['uptime_before']}`  ", f"Throughput, after: `{tp['uptime_after']}`", "",
+        *([f"Catalog opening, at: `{report['open']['uptime']}`", ""] if "open" in report else []),
         f"Classifier: default rotinv, random weights, 3 bands, {IMAGE_SIZE} px; gzc JPEGs listed repeatedly.", "",
         "| measurement | value | target |", "|---|---|---|",
         (f"| throughput, 1 worker ({tp['galaxies']} galaxies, start-up included) | "
@@ -437,6 +454,11 @@ def markdown(report: dict) -> str:
             (f"| catalog 1 worker vs Lightning, {run['images']} rows, engine torch / onnx | "
              f"{light['speedup_torch']}x / {light['speedup_onnx']}x | >= 1.5x |"),
         ]
+    for count, cost in report.get("open", {}).items():
+        if count == "uptime":
+            continue
+        lines.append(f"| opening a {int(count):,}-row CSV catalog in the client (paths, a stat of each file) | "
+                     f"{cost['cpu_s']} CPU-s ({cost['wall_s']} s) | |")
     stages = report["stages"]
     lines += ["", (f"CPU-seconds per galaxy of each stage alone in one shard (one process, one torch thread, "
                    f"its reading included; {stages['galaxies']} galaxies, morphometry on "
@@ -453,7 +475,7 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="A few hundred galaxies, to check the script.")
-    parser.add_argument("--only", choices=["throughput"],
+    parser.add_argument("--only", choices=["throughput", "open"],
                         help="Rerun this measurement alone (with its own uptime lines); keep the others of the "
                              "last report.")
     args = parser.parse_args()
@@ -464,9 +486,12 @@ def main() -> None:
     if args.only:
         report = json.loads((RESULTS / f"{stem}.json").read_text())
         with tempfile.TemporaryDirectory() as scratch:
-            model = save_classifier(Path(scratch) / "classifier")
-            report["throughput"] = {"galaxies": sizes["throughput"],
-                                    **throughput(model, Path(scratch), sizes["throughput"], sizes["shard"])}
+            if args.only == "open":
+                report["open"] = open_cost(Path(scratch), sizes["memory"])
+            else:
+                model = save_classifier(Path(scratch) / "classifier")
+                report["throughput"] = {"galaxies": sizes["throughput"],
+                                        **throughput(model, Path(scratch), sizes["throughput"], sizes["shard"])}
         write_report(RESULTS, stem, report, markdown(report))
         return
     report = {"uptime_before": uptime(), "cpus": os.cpu_count(), "quick": args.quick}
@@ -476,6 +501,7 @@ def main() -> None:
         report["throughput"] = {"galaxies": sizes["throughput"],
                                 **throughput(model, work, sizes["throughput"], sizes["shard"])}
         report["memory"] = peak_memory(model, work, sizes["memory"], sizes["shard"])
+        report["open"] = open_cost(work, sizes["memory"])
         report["kill_worker"] = kill_worker(model, work, sizes["kill"])
         report["kill_client"] = kill_client(model, work, sizes["kill"])
         # Should stay unset: the timed commands below inherit this process's environment.
