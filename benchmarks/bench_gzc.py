@@ -628,8 +628,8 @@ def stage_ship(args, work: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stage", required=True, choices=["supervised", "best", "ensemble", "votes", "curve", "gz2", "gz1", "clustering",
-                                                          "ship"])
+    parser.add_argument("--stage", required=True, choices=["supervised", "best", "ensemble", "votes", "curve",
+                                                          "gz2", "gz1", "clustering", "ship"])
     parser.add_argument("--models", default="pca,rotinv,hybrid,convnext")
     parser.add_argument("--budget-s", type=float, default=600.0)
     parser.add_argument("--fine-tune-budget-s", type=float, default=200.0)

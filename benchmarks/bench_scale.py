@@ -6,8 +6,7 @@ repeatedly (ids ``<GalaxyID>-<repeat>``) to reach the larger sizes:
 * ``throughput``: ``tuningfork catalog`` (classification stage) with 1 and
   with 2 workers on the same 10^5 galaxies, one run after the other; the
   target is a speed-up of at least 1.8.  Reported over the whole command
-  (start-up: imports, cluster, model loading, about ten seconds), and at
-  steady state, from the write times of the Parquet parts after each
+  (start-up included: imports, cluster, model loading), and at steady state, from the write times of the Parquet parts after each
   worker's first one.  ``--only throughput`` reruns this one alone.
 * ``open``: CPU and wall seconds of ``GalaxyCollection.open`` on a CSV of
   10^4 and 10^5 rows in the client, a serial cost before any shard
@@ -155,17 +154,22 @@ def throughput(model: Path, work: Path, count: int, shard: int) -> dict:
     return result
 
 
+def throughput_section(model: Path, work: Path, sizes: dict) -> dict:
+    return {"galaxies": sizes["throughput"], **throughput(model, work, sizes["throughput"], sizes["shard"])}
+
+
 def open_cost(work: Path, counts: tuple[int, ...]) -> dict:
     """Seconds the client spends opening an N-row CSV catalog (every run pays it before any shard starts)."""
     from tuningfork.data import GalaxyCollection
 
-    result = {"uptime": uptime()}
+    rows = {}
     for count in counts:
         data = repeated_catalog(work / f"open{count}.csv", count)
         cpu, wall = time.process_time(), time.perf_counter()
         GalaxyCollection.open(data)
-        result[str(count)] = {"cpu_s": round(time.process_time() - cpu, 2), "wall_s": round(time.perf_counter() - wall, 2)}
-    return result
+        rows[str(count)] = {"cpu_s": round(time.process_time() - cpu, 2),
+                            "wall_s": round(time.perf_counter() - wall, 2)}
+    return {"uptime": uptime(), "rows": rows}
 
 
 def _peak_rss_mb() -> float:
@@ -454,9 +458,7 @@ def markdown(report: dict) -> str:
             (f"| catalog 1 worker vs Lightning, {run['images']} rows, engine torch / onnx | "
              f"{light['speedup_torch']}x / {light['speedup_onnx']}x | >= 1.5x |"),
         ]
-    for count, cost in report.get("open", {}).items():
-        if count == "uptime":
-            continue
+    for count, cost in report.get("open", {}).get("rows", {}).items():
         lines.append(f"| opening a {int(count):,}-row CSV catalog in the client (paths, a stat of each file) | "
                      f"{cost['cpu_s']} CPU-s ({cost['wall_s']} s) | |")
     stages = report["stages"]
@@ -486,20 +488,16 @@ def main() -> None:
     if args.only:
         report = json.loads((RESULTS / f"{stem}.json").read_text())
         with tempfile.TemporaryDirectory() as scratch:
-            if args.only == "open":
-                report["open"] = open_cost(Path(scratch), sizes["memory"])
-            else:
-                model = save_classifier(Path(scratch) / "classifier")
-                report["throughput"] = {"galaxies": sizes["throughput"],
-                                        **throughput(model, Path(scratch), sizes["throughput"], sizes["shard"])}
+            work = Path(scratch)
+            report[args.only] = (open_cost(work, sizes["memory"]) if args.only == "open" else
+                                 throughput_section(save_classifier(work / "classifier"), work, sizes))
         write_report(RESULTS, stem, report, markdown(report))
         return
     report = {"uptime_before": uptime(), "cpus": os.cpu_count(), "quick": args.quick}
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         model = save_classifier(work / "classifier")
-        report["throughput"] = {"galaxies": sizes["throughput"],
-                                **throughput(model, work, sizes["throughput"], sizes["shard"])}
+        report["throughput"] = throughput_section(model, work, sizes)
         report["memory"] = peak_memory(model, work, sizes["memory"], sizes["shard"])
         report["open"] = open_cost(work, sizes["memory"])
         report["kill_worker"] = kill_worker(model, work, sizes["kill"])
