@@ -8,9 +8,11 @@ repeatedly (ids ``<GalaxyID>-<repeat>``) to reach the larger sizes:
   target is a speed-up of at least 1.8.  Reported over the whole command
   (start-up included: imports, cluster, model loading), and at steady state, from the write times of the Parquet parts after each
   worker's first one.  ``--only throughput`` reruns this one alone.
-* ``open``: CPU and wall seconds of ``GalaxyCollection.open`` on a CSV of
-  10^4 and 10^5 rows in the client, a serial cost before any shard
-  (``--only open``).
+* ``client``: what the client alone costs per input row, on 10^4 and 10^5
+  rows: CPU and wall seconds of ``GalaxyCollection.open``, the memory the
+  opened collection holds, and the peak memory and time of finishing a
+  catalog whose shards are all written (check, merge, write), in a fresh
+  process (``--only client``).
 * ``memory``: peak resident memory of each worker (``ru_maxrss`` read on the
   workers after the run) at 10^4 and 10^5 galaxies; the target is flat.
 * ``kill``: SIGKILL of one worker (of a two-worker cluster reached by
@@ -158,17 +160,60 @@ def throughput_section(model: Path, work: Path, sizes: dict) -> dict:
     return {"galaxies": sizes["throughput"], **throughput(model, work, sizes["throughput"], sizes["shard"])}
 
 
-def open_cost(work: Path, counts: tuple[int, ...]) -> dict:
-    """Seconds the client spends opening an N-row CSV catalog (every run pays it before any shard starts)."""
-    from tuningfork.data import GalaxyCollection
+CLIENT_SCRIPT = r'''
+import gc, json, resource, sys, time
+import astropy.io.ascii, astropy.io.misc.parquet, pyarrow.parquet  # the readers' imports are not per row
+from tuningfork.data import GalaxyCollection
+from tuningfork.models import load_model
+from tuningfork.pipeline import build_catalog
 
+def resident_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+data, folder, model, shard = sys.argv[1:5]
+load_model(model)  # torch and the model in memory before the baseline, as in every run
+baseline = resident_mb()
+cpu, wall = time.process_time(), time.perf_counter()
+collection = GalaxyCollection.open(data)
+opened = {"cpu_s": round(time.process_time() - cpu, 2), "wall_s": round(time.perf_counter() - wall, 2)}
+gc.collect()
+held = resident_mb() - baseline
+cpu, wall = time.process_time(), time.perf_counter()
+build_catalog(collection, folder, model, shard_size=int(shard))
+print(json.dumps({**opened, "collection_mb": round(held, 1),
+                  "finish_cpu_s": round(time.process_time() - cpu, 2), "finish_wall_s": round(time.perf_counter() - wall, 2),
+                  "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline, 1)}))
+'''
+
+
+def client_cost(model: Path, work: Path, counts: tuple[int, ...], shard: int, folders: dict | None = None) -> dict:
+    """What the client alone spends, per input row: opening the list, and finishing a catalog whose shards are done.
+
+    Every run pays both serially, before the first shard and after the
+    last.  Measured in a fresh process on a catalog folder whose parts are
+    all written (``folders``, by count, or built here first), so that the
+    run only opens the list, checks it against the folder and merges the
+    parts into ``catalog.parquet``.  Memory is resident set growth over the
+    process with torch and the model loaded: what the collection holds
+    (after opening) and the high-water mark of the whole run.
+    """
+    from tuningfork.pipeline import build_catalog
+
+    script = work / "client_cost.py"
+    script.write_text(CLIENT_SCRIPT)
     rows = {}
     for count in counts:
-        data = repeated_catalog(work / f"open{count}.csv", count)
-        cpu, wall = time.process_time(), time.perf_counter()
-        GalaxyCollection.open(data)
-        rows[str(count)] = {"cpu_s": round(time.process_time() - cpu, 2),
-                            "wall_s": round(time.perf_counter() - wall, 2)}
+        data = repeated_catalog(work / f"client{count}.csv", count)
+        folder = (folders or {}).get(str(count))
+        if folder is None:
+            folder = work / f"client{count}"
+            build_catalog(data, folder, model, shard_size=shard, workers=2)
+        done = subprocess.run([sys.executable, str(script), str(data), str(folder), str(model), str(shard)],
+                              check=True,
+                              capture_output=True, text=True)
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        rows[str(count)] = {**measured, "collection_bytes_per_row": round(measured["collection_mb"] * 2**20 / count),
+                            "peak_bytes_per_row": round(measured["peak_mb"] * 2**20 / count)}
     return {"uptime": uptime(), "rows": rows}
 
 
@@ -412,7 +457,7 @@ def markdown(report: dict) -> str:
         "# The catalog at scale (issue 14)", "",
         f"Before: `{report['uptime_before']}`  ", f"After: `{report['uptime_after']}`", "",
         f"Throughput, before: `{tp['uptime_before']}`  ", f"Throughput, after: `{tp['uptime_after']}`", "",
-        *([f"Catalog opening, at: `{report['open']['uptime']}`", ""] if "open" in report else []),
+        *([f"Client costs, at: `{report['client']['uptime']}`", ""] if "client" in report else []),
         f"Classifier: default rotinv, random weights, 3 bands, {IMAGE_SIZE} px; gzc JPEGs listed repeatedly.", "",
         "| measurement | value | target |", "|---|---|---|",
         (f"| throughput, 1 worker ({tp['galaxies']} galaxies, start-up included) | "
@@ -458,9 +503,15 @@ def markdown(report: dict) -> str:
             (f"| catalog 1 worker vs Lightning, {run['images']} rows, engine torch / onnx | "
              f"{light['speedup_torch']}x / {light['speedup_onnx']}x | >= 1.5x |"),
         ]
-    for count, cost in report.get("open", {}).get("rows", {}).items():
-        lines.append(f"| opening a {int(count):,}-row CSV catalog in the client (paths, a stat of each file) | "
-                     f"{cost['cpu_s']} CPU-s ({cost['wall_s']} s) | |")
+    for count, cost in report.get("client", {}).get("rows", {}).items():
+        lines += [
+            (f"| opening a {int(count):,}-row CSV catalog in the client (paths, a stat of each file) | "
+             f"{cost['cpu_s']} CPU-s ({cost['wall_s']} s) | |"),
+            (f"| client memory, {int(count):,} rows: the opened collection / peak of the run (open, check, merge) "
+             f"| {cost['collection_bytes_per_row']:,} / {cost['peak_bytes_per_row']:,} bytes per row | |"),
+            (f"| finishing a {int(count):,}-row catalog whose shards are done (check, merge, write) | "
+             f"{cost['finish_cpu_s']} CPU-s ({cost['finish_wall_s']} s) | |"),
+        ]
     stages = report["stages"]
     lines += ["", (f"CPU-seconds per galaxy of each stage alone in one shard (one process, one torch thread, "
                    f"its reading included; {stages['galaxies']} galaxies, morphometry on "
@@ -477,7 +528,7 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="A few hundred galaxies, to check the script.")
-    parser.add_argument("--only", choices=["throughput", "open"],
+    parser.add_argument("--only", choices=["throughput", "client"],
                         help="Rerun this measurement alone (with its own uptime lines); keep the others of the "
                              "last report.")
     args = parser.parse_args()
@@ -489,8 +540,10 @@ def main() -> None:
         report = json.loads((RESULTS / f"{stem}.json").read_text())
         with tempfile.TemporaryDirectory() as scratch:
             work = Path(scratch)
-            report[args.only] = (open_cost(work, sizes["memory"]) if args.only == "open" else
-                                 throughput_section(save_classifier(work / "classifier"), work, sizes))
+            model = save_classifier(work / "classifier")
+            report[args.only] = (client_cost(model, work, sizes["memory"], sizes["shard"]) if args.only == "client"
+                                 else throughput_section(model, work, sizes))
+            report.pop("open", None)
         write_report(RESULTS, stem, report, markdown(report))
         return
     report = {"uptime_before": uptime(), "cpus": os.cpu_count(), "quick": args.quick}
@@ -499,7 +552,8 @@ def main() -> None:
         model = save_classifier(work / "classifier")
         report["throughput"] = throughput_section(model, work, sizes)
         report["memory"] = peak_memory(model, work, sizes["memory"], sizes["shard"])
-        report["open"] = open_cost(work, sizes["memory"])
+        report["client"] = client_cost(model, work, sizes["memory"], sizes["shard"],
+                                       {str(count): work / f"memory{count}" for count in sizes["memory"]})
         report["kill_worker"] = kill_worker(model, work, sizes["kill"])
         report["kill_client"] = kill_client(model, work, sizes["kill"])
         # Should stay unset: the timed commands below inherit this process's environment.
