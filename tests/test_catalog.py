@@ -51,8 +51,8 @@ def test_real_cosmos_fits_table(shared_data):
     assert (schema.ra_column, schema.dec_column) == ("RA", "DEC")
     assert "MAG" in schema.extra_columns and "BAND" not in schema.extra_columns
     files = schema.image_paths(table, path.parent)
-    assert files[0] == (path.parent / "real_galaxy_images_extension.fits",)
-    assert files[0][0].is_file()
+    assert files[0] == (str(path.parent / "real_galaxy_images_extension.fits"),)
+    assert Path(files[0][0]).is_file()
 
 
 # ------------------------------------------------------------------ formats
@@ -187,8 +187,9 @@ def test_label_override_and_extras():
 def test_image_paths_relative_to_base(tmp_path):
     table = Table({"id": ["a", "b"], "file": ["img/a.png", str(tmp_path / "abs.png")]})
     files = CatalogSchema.infer(table).image_paths(table, tmp_path / "base")
-    assert files == [(tmp_path / "base" / "img" / "a.png",), (tmp_path / "abs.png",)]
-    assert all(isinstance(path, Path) for row in files for path in row)
+    assert files == [(str(tmp_path / "base" / "img" / "a.png"),), (str(tmp_path / "abs.png"),)]
+    # Strings, not Paths: a collection of 10^7 galaxies holds one per galaxy.
+    assert all(isinstance(path, str) for row in files for path in row)
 
 
 def test_find_column_ignores_case_and_prefers_order():

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 from typer.testing import CliRunner
 
 from cli_helpers import save_tiny_rotinv
 from tuningfork.cli import app
-from tuningfork.data import GalaxyCollection
+from tuningfork.data import GalaxyCollection, write_table
 from tuningfork.errors import (
     CatalogError,
     ConfigError,
@@ -23,7 +23,9 @@ from tuningfork.errors import (
     ModelError,
     OutputError,
 )
-from tuningfork.pipeline import build_catalog, build_manifest, expert_ranks, part_path
+from tuningfork.pipeline import build_catalog, build_manifest, expert_ranks, merge_parts, part_path
+from tuningfork.pipeline import catalog as catalog_module
+from tuningfork.pipeline.manifest import Manifest, Shard
 from tuningfork.training import predict
 
 torch.set_num_threads(1)
@@ -88,6 +90,7 @@ def test_local_cluster_gives_each_id_once_and_the_classes_of_predict(model, imag
     result = build_catalog(images, out, model, min_confidence=threshold, shard_size=7, workers=2)
     assert result.shards_run == 6 and result.shards_skipped == 0
     written = Table.read(out / "catalog.parquet")
+    assert result.rows == 40 and list(result.catalog["id"]) == list(written["id"])
     assert len(set(written["id"])) == len(written) == 40
     assert (written["triage"] == "expert").any() and (written["triage"] == "confident").any()
     _assert_same_as_predict(written, expected)
@@ -264,6 +267,54 @@ def test_manifest_shard_ids_are_deterministic(images):
         build_manifest(collection.subset([0, 1, 0]), 8)
     with pytest.raises(ConfigError, match="shard size"):
         build_manifest(collection, 0)
+
+
+def _merge_folder(folder, parts):
+    """A catalog folder whose shards wrote ``parts`` (tables; an empty one for a shard whose galaxies all failed)."""
+    shards, start = [], 0
+    for index, table in enumerate(parts):
+        shards.append(Shard(f"{index:016x}", start, start + max(len(table), 1)))
+        start = shards[-1].stop
+        write_table(part_path(folder, shards[-1].shard_id), table)
+    return Manifest(shards, "fingerprint", start)
+
+
+def _part(ids, priorities, second=None):
+    # ``second``: a masked column, masked where None (astropy stores a mask only where some value is masked).
+    second = [None] * len(ids) if second is None else second
+    return Table({"id": ids, "predicted_class": ["spiral"] * len(ids), "expert_priority": priorities,
+                  "expert_rank": np.full(len(ids), np.nan),
+                  "second_group": MaskedColumn([-1 if value is None else value for value in second],
+                                               mask=[value is None for value in second])})
+
+
+def test_the_merge_streams_parts_in_row_groups_ranking_and_keeping_the_longest_text(tmp_path, monkeypatch):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(catalog_module, "_ROW_GROUP", 4)
+    parts = [_part(["a", "b", "c"], [0.2, np.nan, 0.5], [1, 2, 3]), _part(["a-much-longer-id", "e"], [0.9, 0.1]),
+             Table({"id": []}), _part(["f", "gg", "h"], [np.nan, 0.3, 0.5], [4, None, 5])]
+    manifest = _merge_folder(tmp_path, parts)
+    rows, failures = merge_parts(tmp_path, manifest)
+    assert rows == 8 and len(failures) == 0
+    merged = Table.read(tmp_path / "catalog.parquet")
+    # The longer id of the second part is whole, though the first part's strings were shorter.
+    assert list(merged["id"]) == ["a", "b", "c", "a-much-longer-id", "e", "f", "gg", "h"]
+    priorities = np.array([0.2, np.nan, 0.5, 0.9, 0.1, np.nan, 0.3, 0.5])
+    np.testing.assert_array_equal(merged["expert_rank"], expert_ranks(priorities))
+    # Masks survive whether or not a part had masked values (its mask column then absent).
+    assert list(merged["second_group"].mask) == [False, False, False, True, True, False, True, False]
+    assert list(merged["second_group"].filled(0)) == [1, 2, 3, 0, 0, 4, 0, 5]
+    assert pq.ParquetFile(tmp_path / "catalog.parquet").num_row_groups == 2
+    assert list(pd.read_parquet(tmp_path / "catalog.parquet")["id"]) == list(merged["id"])
+
+
+def test_a_part_of_other_columns_is_a_clear_error_and_leaves_no_catalog(tmp_path):
+    manifest = _merge_folder(tmp_path, [_part(["a"], [0.1]), Table({"id": ["b"], "predicted_class": [3]})])
+    with pytest.raises(CatalogError, match="shard-0000000000000001.parquet: its columns do not match"):
+        merge_parts(tmp_path, manifest)
+    assert not (tmp_path / "catalog.parquet").exists()
 
 
 def test_expert_ranks_order_the_whole_catalog_by_priority():

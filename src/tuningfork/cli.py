@@ -1025,7 +1025,7 @@ def catalog_command(
     for stage, why in result.skipped.items():
         console.print(f"skipped {stage}: {why}")
     resumed = f" ({result.shards_skipped} finished earlier)" if result.shards_skipped else ""
-    console.print(f"computed {result.shards_run} shards{resumed}; wrote {len(result.catalog)} galaxies to "
+    console.print(f"computed {result.shards_run} shards{resumed}; wrote {result.rows} galaxies to "
                   f"{out / 'catalog.parquet'}")
     if len(result.failures):
         console.print(f"[bold yellow]warning:[/] {len(result.failures)} galaxies could not be read; "

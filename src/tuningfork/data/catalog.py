@@ -8,6 +8,7 @@ recognising the usual spellings and accepting explicit overrides.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -381,7 +382,7 @@ class CatalogSchema(Serialisable):
         """Band names when images are assembled from one file per band."""
         return list(self.band_columns)
 
-    def image_paths(self, table, base_dir: str | Path) -> list[tuple[Path, ...]]:
+    def image_paths(self, table, base_dir: str | Path) -> list[tuple[str, ...]]:
         """Return each row's image files, relative paths taken from ``base_dir``.
 
         Parameters
@@ -393,12 +394,15 @@ class CatalogSchema(Serialisable):
 
         Returns
         -------
-        list of tuple of Path
-            One tuple per row: one path per band, or a single path.
+        list of tuple of str
+            One tuple per row: one path per band, or a single path.  Strings
+            rather than :class:`~pathlib.Path`: a collection holds one per
+            galaxy, and a Path costs twice the memory and time
+            (benchmarks/results/scale.md, client costs).
         """
-        base_dir = Path(base_dir)
+        base_dir = os.fspath(base_dir)
         columns = [np.asarray(table[name]).astype(str) for name in self.image_columns]
-        return [tuple(base_dir / value.strip() for value in row) for row in zip(*columns)]
+        return [tuple(os.path.join(base_dir, value.strip()) for value in row) for row in zip(*columns)]
 
 
 def _find_string_column(table, candidates: Sequence[str]) -> str | None:

@@ -13,6 +13,7 @@ processes, and images are only ever read one batch at a time
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -282,10 +283,10 @@ class GalaxyCollection:
         files = schema.image_paths(table, image_root if image_root is not None else path.parent)
         hdus = table[schema.hdu_column].tolist() if schema.hdu_column else [None] * len(table)
         missing_rows = [
-            row for row, row_files in enumerate(files) if not all(f.is_file() for f in row_files)
+            row for row, row_files in enumerate(files) if not all(map(os.path.isfile, row_files))
         ]
         if missing_rows and not skip_missing:
-            first_missing = [next(f for f in files[row] if not f.is_file()) for row in missing_rows]
+            first_missing = [next(f for f in files[row] if not os.path.isfile(f)) for row in missing_rows]
             raise MissingImagesError(path, first_missing)
         if missing_rows:
             warnings.warn(

@@ -78,9 +78,17 @@ class ImageSource(abc.ABC):
 
 
 class FileSource(ImageSource):
-    """One image file (or one file per band) per position."""
+    """One image file (or one file per band) per position.
 
-    def __init__(self, files: list[tuple[Path, ...]], hdus: list[int | str | None]):
+    Parameters
+    ----------
+    files : list of tuple of str or Path
+        Each position's file, or one file per band.
+    hdus : list of int, str or None
+        Each position's FITS extension (None: the first image).
+    """
+
+    def __init__(self, files: list[tuple[str | Path, ...]], hdus: list[int | str | None]):
         self.files = files
         self.hdus = hdus
 

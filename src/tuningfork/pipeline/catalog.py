@@ -23,9 +23,10 @@ and filled with every shard's vectors.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,8 @@ FIT = "fit"
 _CLUSTERING_FILES = ("config.json", "pca.npz", "voting.json", "voting.npz", "snr_trend.npz")
 #: Galaxies whose neighbours are searched at a time.
 _SEARCH_CHUNK = 50_000
+#: Rows per row group of catalog.parquet: parts are gathered up to this before each write.
+_ROW_GROUP = 65_536
 #: Times a shard's task is rerun after it raised (a transient read error on a network file
 #: system); a task whose worker died is rescheduled by the scheduler itself
 #: (``distributed.scheduler.allowed-failures``), and resumes from the parts on disk either way.
@@ -84,8 +87,8 @@ class CatalogResult:
 
     Attributes
     ----------
-    catalog : astropy.table.Table
-        The merged catalog.
+    rows : int
+        Galaxies in the catalog.
     failures : astropy.table.Table
         ``id``, ``file``, ``error`` of each galaxy that could not be read.
     shards_run, shards_skipped : int
@@ -95,12 +98,36 @@ class CatalogResult:
         Each stage that did not run, and why.
     """
 
-    catalog: object
+    rows: int
     failures: object
     shards_run: int
     shards_skipped: int
     folder: Path
     skipped: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def catalog(self):
+        """The merged catalog (``DIR/catalog.parquet``), read into memory on first use."""
+        from astropy.table import Table
+
+        return Table.read(self.folder / CATALOG_FILE)
+
+
+@dataclass(frozen=True)
+class ExtraColumns:
+    """Columns computed over the whole catalog, added to each part as it is merged.
+
+    Attributes
+    ----------
+    values : callable
+        ``values(start, stop)`` gives the columns (name to array) of catalog
+        rows ``start:stop``.
+    text_lengths : dict of str to int
+        Longest value of each text column, which astropy records in the file.
+    """
+
+    values: Callable[[int, int], dict[str, np.ndarray]]
+    text_lengths: dict[str, int] = field(default_factory=dict)
 
 
 def _prepare_folder(folder: Path, settings: dict, overwrite: bool) -> None:
@@ -149,38 +176,156 @@ def expert_ranks(priority: np.ndarray) -> np.ndarray:
     return rank
 
 
-def merge_parts(folder: str | Path, manifest: Manifest):
-    """Merge the parts of every shard into one catalog and one failures table.
+def merge_parts(folder: str | Path, manifest: Manifest, extra: ExtraColumns | None = None):
+    """Stream the parts of every shard, in manifest order, into ``DIR/catalog.parquet``; merge the failures.
+
+    The parts are read one row group at a time, so the client's memory does
+    not grow with the catalog; only what must be global is gathered first:
+    the expert priorities (8 bytes per galaxy), from which ``expert_rank``
+    is ranked across all shards.
 
     Parameters
     ----------
     folder : str or Path
         The catalog folder.
     manifest : Manifest
+    extra : ExtraColumns, optional
+        Columns of the whole catalog to add (the embedding stage's).
 
     Returns
     -------
-    catalog : astropy.table.Table or None
-        The catalog in manifest order, with ``expert_rank`` ranked across
-        all shards; None when no galaxy could be read.
+    rows : int
+        Galaxies written; 0 when none could be read (then no catalog is written).
     failures : astropy.table.Table
+
+    Raises
+    ------
+    CatalogError
+        A part's columns do not match the first part's (parts of another run).
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from astropy.table import Table, vstack
 
+    folder = Path(folder)
     failed = [failures_path(folder, shard.shard_id) for shard in manifest.shards]
     failed = [Table.read(path) for path in failed if path.is_file()]
     failures = (vstack(failed, metadata_conflicts="silent") if failed
                 else Table(names=("id", "file", "error"), dtype=(str, str, str)))
-    parts = [Table.read(part_path(folder, shard.shard_id)) for shard in manifest.shards]
     # A shard whose every galaxy failed has an empty part, whose columns have
     # no string type to agree with the others'.
-    parts = [part for part in parts if len(part)]
+    parts = [path for path in (part_path(folder, shard.shard_id) for shard in manifest.shards)
+             if pq.read_metadata(path).num_rows]
     if not parts:
-        return None, failures
-    catalog = vstack(parts, join_type="exact", metadata_conflicts="silent")
-    if "expert_rank" in catalog.colnames:
-        catalog["expert_rank"] = expert_ranks(catalog["expert_priority"])
-    return catalog, failures
+        return 0, failures
+    schemas = [pq.read_schema(path) for path in parts]
+    names = _merged_names(parts, schemas)
+    ranks = None
+    if "expert_priority" in schemas[0].names:
+        ranks = expert_ranks(np.concatenate([pq.read_table(path, columns=["expert_priority"])[0].to_numpy()
+                                             for path in parts]))
+    writer, pending, start = None, [], 0
+    with atomic_path(folder / CATALOG_FILE) as tmp:
+        try:
+            for path in parts:
+                table = pq.read_table(path).replace_schema_metadata(None)
+                for name in names:
+                    if name not in table.column_names:  # a mask column: this part had no masked value
+                        table = table.append_column(name, pa.array(np.zeros(table.num_rows, dtype=bool)))
+                table = table.select(names)
+                stop = start + table.num_rows
+                if ranks is not None:
+                    table = table.set_column(table.schema.get_field_index("expert_rank"), "expert_rank",
+                                             pa.array(ranks[start:stop]))
+                for name, values in (extra.values(start, stop) if extra else {}).items():
+                    table = table.append_column(name, pa.array(values))
+                if writer is None:
+                    schema = table.schema.with_metadata(
+                        _merged_metadata(schemas, table.schema, extra.text_lengths if extra else {}))
+                    writer = pq.ParquetWriter(tmp, schema)
+                try:
+                    pending.append(table.cast(schema))
+                except (ValueError, TypeError) as error:
+                    raise CatalogError(f"{path}: its columns do not match the first part's ({error})") from None
+                start = stop
+                if sum(len(table) for table in pending) >= _ROW_GROUP:
+                    writer.write_table(pa.concat_tables(pending))
+                    pending = []
+            if pending:
+                writer.write_table(pa.concat_tables(pending))
+        finally:
+            if writer is not None:
+                writer.close()
+    return start, failures
+
+
+#: Suffix of the column in which astropy stores a masked column's mask, in a part with masked values.
+_MASK = ".mask"
+
+
+def _merged_names(parts: list[Path], schemas) -> list[str]:
+    """The columns of the merged catalog: the first part's, and the mask columns any part has.
+
+    astropy writes a masked column's mask only where some value is masked,
+    so parts of one run differ by mask columns; any other difference means
+    parts of different runs.
+    """
+    names = list(schemas[0].names)
+    for schema in schemas[1:]:
+        for name in schema.names:
+            if name not in names and name.endswith(_MASK) and name[:-len(_MASK)] in names:
+                names.insert(names.index(name[:-len(_MASK)]) + 1, name)
+    for path, schema in zip(parts, schemas):
+        if set(schema.names) - set(names) or any(not name.endswith(_MASK) for name in set(names) - set(schema.names)):
+            raise CatalogError(f"{path}: its columns do not match the first part's "
+                               f"({', '.join(schema.names)} against {', '.join(schemas[0].names)})")
+    return names
+
+
+def _merged_metadata(schemas, merged, text_lengths: dict[str, int]) -> dict[bytes, bytes]:
+    """astropy's file metadata for the merged catalog, true of every part and of the added columns.
+
+    astropy reads a text column as fixed-width strings of the recorded
+    length, so each must be the longest of the whole catalog; it describes
+    every column (``merged`` is the merged schema, added columns included)
+    in a serialised header, where a masked column names its mask column if
+    any part has one.
+    """
+    from astropy.table import Column, meta
+
+    prefix = b"table::len::"
+    lengths: dict[bytes, int] = {}
+    headers = {}
+    for schema in schemas:
+        for key, value in (schema.metadata or {}).items():
+            if key.startswith(prefix):
+                lengths[key] = max(int(value), lengths.get(key, 0))
+        if tuple(schema.names) not in headers and b"table_meta_yaml" in (schema.metadata or {}):
+            headers[tuple(schema.names)] = meta.get_header_from_yaml(
+                schema.metadata[b"table_meta_yaml"].decode().split("\n"))
+    for name, length in text_lengths.items():
+        lengths[prefix + name.encode()] = length
+    described, table_meta, serialized = {}, {}, {}
+    for header in headers.values():
+        described.update({column["name"]: column for column in header["datatype"]})
+        for key, value in header.get("meta", {}).items():
+            if key != "__serialized_columns__":
+                table_meta[key] = value
+        for name, entry in header.get("meta", {}).get("__serialized_columns__", {}).items():
+            if "mask" in entry or name not in serialized:
+                serialized[name] = entry
+    if serialized:
+        table_meta["__serialized_columns__"] = serialized
+    columns = []
+    for column in merged:
+        entry = described.get(column.name, {})
+        dtype = "U1" if column.type == "string" else column.type.to_pandas_dtype()
+        columns.append(Column(np.zeros(0, dtype=dtype), name=column.name, unit=entry.get("unit"),
+                              description=entry.get("description"), format=entry.get("format"),
+                              meta=entry.get("meta")))
+    metadata = {key: str(value).encode() for key, value in lengths.items()}
+    metadata[b"table_meta_yaml"] = "\n".join(meta.get_yaml_from_header({"cols": columns, "meta": table_meta})).encode()
+    return metadata
 
 
 def resolve_config(
@@ -422,17 +567,18 @@ def build_catalog(
     todo = [shard for shard in manifest.shards if not part_path(folder, shard.shard_id).is_file()]
     if todo:
         _run_shards(collection, todo, folder, ShardPlan(**plan), workers, scheduler, progress)
-    catalog, failures = merge_parts(folder, manifest)
+    extra = None
+    if config.embeddings is not None:
+        extra = _embedding_columns(folder, manifest, config.embeddings, plan["encoder"], collection.name)
+    rows, failures = merge_parts(folder, manifest, extra)
     write_table(folder / FAILURES_FILE, failures)
-    if catalog is None:
+    if not rows:
         raise CatalogError(f"{collection.name}: none of its {manifest.count} galaxies could be read "
                            f"(see {folder / FAILURES_FILE})")
-    if config.embeddings is not None:
-        catalog = _embedding_columns(catalog, folder, manifest, config.embeddings, plan["encoder"], collection.name)
-    write_table(folder / CATALOG_FILE, catalog)
+    result = CatalogResult(rows, failures, len(todo), len(manifest.shards) - len(todo), folder, skipped)
     if fits:
-        write_table(folder / "catalog.fits", _fits_ready(catalog))
-    return CatalogResult(catalog, failures, len(todo), len(manifest.shards) - len(todo), folder, skipped)
+        write_table(folder / "catalog.fits", result.catalog)
+    return result
 
 
 def _fit_clustering(collection: GalaxyCollection, folder: Path, stage) -> Path:
@@ -452,25 +598,32 @@ def _fit_clustering(collection: GalaxyCollection, folder: Path, stage) -> Path:
     return run / FITTED_FOLDER
 
 
-def _embedding_columns(catalog, folder: Path, manifest: Manifest, stage, encoder_spec: tuple, source: str):
-    """Gather the shards' vectors, index them with faiss, and add neighbours and outlier scores.
+def _embedding_columns(folder: Path, manifest: Manifest, stage, encoder_spec: tuple, source: str) -> ExtraColumns | None:
+    """Gather the shards' vectors, index them with faiss, and give each galaxy's neighbours and outlier score.
 
     The vectors go to ``embeddings.parquet`` + ``.npy`` in catalog order and
     the index beside them (IVF trained on a random sample above 50,000
     galaxies, exact below); each galaxy's ``k`` nearest other galaxies and
     its cosine distance to the farthest of them (the ``knn`` detector of
-    :mod:`tuningfork.embeddings.outliers`) become catalog columns.
+    :mod:`tuningfork.embeddings.outliers`) become catalog columns.  None
+    when no galaxy could be read.
     """
+    import pyarrow.parquet as pq
+
     from ..embeddings import SimilarityIndex, load_embeddings
     from ..embeddings.search import index_path_for
     from ..embeddings.store import EmbeddingWriter
 
-    vectors = [np.load(path, mmap_mode="r") for path in
-               (vectors_path(folder, shard.shard_id) for shard in manifest.shards) if path.is_file()]
+    done = [shard for shard in manifest.shards if vectors_path(folder, shard.shard_id).is_file()]
+    vectors = [np.load(vectors_path(folder, shard.shard_id), mmap_mode="r") for shard in done]
+    if not vectors:
+        return None
+    # The ids of the parts, in catalog order: the rows the vectors belong to.
+    ids = [str(name) for shard in done for name in pq.read_table(part_path(folder, shard.shard_id),
+                                                                  columns=["id"])[0].to_pylist()]
     dim = vectors[0].shape[1]
     metadata = {**cached_encoder(*encoder_spec).describe(), "source": source}
     path = folder / EMBEDDINGS_FILE
-    ids = [str(name) for name in catalog["id"]]
     with EmbeddingWriter(path, len(ids), dim, metadata) as writer:
         start = 0
         for part in vectors:
@@ -493,11 +646,15 @@ def _embedding_columns(catalog, folder: Path, manifest: Manifest, stage, encoder
         neighbours[start:stop] = rows[~own].reshape(stop - start, k)
         distances[start:stop] = found[~own].reshape(stop - start, k)
     names = np.append(np.asarray(ids, dtype=object), "")
-    catalog = catalog.copy(copy_data=False)
-    catalog["outlier_score"] = distances[:, -1] if k else np.full(len(ids), np.nan, dtype=np.float32)
-    for column in range(k):
-        catalog[f"neighbour_{column + 1}"] = names[neighbours[:, column]].astype(str)
-    return catalog
+    scores = distances[:, -1] if k else np.full(len(ids), np.nan, dtype=np.float32)
+
+    def values(start: int, stop: int) -> dict[str, np.ndarray]:
+        return {"outlier_score": scores[start:stop],
+                **{f"neighbour_{column + 1}": names[neighbours[start:stop, column]].astype(str)
+                   for column in range(k)}}
+
+    longest = max(len(name) for name in ids)
+    return ExtraColumns(values, {f"neighbour_{column + 1}": longest for column in range(k)})
 
 
 def _bands(collection: GalaxyCollection) -> int:
@@ -508,15 +665,6 @@ def _bands(collection: GalaxyCollection) -> int:
         except InputFileError:
             continue
     raise CatalogError(f"{collection.name}: none of its first 100 galaxies could be read")
-
-
-def _fits_ready(catalog):
-    """The catalog with its object columns as strings (FITS has no object type)."""
-    table = catalog.copy(copy_data=False)
-    for name in table.colnames:
-        if table[name].dtype == object:
-            table[name] = table[name].astype(str)
-    return table
 
 
 def _check_first_galaxy(model, collection: GalaxyCollection) -> None:

@@ -10,6 +10,7 @@ galaxy in the expert queue can be opened straight from it.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -310,7 +311,7 @@ def carried_columns(collection: GalaxyCollection, columns: Sequence[str] = ()):
         paths = schema.image_paths(catalog, origin if origin.is_dir() else origin.parent)
         names = ["file"] if len(schema.image_columns) == 1 else schema.image_columns
         for band, name in enumerate(names):
-            carried[name] = [str(files[band].resolve()) for files in paths]
+            carried[name] = [os.path.realpath(files[band]) for files in paths]
     for role, name in (("ra", schema.ra_column), ("dec", schema.dec_column)):
         if name is not None:
             carried[role] = catalog[name]
