@@ -13,6 +13,9 @@ repeatedly (ids ``<GalaxyID>-<repeat>``) to reach the larger sizes:
   opened collection holds, and the peak memory and time of finishing a
   catalog whose shards are all written (check, merge, write), in a fresh
   process (``--only client``).
+* ``merge``: the client's peak memory growth while merging 10^5 and 10^6
+  rows of parts (copies of one real part) into ``catalog.parquet``, in a
+  fresh process (``--only merge``); the target is flat.
 * ``memory``: peak resident memory of each worker (``ru_maxrss`` read on the
   workers after the run) at 10^4 and 10^5 galaxies; the target is flat.
 * ``kill``: SIGKILL of one worker (of a two-worker cluster reached by
@@ -76,9 +79,10 @@ from tuningfork.pipeline.shard import PARTS
 RESULTS = Path(__file__).resolve().parent / "results"
 GZC = Path(__file__).resolve().parents[2] / "shared" / "data" / "gzc"
 IMAGE_SIZE = 64
-FULL = {"throughput": 100_000, "memory": (10_000, 100_000), "kill": 5_000, "end_to_end": 1_000,
+FULL = {"throughput": 100_000, "memory": (10_000, 100_000), "merge": (100_000, 1_000_000), "kill": 5_000,
+        "end_to_end": 1_000,
         "end_to_end_large": 10_000, "morphometry": (100, 5), "shard": 1000}
-QUICK = {"throughput": 400, "memory": (300, 600), "kill": 300, "end_to_end": 120, "end_to_end_large": 240,
+QUICK = {"throughput": 400, "memory": (300, 600), "merge": (2000, 4000), "kill": 300, "end_to_end": 120, "end_to_end_large": 240,
          "morphometry": (5, 2), "shard": 50}
 
 
@@ -214,6 +218,51 @@ def client_cost(model: Path, work: Path, counts: tuple[int, ...], shard: int, fo
         measured = json.loads(done.stdout.strip().splitlines()[-1])
         rows[str(count)] = {**measured, "collection_bytes_per_row": round(measured["collection_mb"] * 2**20 / count),
                             "peak_bytes_per_row": round(measured["peak_mb"] * 2**20 / count)}
+    return {"uptime": uptime(), "rows": rows}
+
+
+MERGE_SCRIPT = r'''
+import glob, json, resource, shutil, sys
+from pathlib import Path
+import astropy.io.misc.parquet, pyarrow.parquet  # the readers' imports are not per row
+from tuningfork.pipeline.catalog import merge_parts, part_path
+from tuningfork.pipeline.manifest import Manifest, Shard
+
+def resident_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+part, folder, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+shards = [Shard(f"{index:016x}", index * 1000, (index + 1) * 1000) for index in range(count // 1000)]
+for shard in shards:
+    target = part_path(folder, shard.shard_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        shutil.copy(part, target)
+baseline = resident_mb()
+merge_parts(folder, Manifest(shards, "copies", count))
+print(json.dumps({"peak_growth_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline, 1)}))
+'''
+
+
+def merge_memory(model: Path, work: Path, counts: tuple[int, ...]) -> dict:
+    """Peak memory growth of merging ``count`` rows of parts into the catalog, in a fresh process.
+
+    The parts are copies of one real 1,000-galaxy part (classification
+    columns), so that 10^6 rows need no hour of computing: the merge reads
+    them as it reads any part.
+    """
+    from tuningfork.pipeline import build_catalog
+
+    data = repeated_catalog(work / "merge-part.csv", 1000)
+    build_catalog(data, work / "merge-part", model, workers=1)
+    part = next((work / "merge-part" / PARTS).glob("*.parquet"))
+    script = work / "merge_memory.py"
+    script.write_text(MERGE_SCRIPT)
+    rows = {}
+    for count in counts:
+        done = subprocess.run([sys.executable, str(script), str(part), str(work / f"merge{count}"), str(count)],
+                              check=True, capture_output=True, text=True)
+        rows[str(count)] = json.loads(done.stdout.strip().splitlines()[-1])
     return {"uptime": uptime(), "rows": rows}
 
 
@@ -458,6 +507,7 @@ def markdown(report: dict) -> str:
         f"Before: `{report['uptime_before']}`  ", f"After: `{report['uptime_after']}`", "",
         f"Throughput, before: `{tp['uptime_before']}`  ", f"Throughput, after: `{tp['uptime_after']}`", "",
         *([f"Client costs, at: `{report['client']['uptime']}`", ""] if "client" in report else []),
+        *([f"Merge memory, at: `{report['merge']['uptime']}`", ""] if "merge" in report else []),
         f"Classifier: default rotinv, random weights, 3 bands, {IMAGE_SIZE} px; gzc JPEGs listed repeatedly.", "",
         "| measurement | value | target |", "|---|---|---|",
         (f"| throughput, 1 worker ({tp['galaxies']} galaxies, start-up included) | "
@@ -512,6 +562,9 @@ def markdown(report: dict) -> str:
             (f"| finishing a {int(count):,}-row catalog whose shards are done (check, merge, write) | "
              f"{cost['finish_cpu_s']} CPU-s ({cost['finish_wall_s']} s) | |"),
         ]
+    for count, cost in report.get("merge", {}).get("rows", {}).items():
+        lines.append(f"| merging {int(count):,} rows of parts into the catalog: the client's peak memory growth "
+                     f"| {cost['peak_growth_mb']} MB | flat |")
     stages = report["stages"]
     lines += ["", (f"CPU-seconds per galaxy of each stage alone in one shard (one process, one torch thread, "
                    f"its reading included; {stages['galaxies']} galaxies, morphometry on "
@@ -528,7 +581,7 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="A few hundred galaxies, to check the script.")
-    parser.add_argument("--only", choices=["throughput", "client"],
+    parser.add_argument("--only", choices=["throughput", "client", "merge"],
                         help="Rerun this measurement alone (with its own uptime lines); keep the others of the "
                              "last report.")
     args = parser.parse_args()
@@ -541,8 +594,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             work = Path(scratch)
             model = save_classifier(work / "classifier")
-            report[args.only] = (client_cost(model, work, sizes["memory"], sizes["shard"]) if args.only == "client"
-                                 else throughput_section(model, work, sizes))
+            sections = {"client": lambda: client_cost(model, work, sizes["memory"], sizes["shard"]),
+                        "merge": lambda: merge_memory(model, work, sizes["merge"]),
+                        "throughput": lambda: throughput_section(model, work, sizes)}
+            report[args.only] = sections[args.only]()
             report.pop("open", None)
         write_report(RESULTS, stem, report, markdown(report))
         return
@@ -554,6 +609,7 @@ def main() -> None:
         report["memory"] = peak_memory(model, work, sizes["memory"], sizes["shard"])
         report["client"] = client_cost(model, work, sizes["memory"], sizes["shard"],
                                        {str(count): work / f"memory{count}" for count in sizes["memory"]})
+        report["merge"] = merge_memory(model, work, sizes["merge"])
         report["kill_worker"] = kill_worker(model, work, sizes["kill"])
         report["kill_client"] = kill_client(model, work, sizes["kill"])
         # Should stay unset: the timed commands below inherit this process's environment.

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..config import Serialisable
 from ..errors import (
@@ -89,6 +88,10 @@ def label_alignment(labels: np.ndarray, reference: np.ndarray, n_clusters: int) 
     ndarray of int
         (K,) ``renumber`` such that ``renumber[labels]`` are the matched groups.
     """
+    # Imported here: scipy.optimize takes half a second, paid by every process that imports the
+    # command line (each Dask worker re-imports it as its main module) but only used when fitting.
+    from scipy.optimize import linear_sum_assignment
+
     labels = np.asarray(labels, dtype=np.intp)
     reference = np.asarray(reference, dtype=np.intp)
     contingency = np.zeros((n_clusters, n_clusters), dtype=np.int64)
