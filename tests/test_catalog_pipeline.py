@@ -183,6 +183,27 @@ def test_a_corrupt_file_lands_in_the_failures_table(model, scheduler, tmp_path):
     np.testing.assert_allclose(shard["confidence"], alone["confidence"], rtol=1e-5)
 
 
+def test_without_the_file_check_a_missing_file_is_a_failure_row_not_an_error(model, scheduler, tmp_path):
+    from tuningfork.errors import MissingImagesError
+
+    folder = _write_images(tmp_path / "images", 8, seed=5)
+    listing = tmp_path / "list.csv"
+    Table({"id": [f"g{index:03d}" for index in range(8)],
+           "file": [str(folder / f"g{index:03d}.fits") for index in range(8)]}).write(listing)
+    (folder / "g002.fits").unlink()
+    with pytest.raises(MissingImagesError, match="g002.fits"):
+        GalaxyCollection.open(listing)
+    with pytest.raises(ConfigError, match="needs the file check"):
+        GalaxyCollection.open(listing, skip_missing=True, check_files=False)
+    result = runner.invoke(app, ["catalog", str(listing), "--out", str(tmp_path / "catalog"), "--classifier",
+                                 str(model), "--scheduler", scheduler, "--shard-size", "3", "--no-check-files"])
+    assert result.exit_code == 0, result.output
+    catalog = Table.read(tmp_path / "catalog" / "catalog.parquet")
+    assert len(catalog) == 7 and "g002" not in set(catalog["id"])
+    failures = Table.read(tmp_path / "catalog" / "failures.parquet")
+    assert list(failures["id"]) == ["g002"] and "g002.fits" in failures["error"][0]
+
+
 def test_a_shard_of_corrupt_files_only_and_an_unreadable_data_set(model, scheduler, tmp_path):
     folder = _write_images(tmp_path / "images", 6, seed=4)
     for name in ("g000", "g001"):

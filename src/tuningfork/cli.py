@@ -1010,13 +1010,17 @@ def catalog_command(
                                                         "[default: 1000].")] = None,
     fits: Annotated[bool, typer.Option(help="Also write catalog.fits.")] = False,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
+    check_files: Annotated[bool, typer.Option(help="Check that every image file exists before starting; "
+                                                   "--no-check-files leaves it to the workers (a missing file "
+                                                   "becomes a row of failures.parquet), for millions of files "
+                                                   "on a cluster file system.")] = True,
     overwrite: _Overwrite = False,
 ) -> None:
     """Every stage for every galaxy on a Dask cluster, shard by shard, into one resumable catalog."""
     from .data import GalaxyCollection
     from .pipeline import build_catalog
 
-    collection = GalaxyCollection.open(data, skip_missing=skip_missing)
+    collection = GalaxyCollection.open(data, skip_missing=skip_missing, check_files=check_files)
     result = build_catalog(collection, out, classifier, config=config, clusterer=clusterer, encoder=encoder,
                            morphometry=morphometry, target_accuracy=target_accuracy,
                            min_confidence=min_confidence, engine=engine,

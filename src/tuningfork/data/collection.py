@@ -164,6 +164,7 @@ class GalaxyCollection:
         *,
         label_column: str | None = None,
         skip_missing: bool = False,
+        check_files: bool = True,
         **options: Any,
     ) -> GalaxyCollection:
         """Open any supported data set, recognising what ``path`` is.
@@ -182,6 +183,9 @@ class GalaxyCollection:
         skip_missing : bool
             Catalogs only (other sources cannot point at missing files): leave
             out rows whose image files are missing instead of raising.
+        check_files : bool
+            Catalogs only: check that every image file exists (see
+            :meth:`from_catalog`).
         **options
             Passed to the matching ``from_*`` method (for example
             ``file_column``, ``images_key``, ``hdu``).
@@ -203,9 +207,8 @@ class GalaxyCollection:
         if path.is_dir():
             catalogs = [path / name for name in FOLDER_CATALOG_NAMES if (path / name).is_file()]
             if catalogs:
-                return cls.from_catalog(
-                    catalogs[0], label_column=label_column, skip_missing=skip_missing, **options
-                )
+                return cls.from_catalog(catalogs[0], label_column=label_column, skip_missing=skip_missing,
+                                        check_files=check_files, **options)
             return cls.from_directory(path, label_column=label_column, **options)
         suffix = file_suffix(path)
         if suffix in HDF5_SUFFIXES:
@@ -213,9 +216,8 @@ class GalaxyCollection:
         if suffix in STACK_SUFFIXES:
             return cls.from_numpy(path, label_column=label_column, **options)
         if suffix in CATALOG_FORMATS and (suffix not in FITS_SUFFIXES or is_fits_table(path)):
-            return cls.from_catalog(
-                path, label_column=label_column, skip_missing=skip_missing, **options
-            )
+            return cls.from_catalog(path, label_column=label_column, skip_missing=skip_missing,
+                                    check_files=check_files, **options)
         return cls.from_file(path, label_column=label_column, **options)
 
     @classmethod
@@ -233,6 +235,7 @@ class GalaxyCollection:
         dec_column: str | None = None,
         image_root: str | Path | None = None,
         skip_missing: bool = False,
+        check_files: bool = True,
     ) -> GalaxyCollection:
         """Open a catalog whose rows name image files.
 
@@ -252,6 +255,13 @@ class GalaxyCollection:
         skip_missing : bool
             Leave out rows whose files are missing (recorded on ``skipped``,
             with a warning) instead of raising.
+        check_files : bool
+            Check that every file exists now (one ``stat`` per file, in this
+            process).  False leaves it to whoever reads the images: a missing
+            file then raises :class:`~tuningfork.errors.MissingFileError` when
+            its galaxy is read, or becomes a row of a catalog's failures
+            table.  The choice for 10^7 and more files on a cluster file
+            system, where each check is a metadata request.
 
         Returns
         -------
@@ -264,7 +274,11 @@ class GalaxyCollection:
         MissingImagesError
             Rows point at missing files (all of them are listed) and
             ``skip_missing`` is false.
+        ConfigError
+            ``skip_missing`` without ``check_files``.
         """
+        if skip_missing and not check_files:
+            raise ConfigError(f"{path}: skipping missing files needs the file check (check_files)")
         path = Path(path)
         table = read_catalog(path, id_column=id_column)
         schema = CatalogSchema.infer(
@@ -284,7 +298,7 @@ class GalaxyCollection:
         hdus = table[schema.hdu_column].tolist() if schema.hdu_column else [None] * len(table)
         missing_rows = [
             row for row, row_files in enumerate(files) if not all(map(os.path.isfile, row_files))
-        ]
+        ] if check_files else []
         if missing_rows and not skip_missing:
             first_missing = [next(f for f in files[row] if not os.path.isfile(f)) for row in missing_rows]
             raise MissingImagesError(path, first_missing)
