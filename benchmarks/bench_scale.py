@@ -562,8 +562,8 @@ def markdown(report: dict) -> str:
         lines += [
             (f"| opening a {int(count):,}-row CSV catalog in the client (paths, a stat of each file) | "
              f"{cost['cpu_s']} CPU-s ({cost['wall_s']} s) | |"),
-            *([f"| the same without the file check (`--no-check-files`) | {cost['unchecked_cpu_s']} CPU-s "
-               f"({cost['unchecked_wall_s']} s) | |"] if "unchecked_cpu_s" in cost else []),
+            *([(f"| the same without the file check (`--no-check-files`) | {cost['unchecked_cpu_s']} CPU-s "
+                f"({cost['unchecked_wall_s']} s) | |")] if "unchecked_cpu_s" in cost else []),
             (f"| client memory, {int(count):,} rows: the opened collection / peak of the run (open, check, merge) "
              f"| {cost['collection_bytes_per_row']:,} / {cost['peak_bytes_per_row']:,} bytes per row | |"),
             (f"| finishing a {int(count):,}-row catalog whose shards are done (check, merge, write) | "
