@@ -36,12 +36,17 @@ def model(tmp_path_factory):
     return save_tiny_rotinv(tmp_path_factory.mktemp("models") / "model", ["compact", "extended"])
 
 
+def _clustering_lines(fit_sample: int) -> list[str]:
+    """The TOML of a clustering stage fitted on a sample, with the small test settings."""
+    lines = ["[clustering]", f"fit_sample = {fit_sample}", "seed = 1", "", "[clustering.options]"]
+    return lines + [f"{key} = {json.dumps(value)}" if not isinstance(value, dict) else
+                    f"{key} = {{ {', '.join(f'{k} = {json.dumps(v)}' for k, v in value.items())} }}"
+                    for key, value in CLUSTERING.items()]
+
+
 def _write_config(path, model, **extra):
-    lines = ["shard_size = 8", "", "[classification]", f'model = "{model}"', "min_confidence = 0.6", "",
-             "[clustering]", "fit_sample = 20", "seed = 1", "", "[clustering.options]"]
-    lines += [f"{key} = {json.dumps(value)}" if not isinstance(value, dict) else
-              f"{key} = {{ {', '.join(f'{k} = {json.dumps(v)}' for k, v in value.items())} }}"
-              for key, value in CLUSTERING.items()]
+    lines = ["shard_size = 8", "", "[classification]", f'model = "{model}"', "min_confidence = 0.6", ""]
+    lines += _clustering_lines(20)
     lines += ["", "[embeddings]", 'encoder = "morphology"', "neighbours = 3", "", "[morphometry]"]
     lines += [f"{key} = {value}" for key, value in extra.items()]
     path.write_text("\n".join(lines) + "\n")
@@ -124,6 +129,17 @@ def test_a_fitted_clustering_folder_and_the_skipped_stages_without_a_config(full
     full = Table.read(out / "catalog.parquet")
     np.testing.assert_array_equal(np.ma.filled(catalog["group"], -1), np.ma.filled(full["group"], -1))
     assert "predicted_class" not in catalog.colnames
+
+
+def test_an_unreadable_galaxy_in_the_clustering_sample_is_left_to_the_failures(tmp_path):
+    folder = _write_images(tmp_path / "images", 12, seed=9)
+    (folder / "g005.fits").write_bytes(b"not a FITS file" * 10)
+    config = tmp_path / "pipeline.toml"
+    config.write_text("\n".join(["shard_size = 4", "", *_clustering_lines(12)]) + "\n")
+    result = build_catalog(folder, tmp_path / "catalog", config=config, workers=1)
+    fitted_on = [str(name) for name in Table.read(tmp_path / "catalog" / "clustering-fit" / "groups.csv")["id"]]
+    assert len(fitted_on) == 11 and "g005" not in fitted_on
+    assert result.rows == 11 and list(result.failures["id"]) == ["g005"]
 
 
 def test_unknown_stage_or_key_in_the_config_is_a_one_line_error(images, model, tmp_path):

@@ -587,12 +587,19 @@ def _fit_clustering(collection: GalaxyCollection, folder: Path, stage) -> Path:
     A sample rather than the first rows, so that a catalog sorted by sky
     position or magnitude does not give groups of one corner of it.  The fit
     is cached in ``DIR/clustering-fit`` and resumed like any clustering run.
+    A sampled galaxy that does not read (a corrupt file, or a missing one
+    when files were not checked) is left out of the fit; its shard records
+    it in the failures table like any other.
     """
     from ..clustering import ClusterConfig, run_cluster_pipeline
     from ..clustering.pipeline import FITTED_FOLDER
 
     size = min(stage.fit_sample, len(collection))
     rows = np.sort(np.random.default_rng(stage.seed).choice(len(collection), size=size, replace=False))
+    rows = [row for row in rows if _readable(collection, row)]
+    if not rows:
+        raise CatalogError(f"{collection.name}: none of the {size} galaxies sampled to fit the clustering "
+                           "could be read")
     run = folder / FIT_FOLDER
     run_cluster_pipeline(collection.subset(rows), run, ClusterConfig.from_dict(stage.options))
     return run / FITTED_FOLDER
@@ -657,13 +664,20 @@ def _embedding_columns(folder: Path, manifest: Manifest, stage, encoder_spec: tu
     return ExtraColumns(values, {f"neighbour_{column + 1}": longest for column in range(k)})
 
 
+def _readable(collection: GalaxyCollection, row: int) -> bool:
+    """Whether galaxy ``row`` reads (an unreadable one is left to its shard's failures)."""
+    try:
+        collection[row]
+    except InputFileError:
+        return False
+    return True
+
+
 def _bands(collection: GalaxyCollection) -> int:
-    """Bands of the first galaxy that reads (a corrupt first file is left to its shard's failures)."""
+    """Bands of the first galaxy that reads."""
     for row in range(min(len(collection), 100)):
-        try:
+        if _readable(collection, row):
             return collection[row].image.shape[0]
-        except InputFileError:
-            continue
     raise CatalogError(f"{collection.name}: none of its first 100 galaxies could be read")
 
 
