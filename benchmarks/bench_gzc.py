@@ -577,7 +577,8 @@ def slice_check(name: str, catalog: Path) -> dict:
 
 
 def stage_ship(args, work: Path) -> dict:
-    """Copy the measured models into the package with their cards (weights, config, card.json)."""
+    """Copy the measured models into the package with their cards (weights, config, ONNX graph, card.json)."""
+    from tuningfork.models.export import ONNX_FILE, export_onnx
     from tuningfork.models.shipped import CARD_FILE, SHIPPED_ROOT, file_sha256
 
     report = load_report()
@@ -608,6 +609,7 @@ def stage_ship(args, work: Path) -> dict:
         target.mkdir(parents=True)
         for file in ("weights.safetensors", "config.json"):
             shutil.copy(source / file, target / file)
+        export_onnx(target)
         catalog = GZC / spec["catalog"]
         card = {
             "description": spec["description"], "input": INPUT,
@@ -615,7 +617,7 @@ def stage_ship(args, work: Path) -> dict:
                        "(train split; 10% of it chose the checkpoint and calibrated)",
             "training_catalog": {"file": f"shared/data/gzc/{spec['catalog']}", "sha256": file_sha256(catalog)},
             "metrics": metrics, "metrics_on": "the val split of the catalog, never seen in training",
-            "files": {file: file_sha256(target / file) for file in ("weights.safetensors", "config.json")},
+            "files": {file: file_sha256(target / file) for file in ("weights.safetensors", "config.json", ONNX_FILE)},
         }
         # Written twice: the name resolves only once a card is there.
         (target / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")

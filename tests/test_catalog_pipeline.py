@@ -134,11 +134,44 @@ def test_the_onnx_engine_gives_the_catalog_of_predict(model, images, reference, 
     build_catalog(images, tmp_path / "catalog", model, min_confidence=threshold, engine="onnx", shard_size=10,
                   scheduler=scheduler)
     _assert_same_as_predict(Table.read(tmp_path / "catalog" / "catalog.parquet"), expected)
+    # The model folder has no graph, so the client exported one for the workers.
+    assert (tmp_path / "catalog" / "classifier.onnx").is_file()
     with Client(scheduler) as client:
         held = client.run(_worker_onnx_networks)
     assert [str(model.resolve())] in held.values()
     assert "'cuda'" in _error_line(runner.invoke(app, ["catalog", str(images), "--out", str(tmp_path / "c"),
                                                       "--classifier", str(model), "--engine", "cuda"]))
+
+
+def test_the_onnx_engine_runs_without_torch_in_any_process(model, images, reference, tmp_path):
+    """With the graph in the model folder, neither the client nor the worker (nor ``predict``) imports torch."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tuningfork.models.export import export_onnx
+
+    folder = tmp_path / "model"
+    shutil.copytree(model, folder)
+    export_onnx(folder)
+    # A stand-in torch first on the path: any process that imports it leaves a mark (and fails).
+    blocked, mark = tmp_path / "blocked" / "torch", tmp_path / "torch-imported"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text(f"open({str(mark)!r}, 'a').write('imported')\nraise ImportError('blocked')\n")
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(blocked.parent), os.environ.get("PYTHONPATH", "")])}
+    expected, threshold = reference
+    commands = {"catalog": ["catalog", str(images), "--out", str(tmp_path / "catalog"), "--classifier", str(folder),
+                            "--workers", "1", "--shard-size", "20", "--min-confidence", str(threshold)],
+                "predict": ["predict", str(folder), str(images), "--out", str(tmp_path / "predicted.parquet"),
+                            "--min-confidence", str(threshold)]}
+    for name, arguments in commands.items():
+        done = subprocess.run([sys.executable, "-m", "tuningfork.cli", *arguments, "--engine", "onnx"], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
+    assert not mark.exists()
+    _assert_same_as_predict(Table.read(tmp_path / "catalog" / "catalog.parquet"), expected)
+    _assert_same_as_predict(Table.read(tmp_path / "predicted.parquet"), expected)
 
 
 def _worker_models() -> list[str]:

@@ -197,3 +197,60 @@ def test_onnx_export_gives_the_same_logits(tmp_path):
     exported = session.run(None, {"images": images.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(exported, net(images).numpy(), atol=1e-5)
+
+
+def _saved_with_graph(folder, seed=0):
+    from tuningfork.models.export import export_onnx
+
+    torch.manual_seed(seed)
+    net = create_model("rotinv", 3, image_size=32, **SMALL_ROTINV).eval()
+    save_model(folder, net, _config(options=SMALL_ROTINV))
+    export_onnx(folder)
+    return net
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_a_stored_graph_runs_without_building_the_network(tmp_path, tta):
+    from tuningfork.models import open_model
+    from tuningfork.models.export import OnnxRuntimeNetwork, stored_graph
+    from tuningfork.models.inference import network_logits
+
+    net = _saved_with_graph(tmp_path / "model")
+    stored = open_model(tmp_path / "model")
+    assert stored_graph(stored) == tmp_path / "model" / "network.onnx"
+    onnx = OnnxRuntimeNetwork(stored, threads=1)
+    # The graph carries the network's test-time-augmentation elements: the mirror image for a c4 network.
+    assert onnx.elements == (0, d4_element(0, True))
+    images = _images(5, 32).numpy()
+    np.testing.assert_allclose(network_logits(onnx, images, batch_size=2, tta=tta),
+                               network_logits(net, images, batch_size=2, tta=tta), atol=1e-5)
+
+
+def test_a_stale_or_broken_graph_is_passed_over_for_a_fresh_export(tmp_path):
+    from tuningfork.models import open_model
+    from tuningfork.models.export import OnnxRuntimeNetwork, stored_graph
+    from tuningfork.models.inference import network_logits
+
+    _saved_with_graph(tmp_path / "other", seed=1)
+    net = _saved_with_graph(tmp_path / "model")
+    # Retrained into the same folder: the graph of the earlier weights must not run.
+    (tmp_path / "model" / "network.onnx").write_bytes((tmp_path / "other" / "network.onnx").read_bytes())
+    assert stored_graph(open_model(tmp_path / "model")) is None
+    (tmp_path / "broken.onnx").write_bytes(b"not a graph")
+    assert stored_graph(open_model(tmp_path / "model"), tmp_path / "broken.onnx") is None
+    images = _images(4, 32).numpy()
+    logits = network_logits(OnnxRuntimeNetwork(open_model(tmp_path / "model"), 1, tmp_path / "broken.onnx"), images)
+    np.testing.assert_allclose(logits, network_logits(net, images), atol=1e-5)
+
+
+def test_open_model_checks_the_folder_without_torch_networks(tmp_path):
+    from tuningfork.models import open_model
+
+    _saved_with_graph(tmp_path / "model")
+    stored = open_model(tmp_path / "model")
+    assert stored.config.class_names == ["a", "b", "c"] and len(stored.weights_sha256) == 64
+    assert not hasattr(stored, "network")
+    weights = tmp_path / "model" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    with pytest.raises(CorruptFileError, match="weights.safetensors"):
+        open_model(tmp_path / "model")

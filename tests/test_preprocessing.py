@@ -300,6 +300,20 @@ def test_resize_shape_centring_and_flux_level():
     assert resize(image, (32, 16)).shape == (3, 32, 16)
 
 
+@pytest.mark.parametrize("shape, size", [((3, 212, 212), 64), ((2, 50, 70), (64, 64)), ((1, 64, 64), (33, 47)),
+                                         ((3, 40, 40), (90, 60))])
+def test_resize_matches_torch_antialiased_bilinear(shape, size):
+    # The network's training preprocessing was torch's; the PIL resampling that replaced it must agree.
+    import torch
+    from torch.nn import functional
+
+    image = np.random.default_rng(0).normal(5.0, 100.0, shape).astype(np.float32)
+    out = (size, size) if isinstance(size, int) else size
+    expected = functional.interpolate(torch.from_numpy(image)[None], size=out, mode="bilinear", antialias=True,
+                                      align_corners=False)[0].numpy()
+    np.testing.assert_allclose(resize(image, size), expected, atol=1e-4 * np.abs(image).max())
+
+
 def test_resize_is_anti_aliased():
     checkerboard = (np.indices((64, 64)).sum(axis=0) % 2).astype(np.float32)[None]
     small = resize(checkerboard, 16)

@@ -25,7 +25,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "conditions": ["ConditionSpace"],
         "encoder": ["Encoder", "embed_arrays", "forward_in_batches", "resolve_device"],
         "encoding": ["AstroPTEncoder", "AutoencoderEncoder", "SupervisedEncoder", "TimmEncoder", "encoder_from_model", "load_encoder", "network_features"],
-        "folder": ["LoadedModel", "ModelConfig", "copy_matching_weights", "load_model", "read_config", "save_model"],
+        "folder": ["LoadedModel", "ModelConfig", "StoredModel", "copy_matching_weights", "load_model", "open_model", "read_config", "save_model"],
         "nets.astropt": ["AstroPT", "AstroPTConfig", "MODEL_SIZES", "astropt_model_config"],
         "nets.autoencoder": ["DenoisingAutoencoder", "autoencoder_model_config"],
         "nets.descriptors": ["MorphologyEncoder"],

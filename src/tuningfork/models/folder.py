@@ -10,6 +10,10 @@ A model folder holds
   are chosen from, training metrics, and the versions of the packages that
   wrote it.
 
+A classifier's folder also holds ``network.onnx`` (written by ``train``;
+:mod:`.export`), the same network for ONNX Runtime, which runs it without
+torch; it is optional, and a folder without it loads and predicts as before.
+
 Each file is written atomically, config last; the config records the
 SHA-256 of the weights it belongs to, so a folder whose save was interrupted
 half-way is detected on loading instead of silently mixing two models.
@@ -27,8 +31,7 @@ import json
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..config import Serialisable
 from ..data.writers import atomic_path
@@ -36,6 +39,9 @@ from ..errors import ConfigError, CorruptFileError, MissingFileError, ModelError
 from ..preprocessing import PreprocessConfig
 from .registry import create_model, needs_target
 from .shipped import file_sha256, resolve_model_folder, shipped_models
+
+if TYPE_CHECKING:
+    from torch import nn
 
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
@@ -104,25 +110,42 @@ class ModelConfig(Serialisable):
 
 
 @dataclass
-class LoadedModel:
+class StoredModel:
+    """A checked model folder without its network: what preprocessing, triage and the tables need.
+
+    Opening one reads no weights into a network, so it needs no torch: the
+    catalog's client and the ONNX Runtime path of ``predict`` use it.
+
+    Attributes
+    ----------
+    config : ModelConfig
+    folder : Path
+    weights_sha256 : str
+        Checksum of the weights (computed on opening for folders of early
+        releases, whose config does not record it).
+    """
+
+    config: ModelConfig
+    folder: Path
+    weights_sha256: str = ""
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        """The preprocessing the network was trained with."""
+        return PreprocessConfig.from_dict(self.config.preprocessing)
+
+
+@dataclass
+class LoadedModel(StoredModel):
     """A network ready for inference, with its config.
 
     Attributes
     ----------
     network : torch.nn.Module
         In evaluation mode, on the CPU.
-    config : ModelConfig
-    folder : Path
     """
 
-    network: nn.Module
-    config: ModelConfig
-    folder: Path
-
-    @property
-    def preprocess(self) -> PreprocessConfig:
-        """The preprocessing the network was trained with."""
-        return PreprocessConfig.from_dict(self.config.preprocessing)
+    network: nn.Module | None = None
 
 
 def package_versions(packages: tuple[str, ...] = _RECORDED_PACKAGES) -> dict[str, str]:
@@ -224,6 +247,40 @@ def read_config(folder: str | Path) -> tuple[ModelConfig, str | None]:
         raise CorruptFileError(path, str(error)) from None
 
 
+def open_model(folder: str | Path, *, architecture: str | None = None) -> StoredModel:
+    """Read and check a model folder (config, and that its weights are the config's), without building the network.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder written by :func:`save_model`, or a shipped model's name.
+    architecture : str, optional
+        Refuse a folder holding another architecture.
+
+    Returns
+    -------
+    StoredModel
+
+    Raises
+    ------
+    MissingFileError, CorruptFileError, ModelError
+        As :func:`load_model`, except that weights which do not fit the
+        network are found only when it is built.
+    """
+    folder = resolve_model_folder(folder)
+    config, digest = read_config(folder)
+    if architecture is not None and config.architecture != architecture:
+        article = "an" if architecture[:1] in "aeiou" else "a"
+        raise ModelError(f"{folder}: holds a '{config.architecture}' model, not {article} {architecture} model")
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise MissingFileError(weights, "model weights")
+    actual = file_sha256(weights)
+    if digest is not None and actual != digest:
+        raise CorruptFileError(weights, "does not match config.json (changed or half-written); retrain or restore both")
+    return StoredModel(config=config, folder=folder, weights_sha256=actual)
+
+
 def load_model(folder: str | Path, *, architecture: str | None = None) -> LoadedModel:
     """Read a model folder of any kind and rebuild its network, ready for inference.
 
@@ -254,16 +311,8 @@ def load_model(folder: str | Path, *, architecture: str | None = None) -> Loaded
     from safetensors import SafetensorError
     from safetensors.torch import load_model as load_safetensors
 
-    folder = resolve_model_folder(folder)
-    config, digest = read_config(folder)
-    if architecture is not None and config.architecture != architecture:
-        article = "an" if architecture[:1] in "aeiou" else "a"
-        raise ModelError(f"{folder}: holds a '{config.architecture}' model, not {article} {architecture} model")
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise MissingFileError(weights, "model weights")
-    if digest is not None and file_sha256(weights) != digest:
-        raise CorruptFileError(weights, "does not match config.json (changed or half-written); retrain or restore both")
+    stored = open_model(folder, architecture=architecture)
+    config, folder, weights = stored.config, stored.folder, stored.folder / WEIGHTS_FILE
     settings = {"in_channels": config.in_channels, "image_size": config.image_size, **config.architecture_options}
     if needs_target(config.architecture):
         settings["target"] = config.target
@@ -277,7 +326,7 @@ def load_model(folder: str | Path, *, architecture: str | None = None) -> Loaded
         problem = str(error).splitlines()[0][:160]
         raise CorruptFileError(weights, f"cannot load into {config.architecture}: {problem}") from error
     network.eval()
-    return LoadedModel(network=network, config=config, folder=folder)
+    return LoadedModel(config=config, folder=folder, weights_sha256=stored.weights_sha256, network=network)
 
 
 def copy_matching_weights(network: nn.Module, folder: str | Path) -> list[str]:

@@ -2,18 +2,21 @@
 
 Apart from the Lightning setup of :mod:`tuningfork.models.runtime`, so that
 the processes that only predict (catalog workers, ``predict``) never import
-Lightning.
+Lightning; torch is imported only for a torch network, so that an ONNX
+Runtime network from a stored graph runs without it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from ..preprocessing import D4_ELEMENTS, d4_apply_torch, d4_element
 from .export import OnnxRuntimeNetwork
-from .nets.ensemble import EnsembleNetwork
-from .nets.rotinv import RotationInvariantNet
+
+if TYPE_CHECKING:
+    import torch
 
 
 def tta_elements(network: torch.nn.Module | OnnxRuntimeNetwork) -> tuple[int, ...]:
@@ -33,10 +36,13 @@ def tta_elements(network: torch.nn.Module | OnnxRuntimeNetwork) -> tuple[int, ..
     tuple of int
         Indices into :data:`~tuningfork.preprocessing.D4_ELEMENTS`.
     """
+    if isinstance(network, OnnxRuntimeNetwork):
+        return network.elements
+    from .nets.ensemble import EnsembleNetwork
+    from .nets.rotinv import RotationInvariantNet
+
     if isinstance(network, EnsembleNetwork):
         return tta_elements(network.members[0])
-    if isinstance(network, OnnxRuntimeNetwork):
-        return tta_elements(network.network)
     if isinstance(network, RotationInvariantNet):
         return (0,) if network.group == "d4" else (0, d4_element(0, True))
     return D4_ELEMENTS
@@ -58,6 +64,8 @@ def to_inference_layout(network: torch.nn.Module) -> torch.nn.Module:
     torch.nn.Module
         The same network.
     """
+    import torch
+
     return network.eval().to(memory_format=torch.channels_last)
 
 
@@ -85,6 +93,10 @@ def network_logits(
     ndarray
         float32 (n, outputs).
     """
+    if isinstance(network, OnnxRuntimeNetwork):
+        return network.logits(images, batch_size, tta)
+    import torch
+
     device = torch.device("cpu")
     if isinstance(network, torch.nn.Module):
         to_inference_layout(network)

@@ -36,12 +36,12 @@ from ..data import GalaxyCollection, check_output, write_table
 from ..data.batches import progress_bar
 from ..data.writers import atomic_path
 from ..errors import CatalogError, ConfigError, InputFileError, OutputError
-from ..models import load_model
+from ..models import open_model
 from ..models.folder import CONFIG_FILE as MODEL_CONFIG_FILE
 from ..models.folder import package_versions
 from ..training.predict import (
-    INFERENCE_ENGINES,
     carried_columns,
+    check_engine,
     check_labels,
     model_images,
     triage_thresholds,
@@ -66,6 +66,8 @@ FAILURES_FILE = "failures.parquet"
 EMBEDDINGS_FILE = "embeddings.parquet"
 #: Folder of the clustering fitted on a sample, when no fitted one is given.
 FIT_FOLDER = "clustering-fit"
+#: The classifier's network exported for ONNX Runtime, when its folder holds none.
+CLASSIFIER_GRAPH = "classifier.onnx"
 #: The ``clusterer`` that asks for a clustering fitted on a sample of the input.
 FIT = "fit"
 #: Files whose checksums identify a fitted clustering folder.
@@ -407,9 +409,8 @@ def resolve_config(
         config.shard_size = shard_size
     if config.classification is not None and config.classification.model is None:
         raise ConfigError("the classification stage needs a model folder (--classifier, or model = ... in the config)")
-    if config.classification is not None and config.classification.engine not in INFERENCE_ENGINES:
-        raise ConfigError(f"unknown inference engine '{config.classification.engine}' "
-                          f"(choose from {', '.join(INFERENCE_ENGINES)})")
+    if config.classification is not None:
+        check_engine(config.classification.engine)
     if from_file:
         why = dict.fromkeys(STAGES, "not in the config")
     else:
@@ -534,7 +535,7 @@ def build_catalog(
     plan = {"columns": tuple(config.columns)}
     if config.classification is not None:
         stage = config.classification
-        model = load_model(stage.model)
+        model = open_model(stage.model)
         plan.update(classifier=str(model.folder.resolve()), batch_size=stage.batch_size, engine=stage.engine,
                     thresholds=triage_thresholds(model, stage.target_accuracy, stage.min_confidence))
         check_labels(collection, model)
@@ -562,6 +563,12 @@ def build_catalog(
         tmp.write_text(json.dumps({"settings": settings, "input": collection.name,
                                    "versions": package_versions(_RECORDED_PACKAGES)}, indent=2))
     manifest.write(folder)
+    if plan.get("engine") == "onnx":
+        from ..models.export import cached_graph
+
+        # Exported here once (when the model folder has no graph of its
+        # weights) so that no worker needs torch to run it.
+        plan["graph"] = str(cached_graph(model, folder / CLASSIFIER_GRAPH).resolve())
     if config.clustering is not None and config.clustering.model is None:
         plan["clustering"] = str(_fit_clustering(collection, folder, config.clustering).resolve())
     todo = [shard for shard in manifest.shards if not part_path(folder, shard.shard_id).is_file()]
@@ -700,9 +707,9 @@ def _run_shards(collection, shards, folder, plan: ShardPlan, workers, scheduler,
     with open_client(workers, scheduler) as client:
         plugin = ModelPlugin([plan.classifier] if plan.classifier else [],
                              [plan.clustering] if plan.clustering else [], [plan.encoder] if plan.encoder else [],
-                             engine=plan.engine)
+                             engine=plan.engine, graph=plan.graph)
         # Named by what it loads: a second run with other models registers (and loads) its own.
-        loads = json.dumps([plan.classifier, plan.clustering, plan.encoder, plan.engine]).encode()
+        loads = json.dumps([plan.classifier, plan.clustering, plan.encoder, plan.engine, plan.graph]).encode()
         client.register_plugin(plugin, name=f"tuningfork-models-{hashlib.sha256(loads).hexdigest()[:16]}")
         # The key is the shard id, so resubmitting a shard (a retry, a second
         # client) names the same task instead of duplicating it.

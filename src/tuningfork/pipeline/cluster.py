@@ -18,7 +18,7 @@ import dask
 from distributed import WorkerPlugin
 
 from ..errors import ConfigError
-from ..models import LoadedModel, load_model
+from ..models import LoadedModel, StoredModel, load_model, open_model
 
 #: Seconds to wait for an existing scheduler before giving up.
 CONNECT_TIMEOUT = 5
@@ -50,6 +50,8 @@ def _unset_environ(name: str) -> Iterator[None]:
             os.environ[name] = value
 
 _MODELS: dict[str, LoadedModel] = {}
+# Opened folders (config, weights checksum) without networks, keyed like the models.
+_STORED: dict[str, StoredModel] = {}
 # ONNX Runtime sessions of the models, keyed like them.
 _ONNX_NETWORKS: dict[str, object] = {}
 # Fitted clusterings and encoders, keyed like the models.
@@ -75,7 +77,19 @@ def cached_model(folder: str | Path) -> LoadedModel:
     return _MODELS[key]
 
 
-def cached_network(folder: str | Path, engine: str = "torch"):
+def cached_stored(folder: str | Path) -> StoredModel:
+    """The opened model folder (config and checked weights, no network), opened once per process.
+
+    What the catalog's tables and preprocessing need; unlike
+    :func:`cached_model` it imports no torch.
+    """
+    key = str(Path(folder).resolve())
+    if key not in _STORED:
+        _STORED[key] = _MODELS[key] if key in _MODELS else open_model(key)
+    return _STORED[key]
+
+
+def cached_network(folder: str | Path, engine: str = "torch", graph: str | None = None, threads: int | None = None):
     """The network of ``folder``'s model as ``engine`` runs it, built once per process.
 
     Parameters
@@ -83,22 +97,26 @@ def cached_network(folder: str | Path, engine: str = "torch"):
     folder : str or Path
         A model folder.
     engine : {"torch", "onnx"}
-        The torch network itself, or an ONNX Runtime session of it (with as
-        many threads as torch has: one on a worker).
+        The torch network itself, or an ONNX Runtime session of it.
+    graph : str, optional
+        An exported graph of the model to run (:func:`~tuningfork.models.export.cached_graph`);
+        with it and ONNX Runtime, torch is never imported.
+    threads : int, optional
+        Intra-op threads of the ONNX Runtime session (one on a worker).
 
     Returns
     -------
-    callable
-        Takes and returns torch tensors, as the network does.
+    torch.nn.Module or OnnxRuntimeNetwork
+        What :func:`~tuningfork.models.inference.network_logits` runs.
     """
-    model = cached_model(folder)
     if engine != "onnx":
-        return model.network
+        return cached_model(folder).network
+    model = cached_stored(folder)
     key = str(model.folder.resolve())
     if key not in _ONNX_NETWORKS:
         from ..models.export import OnnxRuntimeNetwork
 
-        _ONNX_NETWORKS[key] = OnnxRuntimeNetwork(model)
+        _ONNX_NETWORKS[key] = OnnxRuntimeNetwork(model, threads, graph)
     return _ONNX_NETWORKS[key]
 
 
@@ -135,22 +153,26 @@ class ModelPlugin(WorkerPlugin):
         ``(spec, weights, bands, batch_size)`` of encoders (:func:`cached_encoder`).
     engine : {"torch", "onnx"}
         How the networks of ``folders`` run (:func:`cached_network`).
+    graph : str, optional
+        The exported graph of the one model of ``folders``, for ``"onnx"``.
     """
 
     def __init__(self, folders: Sequence[str | Path], clusterings: Sequence[str | Path] = (),
-                 encoders: Sequence[tuple] = (), engine: str = "torch"):
+                 encoders: Sequence[tuple] = (), engine: str = "torch", graph: str | None = None):
         self.engine = engine
+        self.graph = graph
         self.folders = [str(Path(folder).resolve()) for folder in folders]
         self.clusterings = [str(Path(folder).resolve()) for folder in clusterings]
         self.encoders = [tuple(spec) for spec in encoders]
 
     def setup(self, worker) -> None:
-        """Set torch to one thread (the cluster runs one process per core) and load the models."""
-        import torch
+        """Load the models, each network on one thread (the cluster runs one process per core)."""
+        if self.engine != "onnx" or self.clusterings or self.encoders:
+            import torch
 
-        torch.set_num_threads(1)
+            torch.set_num_threads(1)
         for folder in self.folders:
-            cached_network(folder, self.engine)
+            cached_network(folder, self.engine, self.graph, threads=1)
         for folder in self.clusterings:
             cached_clustering(folder)
         for spec in self.encoders:

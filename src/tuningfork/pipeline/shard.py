@@ -24,7 +24,7 @@ from ..data.writers import atomic_path
 from ..errors import InputFileError
 from ..models.inference import network_logits
 from ..training.predict import carried_columns, interpret, prediction_table
-from .cluster import cached_clustering, cached_encoder, cached_model, cached_network
+from .cluster import cached_clustering, cached_encoder, cached_network, cached_stored
 
 PARTS = "parts"
 FAILURES = "failures"
@@ -72,6 +72,8 @@ class ShardPlan:
         Galaxies read at a time (and per forward pass).
     engine : {"torch", "onnx"}
         Runs the classifier's network (:func:`cached_network`).
+    graph : str, optional
+        The classifier's exported graph, for ``"onnx"`` (then workers never import torch).
     """
 
     classifier: str | None = None
@@ -82,6 +84,7 @@ class ShardPlan:
     columns: tuple[str, ...] = ()
     batch_size: int = 256
     engine: str = "torch"
+    graph: str | None = None
 
 
 def _scale_for(plan: ShardPlan):
@@ -93,7 +96,7 @@ def _scale_for(plan: ShardPlan):
         return lambda height, width: 1
     configs = []
     if plan.classifier is not None:
-        configs.append(PreprocessConfig.from_dict(cached_model(plan.classifier).config.preprocessing))
+        configs.append(PreprocessConfig.from_dict(cached_stored(plan.classifier).config.preprocessing))
     if plan.encoder is not None:
         configs.append(cached_encoder(*plan.encoder).preprocess)
     return lambda height, width: min((config.decode_scale(height, width) for config in configs), default=1)
@@ -135,9 +138,9 @@ def _batch_outputs(plan: ShardPlan, chunk: GalaxyCollection, images: list[np.nda
 
     outputs = {}
     if plan.classifier is not None:
-        model = cached_model(plan.classifier)
+        model = cached_stored(plan.classifier)
         pixels = preprocessed(PreprocessConfig.from_dict(model.config.preprocessing))
-        outputs["logits"] = network_logits(cached_network(plan.classifier, plan.engine), pixels, plan.batch_size)
+        outputs["logits"] = network_logits(cached_network(plan.classifier, plan.engine, plan.graph), pixels, plan.batch_size)
     if plan.clustering is not None:
         # The clustering reads a collection (its encoder may batch differently): the decoded images, in memory.
         read = GalaxyCollection.from_arrays(images, Table({"id": ids}))
@@ -158,7 +161,7 @@ def _shard_table(plan: ShardPlan, ids: list[str], carried, outputs: dict[str, li
     from astropy.table import Table, vstack
 
     if plan.classifier is not None:
-        model = cached_model(plan.classifier)
+        model = cached_stored(plan.classifier)
         table = prediction_table(ids, interpret(np.concatenate(outputs["logits"]), model), model,
                                  plan.thresholds, carried)
     else:

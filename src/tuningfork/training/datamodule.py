@@ -18,7 +18,6 @@ import numpy as np
 from ..config import Serialisable
 from ..data import GalaxyCollection
 from ..errors import CatalogError, ConfigError, MissingColumnError, ModelError
-from .losses import VOTE_LOSSES
 from .trees import get_tree
 
 #: Values of a split column, by the role they name.
@@ -156,6 +155,8 @@ def vote_table(collection: GalaxyCollection, tree_name: str, loss: str | None = 
     loss : str
         The loss these votes are for.
     """
+    from .losses import VOTE_LOSSES
+
     tree = get_tree(tree_name)
     if loss not in (None, *VOTE_LOSSES):
         raise ConfigError(f"unknown vote loss '{loss}' (choose from {', '.join(VOTE_LOSSES)})")

@@ -18,7 +18,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from ..data import GalaxyCollection, check_output
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from ..models import (
     DEFAULT_ARCHITECTURE,
     EnsembleNetwork,
@@ -27,6 +27,7 @@ from ..models import (
     create_model,
     save_model,
 )
+from ..models.export import export_onnx
 from ..models.folder import copy_matching_weights
 from ..models.inference import network_logits
 from ..models.runtime import (
@@ -421,7 +422,7 @@ def train(
     )
     logits = network_logits(network, val_images)
     metrics, validation, temperature = validation_summary(
-        logits, targets[splits["val"]], spec, LoadedModel(network, config, Path(output))
+        logits, targets[splits["val"]], spec, LoadedModel(config=config, folder=Path(output), network=network)
     )
     config.temperature = temperature
     config.validation = validation
@@ -453,6 +454,11 @@ def train(
     # With several devices every process runs this function; one writes.
     if fits[0].is_global_zero:
         save_model(output, network, config)
+        try:
+            # The graph ONNX Runtime runs without torch (``predict --engine onnx``, catalog workers).
+            export_onnx(output)
+        except ModelError:
+            pass  # an architecture the exporter cannot trace runs with torch only
     return TrainResult(folder=Path(output), config=config)
 
 

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..data import GalaxyCollection, check_output, write_table
 from ..data.batches import DECODE_BATCH
 from ..errors import ConfigError, MissingColumnError, ModelError
-from ..models import LoadedModel, load_model
+from ..models import LoadedModel, StoredModel, load_model, open_model
 from ..models.export import OnnxRuntimeNetwork
 from ..models.inference import network_logits
 from ..preprocessing import PreprocessConfig, Preprocessor
@@ -34,12 +33,17 @@ from .calibration import (
     triage,
 )
 from .datamodule import class_codes, open_collection
-from .losses import vote_fractions
 from .trees import get_tree
 
 #: How ``predict`` can run the network: eager PyTorch (CPU or GPU), or
 #: ONNX Runtime (CPU; faster there for the default network).
 INFERENCE_ENGINES = ("torch", "onnx")
+
+
+def check_engine(engine: str) -> None:
+    """Refuse an engine not in :data:`INFERENCE_ENGINES` (a ``ConfigError`` naming them)."""
+    if engine not in INFERENCE_ENGINES:
+        raise ConfigError(f"unknown inference engine '{engine}' (choose from {', '.join(INFERENCE_ENGINES)})")
 
 
 @dataclass
@@ -67,14 +71,14 @@ class Outputs:
     triage_probabilities: np.ndarray
 
 
-def interpret(logits: np.ndarray, model: LoadedModel) -> Outputs:
+def interpret(logits: np.ndarray, model: StoredModel) -> Outputs:
     """Turn raw network outputs into probabilities, predictions and confidence.
 
     Parameters
     ----------
     logits : ndarray
         (n, outputs) from :func:`network_logits`.
-    model : LoadedModel
+    model : StoredModel
         The model that produced them.
 
     Returns
@@ -83,6 +87,10 @@ def interpret(logits: np.ndarray, model: LoadedModel) -> Outputs:
     """
     config = model.config
     if config.is_votes:
+        import torch
+
+        from .losses import vote_fractions
+
         tree = get_tree(config.target["tree"])
         fractions = vote_fractions(torch.from_numpy(logits), tree, config.target["loss"]).numpy().astype(np.float64)
         root = fractions[:, tree.question_slices()[0]]
@@ -92,18 +100,18 @@ def interpret(logits: np.ndarray, model: LoadedModel) -> Outputs:
     return Outputs(probabilities, names[probabilities.argmax(axis=1)].tolist(), probabilities.max(axis=1), probabilities)
 
 
-def _check_input_shape(model: LoadedModel, shape: tuple, source: str) -> None:
+def _check_input_shape(model: StoredModel, shape: tuple, source: str) -> None:
     expected = (model.config.in_channels, model.config.image_size, model.config.image_size)
     if tuple(shape) != expected:
         raise ModelError(f"{source}: images preprocess to {tuple(shape)} but model {model.folder} expects {expected}")
 
 
-def model_images(model: LoadedModel, collection: GalaxyCollection, batch_size: int = 256, progress: bool = False) -> np.ndarray:
+def model_images(model: StoredModel, collection: GalaxyCollection, batch_size: int = 256, progress: bool = False) -> np.ndarray:
     """Read a collection preprocessed exactly as the model's training data was.
 
     Parameters
     ----------
-    model : LoadedModel
+    model : StoredModel
     collection : GalaxyCollection
     batch_size : int
         Images read at a time.
@@ -122,7 +130,7 @@ def model_images(model: LoadedModel, collection: GalaxyCollection, batch_size: i
 
 
 def collection_logits(
-    model: LoadedModel, collection: GalaxyCollection, batch_size: int = 256, tta: bool = False, progress: bool = False,
+    model: StoredModel, collection: GalaxyCollection, batch_size: int = 256, tta: bool = False, progress: bool = False,
     engine: str = "torch",
 ) -> np.ndarray:
     """Network outputs for every galaxy, reading one batch of images at a time.
@@ -132,7 +140,8 @@ def collection_logits(
 
     Parameters
     ----------
-    model : LoadedModel
+    model : StoredModel
+        A :class:`~tuningfork.models.LoadedModel` for the torch engine.
     collection : GalaxyCollection
     batch_size : int
         Most images passed through the network at a time; they are decoded
@@ -149,9 +158,11 @@ def collection_logits(
     ndarray
         float32 (n, outputs).
     """
-    if engine not in INFERENCE_ENGINES:
-        raise ConfigError(f"unknown inference engine '{engine}' (choose from {', '.join(INFERENCE_ENGINES)})")
-    network = OnnxRuntimeNetwork(model) if engine == "onnx" else model.network
+    check_engine(engine)
+    if engine == "onnx":
+        network = OnnxRuntimeNetwork(model)
+    else:
+        network = (model if isinstance(model, LoadedModel) else load_model(model.folder)).network
     preprocessor = Preprocessor(PreprocessConfig.from_dict(model.config.preprocessing))
     outputs = []
     for batch in collection.iter_batches(min(batch_size, DECODE_BATCH), preprocess=preprocessor, progress=progress):
@@ -162,7 +173,7 @@ def collection_logits(
 
 def check_labels(
     collection: GalaxyCollection,
-    model: LoadedModel,
+    model: StoredModel,
     column: str | None = None,
     class_map: dict[str, str] | None = None,
 ) -> np.ndarray | None:
@@ -172,7 +183,7 @@ def check_labels(
     ----------
     collection : GalaxyCollection
         The galaxies.
-    model : LoadedModel
+    model : StoredModel
         Whose classes the labels must be among.
     column : str, optional
         Label column; the model's by default.
@@ -207,7 +218,7 @@ def _renamed_labels(collection: GalaxyCollection, column: str, class_map: dict[s
     return renamed
 
 
-def triage_class_names(model: LoadedModel) -> list[str]:
+def triage_class_names(model: StoredModel) -> list[str]:
     """The classes triage thresholds are set for: the model's classes, or its tree's first answers."""
     if model.config.is_votes:
         return [answer.name for answer in get_tree(model.config.target["tree"]).questions[0].answers]
@@ -215,13 +226,13 @@ def triage_class_names(model: LoadedModel) -> list[str]:
 
 
 def triage_thresholds(
-    model: LoadedModel, target_accuracy: float | None, min_confidence: float | None
+    model: StoredModel, target_accuracy: float | None, min_confidence: float | None
 ) -> np.ndarray | None:
     """The confidence threshold of each predicted class, if triage is asked for.
 
     Parameters
     ----------
-    model : LoadedModel
+    model : StoredModel
         Its config holds the validation confidences, correctness and
         predicted classes.
     target_accuracy : float, optional
@@ -322,7 +333,7 @@ def carried_columns(collection: GalaxyCollection, columns: Sequence[str] = ()):
 
 
 def prediction_table(
-    ids: list[str], outputs: Outputs, model: LoadedModel, thresholds: np.ndarray | None, carried=None
+    ids: list[str], outputs: Outputs, model: StoredModel, thresholds: np.ndarray | None, carried=None
 ):
     """Build the prediction catalog (see :func:`predict` for its columns).
 
@@ -330,7 +341,7 @@ def prediction_table(
     ----------
     ids : list of str
     outputs : Outputs
-    model : LoadedModel
+    model : StoredModel
     thresholds : ndarray or None
         (n_classes,) from :func:`triage_thresholds`; None for no triage.
     carried : astropy.table.Table, optional
@@ -437,7 +448,9 @@ def predict(
     """
     if output is not None:
         check_output(output, overwrite=overwrite)
-    model = load_model(model_folder)
+    check_engine(engine)
+    # ONNX Runtime runs the folder's stored graph without the torch network.
+    model = open_model(model_folder) if engine == "onnx" else load_model(model_folder)
     thresholds = triage_thresholds(model, target_accuracy, min_confidence)
     collection = open_collection(data)
     check_labels(collection, model)

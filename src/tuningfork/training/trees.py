@@ -22,10 +22,10 @@ Two trees ship:
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
 
@@ -186,7 +186,9 @@ class DecisionTree:
         ndarray or Tensor
             (n_galaxies, n_questions), of the input's type.
         """
-        xp = torch if isinstance(fractions, torch.Tensor) else np
+        # A tensor exists only once torch is imported, so a prediction process need never import it.
+        torch = sys.modules.get("torch")
+        xp = torch if torch is not None and isinstance(fractions, torch.Tensor) else np
         index = self._position_of_question()
         incoming: list[list] = [[] for _ in self.questions]
         reach = []
