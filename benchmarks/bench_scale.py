@@ -93,15 +93,18 @@ def uptime() -> str:
 
 
 def save_classifier(folder: Path) -> Path:
-    """The default classifier with random weights, as a model folder."""
+    """The default classifier with random weights, as a model folder with its ONNX graph (as ``train`` writes it)."""
     from tuningfork.models import ModelConfig, create_model, save_model
+    from tuningfork.models.export import export_onnx
     from tuningfork.preprocessing import PreprocessConfig
 
     network = create_model("rotinv", 5, in_channels=3, image_size=IMAGE_SIZE)
     config = ModelConfig(architecture="rotinv", num_outputs=5, in_channels=3, image_size=IMAGE_SIZE,
                          preprocessing=PreprocessConfig(output_size=IMAGE_SIZE).to_dict(),
                          target={"kind": "classes", "column": "label", "class_names": list("abcde")})
-    return save_model(folder, network, config)
+    save_model(folder, network, config)
+    export_onnx(folder)
+    return folder
 
 
 def repeated_catalog(path: Path, count: int, files: list[Path] | None = None) -> Path:
@@ -377,6 +380,20 @@ def end_to_end(model: Path, work: Path, files: list[Path], count: int) -> dict:
     return result
 
 
+def end_to_end_section(model: Path, work: Path, sizes: dict, files: list[Path] | None = None) -> dict:
+    """``end_to_end`` and ``lightning`` at both sizes, with the load before and after (``--only end_to_end``)."""
+    if files is None:
+        files = full_size_jpegs(work / "jpeg424", sizes["end_to_end"])
+    report = {"end_to_end_uptime_before": uptime()}
+    report["end_to_end"] = end_to_end(model, work, files, len(files))
+    report["end_to_end_large"] = end_to_end(model, work, files, sizes["end_to_end_large"])
+    report["lightning"] = lightning(model, work, files, report["end_to_end"])
+    repeated = [files[row % len(files)] for row in range(sizes["end_to_end_large"])]
+    report["lightning_large"] = lightning(model, work, repeated, report["end_to_end_large"])
+    report["end_to_end_uptime_after"] = uptime()
+    return report
+
+
 def reduced_decoding(model: Path, files: list[Path]) -> dict:
     """The classification with JPEGs decoded at the reduced resolution the preprocessing allows, against whole."""
     import torch
@@ -512,6 +529,9 @@ def markdown(report: dict) -> str:
         f"Before: `{report['uptime_before']}`  ", f"After: `{report['uptime_after']}`", "",
         f"Throughput, before: `{tp['uptime_before']}`  ", f"Throughput, after: `{tp['uptime_after']}`", "",
         *([f"Client costs, at: `{report['client']['uptime']}`", ""] if "client" in report else []),
+        *([f"End to end and Lightning, before: `{report['end_to_end_uptime_before']}`  ",
+           f"End to end and Lightning, after: `{report['end_to_end_uptime_after']}`", ""]
+          if "end_to_end_uptime_before" in report else []),
         *([f"Merge memory, at: `{report['merge']['uptime']}`", ""] if "merge" in report else []),
         f"Classifier: default rotinv, random weights, 3 bands, {IMAGE_SIZE} px; gzc JPEGs listed repeatedly.", "",
         "| measurement | value | target |", "|---|---|---|",
@@ -588,7 +608,7 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="A few hundred galaxies, to check the script.")
-    parser.add_argument("--only", choices=["throughput", "client", "merge"],
+    parser.add_argument("--only", choices=["throughput", "client", "merge", "end_to_end"],
                         help="Rerun this measurement alone (with its own uptime lines); keep the others of the "
                              "last report.")
     args = parser.parse_args()
@@ -603,8 +623,9 @@ def main() -> None:
             model = save_classifier(work / "classifier")
             sections = {"client": lambda: client_cost(model, work, sizes["memory"], sizes["shard"]),
                         "merge": lambda: merge_memory(model, work, sizes["merge"]),
-                        "throughput": lambda: throughput_section(model, work, sizes)}
-            report[args.only] = sections[args.only]()
+                        "throughput": lambda: throughput_section(model, work, sizes),
+                        "end_to_end": lambda: end_to_end_section(model, work, sizes)}
+            report.update(sections[args.only]() if args.only == "end_to_end" else {args.only: sections[args.only]()})
             report.pop("open", None)
         write_report(RESULTS, stem, report, markdown(report))
         return
@@ -624,11 +645,7 @@ def main() -> None:
         files = full_size_jpegs(work / "jpeg424", sizes["end_to_end"])
         report["reduced_decoding"] = reduced_decoding(model, files)
         report["stages"] = stage_costs(model, work, files, sizes["morphometry"])
-        report["end_to_end"] = end_to_end(model, work, files, len(files))
-        report["end_to_end_large"] = end_to_end(model, work, files, sizes["end_to_end_large"])
-        report["lightning"] = lightning(model, work, files, report["end_to_end"])
-        repeated = [files[row % len(files)] for row in range(sizes["end_to_end_large"])]
-        report["lightning_large"] = lightning(model, work, repeated, report["end_to_end_large"])
+        report.update(end_to_end_section(model, work, sizes, files))
     report["uptime_after"] = uptime()
     write_report(RESULTS, stem, report, markdown(report))
 
