@@ -314,6 +314,20 @@ def test_resize_matches_torch_antialiased_bilinear(shape, size):
     np.testing.assert_allclose(resize(image, size), expected, atol=1e-4 * np.abs(image).max())
 
 
+def test_resize_spreads_a_non_finite_pixel_only_over_the_kernels_that_cover_it():
+    import torch
+    from torch.nn import functional
+
+    image = np.ones((1, 20, 20), np.float32)
+    image[0, 10, 10], image[0, 0, 3] = np.nan, np.inf
+    expected = functional.interpolate(torch.from_numpy(image)[None], size=(10, 10), mode="bilinear", antialias=True,
+                                      align_corners=False)[0].numpy()
+    out = resize(image, 10)
+    np.testing.assert_array_equal(~np.isfinite(out), ~np.isfinite(expected))
+    assert 0 < (~np.isfinite(out)).sum() < 10
+    np.testing.assert_allclose(out[np.isfinite(out)], 1.0, rtol=1e-6)
+
+
 def test_resize_is_anti_aliased():
     checkerboard = (np.indices((64, 64)).sum(axis=0) % 2).astype(np.float32)[None]
     small = resize(checkerboard, 16)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import ConfigError, ImageShapeError
@@ -75,17 +77,79 @@ def center_crop(
     return array[..., top : top + out_height, left : left + out_width].copy()
 
 
+@functools.lru_cache(maxsize=64)
+def _resampling_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(out_size, in_size) weights of anti-aliased bilinear resampling along one axis.
+
+    The triangle kernel, widened by the shrink factor when shrinking, each
+    output pixel's weights renormalised to one where the image edge clips
+    them: the coefficients of PIL's resampling and of torch's
+    ``interpolate(..., mode="bilinear", antialias=True, align_corners=False)``.
+    """
+    scale = in_size / out_size
+    support = max(scale, 1.0)
+    matrix = np.zeros((out_size, in_size), dtype=np.float64)
+    for row in range(out_size):
+        centre = scale * (row + 0.5)
+        # int() truncates towards zero, as the C code's cast does.
+        first = max(int(centre - support + 0.5), 0)
+        stop = min(int(centre + support + 0.5), in_size)
+        taps = np.arange(first, stop)
+        weights = np.clip(1.0 - np.abs((taps - centre + 0.5) / support), 0.0, None)
+        if weights.sum() > 0:
+            matrix[row, first:stop] = weights / weights.sum()
+    matrix = matrix.astype(np.float32)
+    matrix.setflags(write=False)
+    return matrix
+
+
+@functools.lru_cache(maxsize=64)
+def _halves(in_size: int, out_size: int) -> tuple[tuple[slice, slice, np.ndarray], ...]:
+    """The resampling matrix cut into its first and second half of output pixels, each with only the inputs it uses.
+
+    Each half reads about half the input, so the two products cost about
+    half the full matrix's, most of whose entries are zero (0.22 against
+    0.33 CPU-ms per 212 px RGB stamp to 64 px; torch's kernel: 0.22).
+    """
+    matrix = _resampling_matrix(in_size, out_size)
+    pieces = []
+    for outputs in (slice(0, out_size // 2), slice(out_size // 2, out_size)):
+        used = np.flatnonzero(matrix[outputs].any(axis=0))
+        if len(used):
+            inputs = slice(int(used[0]), int(used[-1]) + 1)
+            pieces.append((outputs, inputs, np.ascontiguousarray(matrix[outputs, inputs])))
+    return tuple(pieces)
+
+
+def _resample(planes: np.ndarray, out_height: int, out_width: int, dtype) -> np.ndarray:
+    """(n, out_height, out_width) from (n, H, W): columns first, then rows.
+
+    With ``dtype=bool`` the products are logical (which outputs any input pixel reaches).
+    """
+    count, height, width = planes.shape
+    flat = planes.reshape(-1, width)
+    across = np.empty((count * height, out_width), dtype=dtype)
+    for outputs, inputs, weights in _halves(width, out_width):
+        across[:, outputs] = flat[:, inputs] @ (weights.T if dtype is not bool else weights.T != 0)
+    across = across.reshape(count, height, out_width)
+    resized = np.empty((count, out_height, out_width), dtype=dtype)
+    for outputs, inputs, weights in _halves(height, out_height):
+        resized[:, outputs] = np.matmul(weights if dtype is not bool else weights != 0, across[:, inputs])
+    return resized
+
+
 def resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Resample an image to a new pixel grid with anti-aliasing.
 
     Bilinear interpolation whose kernel widens when shrinking, so
-    downsampling averages instead of aliasing noise and fine structure: PIL's
-    resampling of 32-bit float planes, which torch's
-    ``interpolate(..., mode="bilinear", antialias=True)`` follows (they agree
-    to about 1e-5 of the pixel values).  The image keeps its extent: pixel
-    centres map as in ``align_corners=False``.  PIL rather than torch, so
-    that preprocessing (a catalog worker, ``predict --engine onnx``) does not
-    import torch.
+    downsampling averages instead of aliasing noise and fine structure, with
+    the coefficients of torch's ``interpolate(..., mode="bilinear",
+    antialias=True)`` (and of PIL's resampling), applied as matrix products
+    over the whole batch (on 212 px RGB stamps to 64 px as fast as torch's
+    kernel on one thread, 424 px ones about 1.6 times slower), so that a
+    process that only preprocesses and runs ONNX Runtime never imports torch.  The image keeps its extent: pixel centres map as in
+    ``align_corners=False``.  A non-finite pixel makes every output pixel
+    whose kernel covers it NaN, and no other.
 
     Parameters
     ----------
@@ -99,16 +163,16 @@ def resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     ndarray
         New float32 array (..., height, width).
     """
-    from PIL import Image
-
     out_height, out_width = _pair(size, "resize")
     array = as_float_image(image)
-    if array.shape[-2:] == (out_height, out_width):
+    height, width = array.shape[-2:]
+    if (height, width) == (out_height, out_width):
         return array.copy()
-    planes = array.reshape(-1, *array.shape[-2:])
-    resized = np.empty((len(planes), out_height, out_width), dtype=np.float32)
-    for index, plane in enumerate(planes):
-        # Image.fromarray needs contiguous memory.
-        picture = Image.fromarray(np.ascontiguousarray(plane), mode="F")
-        resized[index] = np.asarray(picture.resize((out_width, out_height), Image.BILINEAR))
+    planes = array.reshape(-1, height, width)
+    if np.isfinite(planes).all():
+        resized = _resample(planes, out_height, out_width, np.float32)
+    else:
+        finite = np.isfinite(planes)
+        resized = _resample(np.where(finite, planes, np.float32(0)), out_height, out_width, np.float32)
+        resized[_resample(~finite, out_height, out_width, bool)] = np.nan
     return resized.reshape(*array.shape[:-2], out_height, out_width)
