@@ -195,7 +195,9 @@ def test_gz1_confident_purity_per_class_holds_on_galaxies_never_seen(shared_data
     subset.write(tmp_path / "gz1.csv")
     data = GalaxyCollection.open(tmp_path / "gz1.csv")
     development = data.subset(np.flatnonzero(data.catalog["split"] != "test"))
-    result = train(development, tmp_path / "model", target="label_merged", image_size=32, epochs=8, budget_s=40,
+    # No CPU budget: its share of the learning-rate schedule made the run timing-dependent; and 12 epochs, not 8,
+    # which sat on a knife-edge where a 1e-7 change of the inputs left the model underconfident.
+    result = train(development, tmp_path / "model", target="label_merged", image_size=32, epochs=12,
                    batch_size=32, architecture_options={"widths": (8, 16), "view_features": 16, "hidden": 16},
                    preprocess={"crop_pixels": 200, "output_size": 32}, progress=False)
     target = 0.9

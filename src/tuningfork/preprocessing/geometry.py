@@ -121,6 +121,13 @@ def _halves(in_size: int, out_size: int) -> tuple[tuple[slice, slice, np.ndarray
     return tuple(pieces)
 
 
+@functools.cache
+def _blas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 def _resample(planes: np.ndarray, out_height: int, out_width: int, dtype) -> np.ndarray:
     """(n, out_height, out_width) from (n, H, W): columns first, then rows.
 
@@ -169,10 +176,14 @@ def resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     if (height, width) == (out_height, out_width):
         return array.copy()
     planes = array.reshape(-1, height, width)
-    if np.isfinite(planes).all():
-        resized = _resample(planes, out_height, out_width, np.float32)
-    else:
-        finite = np.isfinite(planes)
-        resized = _resample(np.where(finite, planes, np.float32(0)), out_height, out_width, np.float32)
-        resized[_resample(~finite, out_height, out_width, bool)] = np.nan
+    # One BLAS thread: these products are small, and OpenBLAS's idle threads
+    # spin between them, which doubled the CPU time of `predict` (7.3 against
+    # 3.9 CPU-s on 1,000 stamps) and made a CPU budget's schedule irregular.
+    with _blas().limit(limits=1, user_api="blas"):
+        if np.isfinite(planes).all():
+            resized = _resample(planes, out_height, out_width, np.float32)
+        else:
+            finite = np.isfinite(planes)
+            resized = _resample(np.where(finite, planes, np.float32(0)), out_height, out_width, np.float32)
+            resized[_resample(~finite, out_height, out_width, bool)] = np.nan
     return resized.reshape(*array.shape[:-2], out_height, out_width)

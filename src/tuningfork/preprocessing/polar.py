@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 from ..errors import ConfigError, ImageShapeError
 from ._arrays import as_float_image
@@ -65,6 +64,18 @@ def _polar_sample_points(
     return points
 
 
+def _sample_planes(planes: np.ndarray, points: np.ndarray, order: int) -> np.ndarray:
+    """Each (H, W) plane interpolated at ``points`` (2, ...), as float32 (n, ...)."""
+    # Imported here: scipy.ndimage takes 0.15 s to import, and a process
+    # that only predicts (a catalog worker) never samples a polar grid.
+    from scipy.ndimage import map_coordinates
+
+    sampled = np.empty((len(planes), *points.shape[1:]), dtype=np.float32)
+    for plane, out in zip(planes, sampled):
+        map_coordinates(plane, points, output=out, order=order, mode="nearest")
+    return sampled
+
+
 def to_polar(
     image: np.ndarray,
     n_radii: int,
@@ -111,10 +122,7 @@ def to_polar(
     points = _polar_sample_points(
         height, width, int(n_radii), int(n_angles), extension_columns(n_angles, extension), radius
     )
-    planes = array.reshape(-1, height, width)
-    polar = np.empty((planes.shape[0], *points.shape[1:]), dtype=np.float32)
-    for plane, out in zip(planes, polar):
-        map_coordinates(plane, points, output=out, order=order, mode="nearest")
+    polar = _sample_planes(array.reshape(-1, height, width), points, order)
     return polar.reshape(*array.shape[:-2], *points.shape[1:])
 
 
@@ -174,8 +182,6 @@ def from_polar(
     # Repeat angle 0 after the last column so interpolation wraps across 2 pi.
     turn = array[..., :n_angles]
     wrapped = np.concatenate([turn, turn[..., :1]], axis=-1).reshape(-1, n_radii, n_angles + 1)
-    image = np.empty((wrapped.shape[0], height, width), dtype=np.float32)
-    for plane, out in zip(wrapped, image):
-        map_coordinates(plane, points, output=out, order=order, mode="nearest")
+    image = _sample_planes(wrapped, points, order)
     image[:, outside] = np.nan
     return image.reshape(*array.shape[:-2], height, width)
