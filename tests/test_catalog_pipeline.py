@@ -143,8 +143,9 @@ def test_the_onnx_engine_gives_the_catalog_of_predict(model, images, reference, 
                                                       "--classifier", str(model), "--engine", "cuda"]))
 
 
-def test_the_onnx_engine_runs_without_torch_in_any_process(model, images, reference, tmp_path):
-    """With the graph in the model folder, neither the client nor the worker (nor ``predict``) imports torch."""
+def test_the_default_engine_runs_without_torch_in_any_process_given_a_stored_graph(model, images, reference, tmp_path):
+    """With the graph in the model folder, the default engine imports torch in neither the client, nor the worker,
+    nor ``predict``."""
     import os
     import shutil
     import subprocess
@@ -166,7 +167,7 @@ def test_the_onnx_engine_runs_without_torch_in_any_process(model, images, refere
                 "predict": ["predict", str(folder), str(images), "--out", str(tmp_path / "predicted.parquet"),
                             "--min-confidence", str(threshold)]}
     for name, arguments in commands.items():
-        done = subprocess.run([sys.executable, "-m", "tuningfork.cli", *arguments, "--engine", "onnx"], env=env,
+        done = subprocess.run([sys.executable, "-m", "tuningfork.cli", *arguments], env=env,
                               capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
     assert not mark.exists()

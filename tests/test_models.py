@@ -254,3 +254,17 @@ def test_open_model_checks_the_folder_without_torch_networks(tmp_path):
     weights.write_bytes(weights.read_bytes()[:-8])
     with pytest.raises(CorruptFileError, match="weights.safetensors"):
         open_model(tmp_path / "model")
+
+
+def test_the_auto_engine_is_onnx_runtime_only_with_a_graph_of_the_weights(tmp_path):
+    from tuningfork.errors import ConfigError
+    from tuningfork.models import open_model
+    from tuningfork.training.predict import resolve_engine
+
+    _saved_with_graph(tmp_path / "model")
+    assert resolve_engine("auto", open_model(tmp_path / "model")) == "onnx"
+    assert resolve_engine("torch", open_model(tmp_path / "model")) == "torch"
+    (tmp_path / "model" / "network.onnx").unlink()
+    assert resolve_engine("auto", open_model(tmp_path / "model")) == "torch"
+    with pytest.raises(ConfigError, match="'cuda'.*auto, torch, onnx"):
+        resolve_engine("cuda", open_model(tmp_path / "model"))

@@ -66,6 +66,11 @@ def model_folder(dataset, tmp_path_factory):
 def test_train_writes_a_calibrated_model_folder(model_folder):
     config = json.loads((model_folder / "config.json").read_text())
     assert (model_folder / "weights.safetensors").is_file()
+    # The network exported for ONNX Runtime, which `predict` then runs without torch.
+    from tuningfork.models import open_model
+    from tuningfork.models.export import stored_graph
+
+    assert stored_graph(open_model(model_folder)) == model_folder / "network.onnx"
     assert config["target"] == {"kind": "classes", "column": "label", "class_names": ["smooth", "spiral"]}
     assert config["preprocessing"]["output_size"] == SIZE
     assert config["temperature"] > 0

@@ -928,7 +928,8 @@ def predict_command(
     columns: _CarriedColumns = None,
     tta: Annotated[bool, typer.Option(help="Average over the 8 rotations and flips.")] = False,
     batch_size: Annotated[int, typer.Option(help="Galaxies per forward pass.")] = 256,
-    engine: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime: faster on a CPU).")] = "torch",
+    engine: Annotated[str, typer.Option(help="auto (ONNX Runtime when the model folder holds its exported "
+                                              "graph, else torch), torch, or onnx (faster on a CPU).")] = "auto",
     workers: _Workers = None,
     scheduler: _Scheduler = None,
     skip_missing: Annotated[bool, typer.Option(help="Leave out rows whose image file is missing.")] = False,
@@ -1001,8 +1002,9 @@ def catalog_command(
                                                    "(slow).")] = False,
     target_accuracy: _TargetAccuracy = None,
     min_confidence: _MinConfidence = None,
-    engine: Annotated[str | None, typer.Option(help="Classifier network engine: torch, or onnx (ONNX Runtime: "
-                                                    "the network alone is faster on a CPU) [default: torch].")] = None,
+    engine: Annotated[str | None, typer.Option(help="Classifier network engine: auto (ONNX Runtime when the "
+                                                    "model folder holds its exported graph, else torch), torch, "
+                                                    "or onnx (faster on a CPU) [default: auto].")] = None,
     columns: _CarriedColumns = None,
     workers: _Workers = None,
     scheduler: _Scheduler = None,

@@ -44,6 +44,7 @@ from ..training.predict import (
     check_engine,
     check_labels,
     model_images,
+    resolve_engine,
     triage_thresholds,
 )
 from .cluster import ModelPlugin, cached_clustering, cached_encoder, open_client
@@ -475,10 +476,11 @@ def build_catalog(
     target_accuracy, min_confidence : float, optional
         Triage, as in :func:`~tuningfork.training.predict`; thresholds come
         from the model folder's validation split, once for the whole run.
-    engine : {"torch", "onnx"}, optional
+    engine : {"auto", "torch", "onnx"}, optional
         Runs the classifier's network (see
         :class:`~tuningfork.pipeline.config.ClassificationStage`); the
-        config's, else torch.
+        config's, else ``auto`` (ONNX Runtime when the model folder holds
+        its exported graph).
     columns : sequence of str
         Catalog columns to carry (``file``, ``ra``, ``dec`` always are).
     shard_size : int, optional
@@ -528,6 +530,10 @@ def build_catalog(
                                      encoder=encoder, morphometry=morphometry, columns=columns,
                                      shard_size=shard_size)
     collection = data if isinstance(data, GalaxyCollection) else GalaxyCollection.open(data)
+    if config.classification is not None:
+        model = open_model(config.classification.model)
+        # Resolved before the settings are recorded, so that resuming compares the engine that ran.
+        config.classification.engine = resolve_engine(config.classification.engine, model)
     manifest = build_manifest(collection, config.shard_size)
     carried_columns(collection.subset([0]), config.columns)
     settings = {"input": {"fingerprint": manifest.fingerprint, "count": manifest.count},
@@ -535,7 +541,6 @@ def build_catalog(
     plan = {"columns": tuple(config.columns)}
     if config.classification is not None:
         stage = config.classification
-        model = open_model(stage.model)
         plan.update(classifier=str(model.folder.resolve()), batch_size=stage.batch_size, engine=stage.engine,
                     thresholds=triage_thresholds(model, stage.target_accuracy, stage.min_confidence))
         check_labels(collection, model)

@@ -37,7 +37,7 @@ def predict_distributed(
     target_accuracy: float | None = None,
     min_confidence: float | None = None,
     columns: Sequence[str] = (),
-    engine: str = "torch",
+    engine: str = "auto",
     workers: int | None = None,
     scheduler: str | None = None,
     progress: bool = False,

@@ -47,19 +47,21 @@ class ClassificationStage(Serialisable):
         Triage, as in :func:`~tuningfork.training.predict`.
     batch_size : int
         Galaxies per forward pass.
-    engine : {"torch", "onnx"}
-        Runs the network: PyTorch, or ONNX Runtime (the same outputs to float
-        rounding; the network is exported once per worker, about 1 CPU-s).
-        The default network alone runs about 1.7 times faster on one core
-        with ONNX Runtime, but on 424 px JPEGs reading dominates and the
-        catalog end to end was no faster (benchmarks/results/scale.md).
+    engine : {"auto", "torch", "onnx"}
+        Runs the network: ONNX Runtime when the model folder holds its
+        exported graph (``network.onnx``), else PyTorch (``auto``); or either.
+        The outputs agree to float rounding.  With ONNX Runtime no process
+        of the run imports torch (the client exports the graph once into the
+        catalog folder when the model folder has none), and on 424 px JPEGs
+        one worker ran 313 instead of 239 images per CPU-second on 10,000
+        rows (benchmarks/results/scale.md).
     """
 
     model: str | None = None
     target_accuracy: float | None = None
     min_confidence: float | None = None
     batch_size: int = 256
-    engine: str = "torch"
+    engine: str = "auto"
 
 
 @dataclass

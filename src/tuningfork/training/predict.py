@@ -35,15 +35,37 @@ from .calibration import (
 from .datamodule import class_codes, open_collection
 from .trees import get_tree
 
-#: How ``predict`` can run the network: eager PyTorch (CPU or GPU), or
-#: ONNX Runtime (CPU; faster there for the default network).
-INFERENCE_ENGINES = ("torch", "onnx")
+#: How ``predict`` can run the network: ``auto`` (ONNX Runtime when the model
+#: folder holds its exported graph, else torch), eager PyTorch, or ONNX
+#: Runtime (CPU; faster there for the default network).
+INFERENCE_ENGINES = ("auto", "torch", "onnx")
 
 
 def check_engine(engine: str) -> None:
     """Refuse an engine not in :data:`INFERENCE_ENGINES` (a ``ConfigError`` naming them)."""
     if engine not in INFERENCE_ENGINES:
         raise ConfigError(f"unknown inference engine '{engine}' (choose from {', '.join(INFERENCE_ENGINES)})")
+
+
+def resolve_engine(engine: str, model: StoredModel) -> str:
+    """The engine that runs ``model``: ``auto`` becomes ``onnx`` when its folder holds a graph of its weights.
+
+    Parameters
+    ----------
+    engine : {"auto", "torch", "onnx"}
+    model : StoredModel
+
+    Returns
+    -------
+    {"torch", "onnx"}
+    """
+    from ..models.export import stored_graph
+
+    check_engine(engine)
+    if engine != "auto":
+        return engine
+    # Without a stored graph ONNX Runtime would need torch to export one, which saves nothing in one process.
+    return "onnx" if stored_graph(model) is not None else "torch"
 
 
 @dataclass
@@ -150,15 +172,16 @@ def collection_logits(
         Average over the 8 rotations and flips.
     progress : bool
         Show a progress bar.
-    engine : {"torch", "onnx"}
-        Run the network with PyTorch, or with ONNX Runtime on the CPU.
+    engine : {"torch", "onnx", "auto"}
+        Run the network with PyTorch, or with ONNX Runtime on the CPU, or
+        as :func:`resolve_engine` chooses.
 
     Returns
     -------
     ndarray
         float32 (n, outputs).
     """
-    check_engine(engine)
+    engine = resolve_engine(engine, model)
     if engine == "onnx":
         network = OnnxRuntimeNetwork(model)
     else:
@@ -393,7 +416,7 @@ def predict(
     tta: bool = False,
     batch_size: int = 256,
     progress: bool = False,
-    engine: str = "torch",
+    engine: str = "auto",
     overwrite: bool = False,
 ):
     """Predict classes (or vote fractions) for new galaxies, with triage.
@@ -425,10 +448,13 @@ def predict(
         Images per forward pass.
     progress : bool
         Show a progress bar while reading images.
-    engine : {"torch", "onnx"}
-        Run the network with PyTorch, or with ONNX Runtime (CPU only; for
-        the default network 1,041 instead of 551 images/s end to end on 2
-        cores, benchmarks/results/inference.md).
+    engine : {"auto", "torch", "onnx"}
+        Run the network with ONNX Runtime when the folder holds its exported
+        graph (``network.onnx``, written by ``train``; then torch is never
+        imported), else with PyTorch; or either of them.  ONNX Runtime runs
+        on the CPU only; for the default network it gave 252 instead of 148
+        images per CPU-second end to end on 1,000 424 px JPEGs
+        (benchmarks/results/scale.md).
     overwrite : bool
         Replace an existing output (else ``OutputExistsError``, before any work).
 
@@ -448,9 +474,11 @@ def predict(
     """
     if output is not None:
         check_output(output, overwrite=overwrite)
-    check_engine(engine)
     # ONNX Runtime runs the folder's stored graph without the torch network.
-    model = open_model(model_folder) if engine == "onnx" else load_model(model_folder)
+    model = open_model(model_folder)
+    engine = resolve_engine(engine, model)
+    if engine == "torch":
+        model = load_model(model.folder)
     thresholds = triage_thresholds(model, target_accuracy, min_confidence)
     collection = open_collection(data)
     check_labels(collection, model)
