@@ -458,6 +458,8 @@ def stage_costs(model: Path, work: Path, files: list[Path], morphometry_counts: 
     fit_cpu_s = time.process_time() - started
     plans = {"classification (default rotinv, 64 px), 424 px JPEGs": (ShardPlan(classifier=str(model)), large,
                                                                       len(files)),
+             "classification (default rotinv, 64 px, ONNX Runtime), 424 px JPEGs": (
+                 ShardPlan(classifier=str(model), engine="onnx"), large, len(files)),
              "embeddings (morphology descriptors), 424 px JPEGs": (
                  ShardPlan(encoder=("morphology", None, 3, 32)), large, len(files)),
              "clustering assignment (voting, morphology encoder), 424 px JPEGs": (
@@ -473,7 +475,7 @@ def stage_costs(model: Path, work: Path, files: list[Path], morphometry_counts: 
         started = time.process_time()
         run_shard(data.subset(slice(0, count)), f"stage-{index}", work / "stages", plan)
         costs[name] = (time.process_time() - started) / count
-    return {"galaxies": len(files), "morphometry_galaxies": list(morphometry_counts),
+    return {"uptime": uptime(), "galaxies": len(files), "morphometry_galaxies": list(morphometry_counts),
             "clustering_fit": {"galaxies": FIT_SAMPLE, "cpu_s": round(fit_cpu_s, 1)},
             "cpu_s_per_galaxy": {name: round(value, 6) for name, value in costs.items()}}
 
@@ -595,7 +597,8 @@ def markdown(report: dict) -> str:
     stages = report["stages"]
     lines += ["", (f"CPU-seconds per galaxy of each stage alone in one shard (one process, one torch thread, "
                    f"its reading included; {stages['galaxies']} galaxies, morphometry on "
-                   f"{' and '.join(map(str, stages['morphometry_galaxies']))}):"), "",
+                   f"{' and '.join(map(str, stages['morphometry_galaxies']))}"
+                   + (f"; at `{stages['uptime']}`" if "uptime" in stages else "") + "):"), "",
               "| stage | CPU-s per 10^5 galaxies | CPU-ms per galaxy |", "|---|---|---|"]
     for name, value in stages["cpu_s_per_galaxy"].items():
         lines.append(f"| {name} | {value * 1e5:,.0f} | {value * 1e3:,.2f} |")
@@ -608,7 +611,7 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="A few hundred galaxies, to check the script.")
-    parser.add_argument("--only", choices=["throughput", "client", "merge", "end_to_end"],
+    parser.add_argument("--only", choices=["throughput", "client", "merge", "end_to_end", "stages"],
                         help="Rerun this measurement alone (with its own uptime lines); keep the others of the "
                              "last report.")
     args = parser.parse_args()
@@ -624,7 +627,9 @@ def main() -> None:
             sections = {"client": lambda: client_cost(model, work, sizes["memory"], sizes["shard"]),
                         "merge": lambda: merge_memory(model, work, sizes["merge"]),
                         "throughput": lambda: throughput_section(model, work, sizes),
-                        "end_to_end": lambda: end_to_end_section(model, work, sizes)}
+                        "end_to_end": lambda: end_to_end_section(model, work, sizes),
+                        "stages": lambda: stage_costs(model, work, full_size_jpegs(work / "jpeg424", sizes["end_to_end"]),
+                                                      sizes["morphometry"])}
             report.update(sections[args.only]() if args.only == "end_to_end" else {args.only: sections[args.only]()})
             report.pop("open", None)
         write_report(RESULTS, stem, report, markdown(report))
