@@ -535,7 +535,11 @@ def markdown(report: dict) -> str:
            f"End to end and Lightning, after: `{report['end_to_end_uptime_after']}`", ""]
           if "end_to_end_uptime_before" in report else []),
         *([f"Merge memory, at: `{report['merge']['uptime']}`", ""] if "merge" in report else []),
-        f"Classifier: default rotinv, random weights, 3 bands, {IMAGE_SIZE} px; gzc JPEGs listed repeatedly.", "",
+        (f"Classifier: default rotinv, random weights, 3 bands, {IMAGE_SIZE} px, its folder holding the exported "
+         "graph as `train` writes it, so that the default engine (`auto`) is ONNX Runtime; gzc JPEGs listed "
+         "repeatedly. Sections run at different times keep their own load lines; those measured before the "
+         "default became ONNX Runtime (memory and kill rows: 12:00-12:19; client and merge: 04:13-04:39) ran "
+         "the network with torch."), "",
         "| measurement | value | target |", "|---|---|---|",
         (f"| throughput, 1 worker ({tp['galaxies']} galaxies, start-up included) | "
          f"{tp['1_workers']['images_per_s']} images/s | |"),
