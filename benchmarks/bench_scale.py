@@ -17,7 +17,7 @@ repeatedly (ids ``<GalaxyID>-<repeat>``) to reach the larger sizes:
 * ``merge``: the client's peak memory growth while merging 10^5 and 10^6
   rows of parts (copies of one real part) into ``catalog.parquet``, in a
   fresh process (``--only merge``); the target is flat.
-* ``memory``: peak resident memory of each worker (``ru_maxrss`` read on the
+* ``memory``: peak resident memory of each worker (``VmHWM`` read on the
   workers after the run) at 10^4 and 10^5 galaxies; the target is flat.
 * ``kill``: SIGKILL of one worker (of a two-worker cluster reached by
   ``--scheduler``, whose nanny restarts it), and separately of the client
@@ -169,17 +169,21 @@ def throughput_section(model: Path, work: Path, sizes: dict) -> dict:
 
 
 CLIENT_SCRIPT = r'''
-import gc, json, resource, sys, time
+import gc, json, sys, time
 import astropy.io.ascii, astropy.io.misc.parquet, pyarrow.parquet  # the readers' imports are not per row
 from tuningfork.data import GalaxyCollection
-from tuningfork.models import load_model
+from tuningfork.models import open_model
 from tuningfork.pipeline import build_catalog
 
 def resident_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 
+def peak_resident_mb():
+    # VmHWM: ru_maxrss would keep the RSS of the benchmark this process was forked from.
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
+
 data, folder, model, shard = sys.argv[1:5]
-load_model(model)  # torch and the model in memory before the baseline, as in every run
+open_model(model)  # the model folder read before the baseline, as every run reads it
 baseline = resident_mb()
 cpu, wall = time.process_time(), time.perf_counter()
 collection = GalaxyCollection.open(data)
@@ -194,7 +198,7 @@ cpu, wall = time.process_time(), time.perf_counter()
 build_catalog(collection, folder, model, shard_size=int(shard))
 print(json.dumps({**opened, **unchecked, "collection_mb": round(held, 1),
                   "finish_cpu_s": round(time.process_time() - cpu, 2), "finish_wall_s": round(time.perf_counter() - wall, 2),
-                  "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline, 1)}))
+                  "peak_mb": round(peak_resident_mb() - baseline, 1)}))
 '''
 
 
@@ -230,7 +234,7 @@ def client_cost(model: Path, work: Path, counts: tuple[int, ...], shard: int, fo
 
 
 MERGE_SCRIPT = r'''
-import glob, json, resource, shutil, sys
+import glob, json, shutil, sys
 from pathlib import Path
 import astropy.io.misc.parquet, pyarrow.parquet  # the readers' imports are not per row
 from tuningfork.pipeline.catalog import merge_parts, part_path
@@ -238,6 +242,10 @@ from tuningfork.pipeline.manifest import Manifest, Shard
 
 def resident_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+def peak_resident_mb():
+    # VmHWM: ru_maxrss would keep the RSS of the benchmark this process was forked from.
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
 
 part, folder, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 shards = [Shard(f"{index:016x}", index * 1000, (index + 1) * 1000) for index in range(count // 1000)]
@@ -248,7 +256,7 @@ for shard in shards:
         shutil.copy(part, target)
 baseline = resident_mb()
 merge_parts(folder, Manifest(shards, "copies", count))
-print(json.dumps({"peak_growth_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline, 1)}))
+print(json.dumps({"peak_growth_mb": round(peak_resident_mb() - baseline, 1)}))
 '''
 
 
@@ -275,7 +283,12 @@ def merge_memory(model: Path, work: Path, counts: tuple[int, ...]) -> dict:
 
 
 def _peak_rss_mb() -> float:
-    # Linux reports ru_maxrss in kB.
+    # VmHWM, the peak of this process's own address space: a worker's
+    # ru_maxrss keeps the peak of the process it was forked from before
+    # exec (the benchmark itself, hundreds of MB), which is not the worker's.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -535,11 +548,13 @@ def markdown(report: dict) -> str:
            f"End to end and Lightning, after: `{report['end_to_end_uptime_after']}`", ""]
           if "end_to_end_uptime_before" in report else []),
         *([f"Merge memory, at: `{report['merge']['uptime']}`", ""] if "merge" in report else []),
+        *([f"Worker memory, finished at: `{report['memory_uptime']}`", ""] if "memory_uptime" in report else []),
         (f"Classifier: default rotinv, random weights, 3 bands, {IMAGE_SIZE} px, its folder holding the exported "
          "graph as `train` writes it, so that the default engine (`auto`) is ONNX Runtime; gzc JPEGs listed "
          "repeatedly. Sections run at different times keep their own load lines; those measured before the "
-         "default became ONNX Runtime (memory and kill rows: 12:00-12:19; client and merge: 04:13-04:39) ran "
-         "the network with torch."), "",
+         "default became ONNX Runtime (the kill rows, 12:00-12:19) ran the network with torch. Peak memory is "
+         "each process's own VmHWM (ru_maxrss, used before, kept the RSS of the benchmark process the workers and "
+         "the client scripts were forked from)."), "",
         "| measurement | value | target |", "|---|---|---|",
         (f"| throughput, 1 worker ({tp['galaxies']} galaxies, start-up included) | "
          f"{tp['1_workers']['images_per_s']} images/s | |"),
@@ -615,7 +630,7 @@ def markdown(report: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="A few hundred galaxies, to check the script.")
-    parser.add_argument("--only", choices=["throughput", "client", "merge", "end_to_end", "stages"],
+    parser.add_argument("--only", choices=["throughput", "client", "merge", "end_to_end", "stages", "memory"],
                         help="Rerun this measurement alone (with its own uptime lines); keep the others of the "
                              "last report.")
     args = parser.parse_args()
@@ -632,9 +647,12 @@ def main() -> None:
                         "merge": lambda: merge_memory(model, work, sizes["merge"]),
                         "throughput": lambda: throughput_section(model, work, sizes),
                         "end_to_end": lambda: end_to_end_section(model, work, sizes),
+                        "memory": lambda: peak_memory(model, work, sizes["memory"], sizes["shard"]),
                         "stages": lambda: stage_costs(model, work, full_size_jpegs(work / "jpeg424", sizes["end_to_end"]),
                                                       sizes["morphometry"])}
             report.update(sections[args.only]() if args.only == "end_to_end" else {args.only: sections[args.only]()})
+            if args.only == "memory":
+                report["memory_uptime"] = uptime()
             report.pop("open", None)
         write_report(RESULTS, stem, report, markdown(report))
         return
