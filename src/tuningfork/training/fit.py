@@ -254,7 +254,10 @@ def train(
     budget_s : float, optional
         CPU-time budget in seconds (``time.process_time`` of this process);
         training stops when it is spent and the learning-rate schedule
-        anneals over it.  Results then depend on the machine's speed.
+        anneals over it.  Results then depend on the machine's speed and
+        load, even when the epochs run out first: the schedule follows the
+        larger of the shares of steps and of budget spent, and early on the
+        budget's share can lead (leave it out for a reproducible run).
     batch_size : int
         Galaxies per step.
     learning_rate : float, optional
