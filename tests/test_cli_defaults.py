@@ -79,7 +79,7 @@ def _shared_defaults(command: str):
 
 
 def test_every_command_is_covered():
-    checked = set(CALLS) | {"cluster", "info", "demo", "models"}
+    checked = set(CALLS) | {"cluster", "info", "demo", "models", "export"}
     assert set(_commands()) <= checked, sorted(set(_commands()) - checked)
 
 

@@ -96,3 +96,16 @@ def test_predict_with_classes_the_model_lacks_is_one_line(tiny_npz, tmp_path):
                                  str(tmp_path / "p.parquet")])
     assert "extended" in _error_line(result)
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_export_gives_an_older_folder_the_graph_that_predict_runs_without_torch(tmp_path):
+    from tuningfork.models import open_model
+    from tuningfork.models.export import stored_graph
+
+    folder = save_tiny_rotinv(tmp_path / "old", ["compact", "extended"])
+    assert stored_graph(open_model(folder)) is None
+    result = runner.invoke(app, ["export", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert stored_graph(open_model(folder)) == folder / "network.onnx"
+    result = runner.invoke(app, ["export", str(tmp_path / "absent")])
+    assert result.exit_code != 0 and "absent" in result.output

@@ -986,6 +986,18 @@ def models_command() -> None:
     console.print("use a name wherever a model folder is asked for, e.g. 'tuningfork predict gzc-5class DATA'")
 
 
+@app.command("export")
+def export_command(
+    model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train'.")],
+    out: Annotated[Path | None, typer.Option(help="ONNX file to write [default: MODEL/network.onnx, which "
+                                                  "predict and catalog then run without torch].")] = None,
+) -> None:
+    """Export a model's network for ONNX Runtime (for folders written before train did it)."""
+    from .models.export import export_onnx
+
+    console.print(f"wrote {export_onnx(model, out)}")
+
+
 @app.command("catalog")
 def catalog_command(
     data: Annotated[Path, typer.Argument(help="Catalog, HDF5, NPY/NPZ, image file or folder.")],
