@@ -33,6 +33,22 @@ def test_shipped_models_match_their_checksums_and_load_by_name(name):
     assert model.config.in_channels == 3
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_models_carry_the_graph_of_their_weights(name):
+    """The default engine runs them with ONNX Runtime, without torch, and it gives torch's outputs."""
+    from tuningfork.models import open_model
+    from tuningfork.models.export import OnnxRuntimeNetwork, stored_graph
+    from tuningfork.models.inference import network_logits
+
+    assert "network.onnx" in SHIPPED[name].card["files"]
+    assert stored_graph(open_model(name)) == SHIPPED[name].folder / "network.onnx"
+    model = load_model(name)
+    images = np.random.default_rng(0).normal(size=(4, 3, model.config.image_size, model.config.image_size))
+    images = images.astype(np.float32)
+    np.testing.assert_allclose(network_logits(OnnxRuntimeNetwork(open_model(name), threads=1), images),
+                               network_logits(model.network, images), atol=1e-4)
+
+
 def test_a_changed_shipped_file_is_reported(tmp_path):
     import shutil
 
