@@ -989,8 +989,8 @@ def models_command() -> None:
 @app.command("export")
 def export_command(
     model: Annotated[Path, typer.Argument(help="Model folder from 'tuningfork train'.")],
-    out: Annotated[Path | None, typer.Option(help="ONNX file to write [default: MODEL/network.onnx, which "
-                                                  "predict and catalog then run without torch].")] = None,
+    out: Annotated[Path | None, typer.Option(help="ONNX file to write; by default MODEL/network.onnx, which "
+                                                  "predict and catalog then run without torch.")] = None,
 ) -> None:
     """Export a model's network for ONNX Runtime (for folders written before train did it)."""
     from .models.export import export_onnx
