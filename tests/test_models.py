@@ -250,6 +250,10 @@ def test_open_model_checks_the_folder_without_torch_networks(tmp_path):
     stored = open_model(tmp_path / "model")
     assert stored.config.class_names == ["a", "b", "c"] and len(stored.weights_sha256) == 64
     assert not hasattr(stored, "network")
+    # An opened folder builds its network without being read and checked again; a loaded one is kept.
+    loaded = load_model(stored)
+    assert loaded.weights_sha256 == stored.weights_sha256 and loaded.network is not None
+    assert load_model(loaded) is loaded
     weights = tmp_path / "model" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8])
     with pytest.raises(CorruptFileError, match="weights.safetensors"):

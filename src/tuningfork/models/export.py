@@ -137,7 +137,7 @@ def cached_graph(model: StoredModel, path: str | Path) -> Path:
     Path
     """
     found = stored_graph(model, path)
-    return found if found is not None else _write_onnx(load_model(model.folder), Path(path))
+    return found if found is not None else _write_onnx(load_model(model), Path(path))
 
 
 def _default_threads() -> int:
@@ -182,8 +182,7 @@ class OnnxRuntimeNetwork:
         path = stored_graph(model, graph)
         with tempfile.TemporaryDirectory(prefix="tuningfork-onnx-") as scratch:
             if path is None:
-                loaded = model if isinstance(model, LoadedModel) else load_model(model.folder)
-                path = _write_onnx(loaded, Path(scratch) / ONNX_FILE)
+                path = _write_onnx(load_model(model), Path(scratch) / ONNX_FILE)
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         tags = self.session.get_modelmeta().custom_metadata_map
         self.elements = tuple(int(element) for element in tags[TTA_KEY].split(","))

@@ -281,14 +281,15 @@ def open_model(folder: str | Path, *, architecture: str | None = None) -> Stored
     return StoredModel(config=config, folder=folder, weights_sha256=actual)
 
 
-def load_model(folder: str | Path, *, architecture: str | None = None) -> LoadedModel:
+def load_model(folder: str | Path | StoredModel, *, architecture: str | None = None) -> LoadedModel:
     """Read a model folder of any kind and rebuild its network, ready for inference.
 
     Parameters
     ----------
-    folder : str or Path
+    folder : str, Path or StoredModel
         A folder written by :func:`save_model` (by this or an earlier
-        release).
+        release), or one already opened by :func:`open_model` (not checked
+        again; a :class:`LoadedModel` is returned as it is).
     architecture : str, optional
         Refuse a folder holding another architecture (e.g.
         ``"denoising_autoencoder"`` where a denoiser is needed).
@@ -311,7 +312,9 @@ def load_model(folder: str | Path, *, architecture: str | None = None) -> Loaded
     from safetensors import SafetensorError
     from safetensors.torch import load_model as load_safetensors
 
-    stored = open_model(folder, architecture=architecture)
+    if isinstance(folder, LoadedModel):
+        return folder
+    stored = folder if isinstance(folder, StoredModel) else open_model(folder, architecture=architecture)
     config, folder, weights = stored.config, stored.folder, stored.folder / WEIGHTS_FILE
     settings = {"in_channels": config.in_channels, "image_size": config.image_size, **config.architecture_options}
     if needs_target(config.architecture):

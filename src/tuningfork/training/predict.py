@@ -21,7 +21,7 @@ import numpy as np
 from ..data import GalaxyCollection, check_output, write_table
 from ..data.batches import DECODE_BATCH
 from ..errors import ConfigError, MissingColumnError, ModelError
-from ..models import LoadedModel, StoredModel, load_model, open_model
+from ..models import StoredModel, load_model, open_model
 from ..models.export import OnnxRuntimeNetwork
 from ..models.inference import network_logits
 from ..preprocessing import PreprocessConfig, Preprocessor
@@ -163,7 +163,8 @@ def collection_logits(
     Parameters
     ----------
     model : StoredModel
-        A :class:`~tuningfork.models.LoadedModel` for the torch engine.
+        Its network is built here for the torch engine, unless it is a
+        :class:`~tuningfork.models.LoadedModel` already.
     collection : GalaxyCollection
     batch_size : int
         Most images passed through the network at a time; they are decoded
@@ -185,7 +186,7 @@ def collection_logits(
     if engine == "onnx":
         network = OnnxRuntimeNetwork(model)
     else:
-        network = (model if isinstance(model, LoadedModel) else load_model(model.folder)).network
+        network = load_model(model).network
     preprocessor = Preprocessor(PreprocessConfig.from_dict(model.config.preprocessing))
     outputs = []
     for batch in collection.iter_batches(min(batch_size, DECODE_BATCH), preprocess=preprocessor, progress=progress):
@@ -478,7 +479,7 @@ def predict(
     model = open_model(model_folder)
     engine = resolve_engine(engine, model)
     if engine == "torch":
-        model = load_model(model.folder)
+        model = load_model(model)
     thresholds = triage_thresholds(model, target_accuracy, min_confidence)
     collection = open_collection(data)
     check_labels(collection, model)
