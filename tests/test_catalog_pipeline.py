@@ -122,9 +122,9 @@ def test_rerun_after_a_killed_run_resumes_without_loss_or_duplicates(model, imag
 
 
 def _worker_onnx_networks() -> list[str]:
-    from tuningfork.pipeline import cluster
+    from tuningfork.pipeline import local
 
-    return sorted(cluster._ONNX_NETWORKS)
+    return sorted(local._ONNX_NETWORKS)
 
 
 def test_the_onnx_engine_gives_the_catalog_of_predict(model, images, reference, scheduler, tmp_path):
@@ -145,7 +145,7 @@ def test_the_onnx_engine_gives_the_catalog_of_predict(model, images, reference, 
 
 def test_the_default_engine_runs_without_torch_in_any_process_given_a_stored_graph(model, images, reference, tmp_path):
     """With the graph in the model folder, the default engine imports torch in neither the client, nor the worker,
-    nor ``predict``."""
+    nor ``predict``; one local worker runs the shards without importing Dask either."""
     import os
     import shutil
     import subprocess
@@ -156,11 +156,14 @@ def test_the_default_engine_runs_without_torch_in_any_process_given_a_stored_gra
     folder = tmp_path / "model"
     shutil.copytree(model, folder)
     export_onnx(folder)
-    # A stand-in torch first on the path: any process that imports it leaves a mark (and fails).
-    blocked, mark = tmp_path / "blocked" / "torch", tmp_path / "torch-imported"
-    blocked.mkdir(parents=True)
-    (blocked / "__init__.py").write_text(f"open({str(mark)!r}, 'a').write('imported')\nraise ImportError('blocked')\n")
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(blocked.parent), os.environ.get("PYTHONPATH", "")])}
+    # Stand-ins for torch and Dask first on the path: any process that imports one leaves a mark (and fails).
+    mark = tmp_path / "imported"
+    for name in ("torch", "distributed"):
+        blocked = tmp_path / "blocked" / name
+        blocked.mkdir(parents=True)
+        (blocked / "__init__.py").write_text(f"open({str(mark)!r}, 'a').write({name!r})\n"
+                                             f"raise ImportError('blocked')\n")
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(tmp_path / "blocked"), os.environ.get("PYTHONPATH", "")])}
     expected, threshold = reference
     commands = {"catalog": ["catalog", str(images), "--out", str(tmp_path / "catalog"), "--classifier", str(folder),
                             "--workers", "1", "--shard-size", "20", "--min-confidence", str(threshold)],
@@ -170,15 +173,15 @@ def test_the_default_engine_runs_without_torch_in_any_process_given_a_stored_gra
         done = subprocess.run([sys.executable, "-m", "tuningfork.cli", *arguments], env=env,
                               capture_output=True, text=True, timeout=300, check=False)
         assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
-    assert not mark.exists()
+    assert not mark.exists(), mark.read_text()
     _assert_same_as_predict(Table.read(tmp_path / "catalog" / "catalog.parquet"), expected)
     _assert_same_as_predict(Table.read(tmp_path / "predicted.parquet"), expected)
 
 
 def _worker_models() -> list[str]:
-    from tuningfork.pipeline import cluster
+    from tuningfork.pipeline import local
 
-    return sorted(cluster._MODELS)
+    return sorted(local._MODELS)
 
 
 def test_each_worker_holds_the_model_it_loaded_once(model, images, scheduler, tmp_path):
@@ -190,6 +193,31 @@ def test_each_worker_holds_the_model_it_loaded_once(model, images, scheduler, tm
         threads = client.run(torch.get_num_threads)
     assert len(held) == 2 and all(models == [str(model.resolve())] for models in held.values())
     assert set(threads.values()) == {1}
+
+
+def test_one_local_worker_runs_on_one_thread_and_gives_the_caller_its_threads_back(model):
+    from threadpoolctl import threadpool_info
+
+    from tuningfork.pipeline import local
+
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        before = [pool["num_threads"] for pool in threadpool_info()]
+        with local.one_core([model], engine="torch"):
+            assert torch.get_num_threads() == 1
+            assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+            assert str(model.resolve()) in local._MODELS
+        assert torch.get_num_threads() == 2
+        assert [pool["num_threads"] for pool in threadpool_info()] == before
+    finally:
+        torch.set_num_threads(original)
+
+
+@pytest.mark.parametrize("workers", [0, -2, True, 1.5])
+def test_a_worker_count_that_is_not_a_positive_integer_is_refused(model, images, workers, tmp_path):
+    with pytest.raises(ConfigError, match="positive integer"):
+        build_catalog(images, tmp_path / "catalog", model, workers=workers)
 
 
 def test_changed_settings_in_an_existing_folder_are_refused(model, images, scheduler, tmp_path):

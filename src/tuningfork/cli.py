@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from . import _environment  # noqa: F401  (first: before anything loads numpy)
 from .clustering.config import DEFAULT_PREPROCESS, ClusterConfig
 from .errors import TuningforkError
 

@@ -12,6 +12,7 @@ message naming the file, never a bare astropy or PIL exception.
 from __future__ import annotations
 
 import contextlib
+import io
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -354,12 +355,11 @@ def _scaled_float32(array: np.ndarray) -> np.ndarray:
     # C order even from a channels-last view: every later step (the batch
     # stack, the sky subtraction, the resize) then reads memory in order
     # instead of striding across bands, which cost a 424-pixel JPEG more than its decoding.
-    image = np.array(array, dtype=np.float32, order="C", copy=True)
-    if array.dtype == np.uint8:
-        image /= np.float32(255.0)
-    elif array.dtype == np.uint16:
-        image /= np.float32(65535.0)
-    return image
+    full_scale = {np.dtype(np.uint8): np.float32(255.0), np.dtype(np.uint16): np.float32(65535.0)}.get(array.dtype)
+    if full_scale is None:
+        return np.array(array, dtype=np.float32, order="C", copy=True)
+    # One pass (cast and divide in float32, as a copy then an in-place division would).
+    return np.divide(array, full_scale, out=np.empty(array.shape, dtype=np.float32), dtype=np.float32)
 
 
 @contextlib.contextmanager
@@ -487,7 +487,9 @@ def _read_raster_pixels(
     """Decode a PNG/JPEG to (H, W) grey or (H, W, 3) RGB, alpha dropped, and the reduction applied."""
     from PIL import Image
 
-    with reraise_as_corrupt(path, "image file"), Image.open(path) as opened:
+    # The whole file at once: PIL reads an open file in many small chunks,
+    # which cost about a sixth of decoding a 424-pixel JPEG at half size.
+    with reraise_as_corrupt(path, "image file"), Image.open(io.BytesIO(path.read_bytes())) as opened:
         width, height = opened.size
         scale = 1 if scale_for is None or opened.mode not in ("1", "L", "LA", "RGB", "RGBA", "P", "CMYK", "YCbCr") \
             else int(scale_for(height, width))
@@ -500,8 +502,8 @@ def _read_raster_pixels(
         if opened.mode in ("I", "F"):
             # 32-bit integer or float rasters carry physical values: no scaling.
             return np.asarray(opened, dtype=np.float32), 1
-        grey = opened.mode in ("1", "L", "LA")
-        image = opened.convert("L" if grey else "RGB")
+        wanted = "L" if opened.mode in ("1", "L", "LA") else "RGB"
+        image = opened if opened.mode == wanted else opened.convert(wanted)
         done = round(width / image.size[0])
         if done != scale:
             # Not a JPEG, or one PIL reduced less than asked: block averages make up the rest.

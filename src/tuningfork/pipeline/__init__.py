@@ -14,8 +14,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "catalog": ["CatalogResult", "build_catalog", "expert_ranks", "merge_parts", "resolve_config"],
-        "cluster": ["ModelPlugin", "cached_model", "default_workers", "open_client"],
+        "cluster": ["ModelPlugin", "open_client"],
         "config": ["PipelineConfig", "load_pipeline_config"],
+        "local": ["cached_model", "default_workers", "one_core"],
         "manifest": ["SHARD_SIZE", "Manifest", "Shard", "build_manifest"],
         "shard": ["ShardPlan", "failures_path", "part_path", "run_shard", "vectors_path"],
     },

@@ -47,8 +47,8 @@ from ..training.predict import (
     resolve_engine,
     triage_thresholds,
 )
-from .cluster import ModelPlugin, cached_clustering, cached_encoder, open_client
 from .config import STAGES, PipelineConfig
+from .local import cached_clustering, cached_encoder, check_workers, one_core
 from .manifest import Manifest, build_manifest
 from .shard import (
     FAILURES,
@@ -487,7 +487,8 @@ def build_catalog(
         Galaxies per shard (and per Parquet part); the config's, else
         :data:`~tuningfork.pipeline.manifest.SHARD_SIZE`.
     workers : int, optional
-        Processes of the local cluster; one per core by default.
+        Processes of the local cluster; one per core by default.  One
+        runs the shards in this process, without Dask (:func:`~.local.one_core`).
     scheduler : str, optional
         Address of an existing Dask scheduler instead of a local cluster.
     fits : bool
@@ -525,6 +526,10 @@ def build_catalog(
         the scheduler does not answer.
     """
     folder = Path(folder)
+    if workers is not None and scheduler is not None:
+        raise ConfigError("give either a number of workers or a scheduler address, not both")
+    if scheduler is None:
+        check_workers(workers)
     config, skipped = resolve_config(config, classifier=classifier, target_accuracy=target_accuracy,
                                      min_confidence=min_confidence, engine=engine, clusterer=clusterer,
                                      encoder=encoder, morphometry=morphometry, columns=columns,
@@ -706,13 +711,28 @@ def _check_first_galaxy(model, collection: GalaxyCollection) -> None:
 
 
 def _run_shards(collection, shards, folder, plan: ShardPlan, workers, scheduler, progress) -> None:
-    """Submit one task per shard and wait for all, advancing the progress bar by galaxies."""
+    """Run every shard, on Dask or (one local worker) here, advancing the progress bar by galaxies."""
+    folders = ([plan.classifier] if plan.classifier else [], [plan.clustering] if plan.clustering else [],
+               [plan.encoder] if plan.encoder else [])
+    with progress_bar(sum(len(shard) for shard in shards), progress, "cataloguing") as advance:
+        if scheduler is None and check_workers(workers) == 1:
+            with one_core(*folders, engine=plan.engine, graph=plan.graph):
+                for shard in shards:
+                    run_shard(collection.subset(slice(shard.start, shard.stop)), shard.shard_id,
+                              str(folder.resolve()), plan)
+                    advance(len(shard))
+            return
+        _submit_shards(collection, shards, folder, plan, folders, workers, scheduler, advance)
+
+
+def _submit_shards(collection, shards, folder, plan: ShardPlan, folders, workers, scheduler, advance) -> None:
+    """Submit one task per shard to a Dask cluster and wait for all."""
     from distributed import as_completed
 
+    from .cluster import ModelPlugin, open_client
+
     with open_client(workers, scheduler) as client:
-        plugin = ModelPlugin([plan.classifier] if plan.classifier else [],
-                             [plan.clustering] if plan.clustering else [], [plan.encoder] if plan.encoder else [],
-                             engine=plan.engine, graph=plan.graph)
+        plugin = ModelPlugin(*folders, engine=plan.engine, graph=plan.graph)
         # Named by what it loads: a second run with other models registers (and loads) its own.
         loads = json.dumps([plan.classifier, plan.clustering, plan.encoder, plan.engine, plan.graph]).encode()
         client.register_plugin(plugin, name=f"tuningfork-models-{hashlib.sha256(loads).hexdigest()[:16]}")
@@ -723,8 +743,7 @@ def _run_shards(collection, shards, folder, plan: ShardPlan, workers, scheduler,
                           str(folder.resolve()), plan, key=f"shard-{shard.shard_id}", retries=RETRIES): shard
             for shard in shards
         }
-        with progress_bar(sum(len(shard) for shard in shards), progress, "cataloguing") as advance:
-            for future in as_completed(futures):
-                future.result()
-                # Dropping the finished future lets its worker forget the task and its arguments.
-                advance(len(futures.pop(future)))
+        for future in as_completed(futures):
+            future.result()
+            # Dropping the finished future lets its worker forget the task and its arguments.
+            advance(len(futures.pop(future)))

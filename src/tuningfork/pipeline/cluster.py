@@ -1,9 +1,9 @@
-"""The Dask distributed cluster a pipeline runs on, and the models each worker holds.
+"""The Dask distributed cluster a pipeline runs on, and the plugin that loads each worker's models.
 
 Models are loaded once per worker process, by a :class:`ModelPlugin` when the
-worker starts, and kept in a module-level cache keyed by folder: tasks name
-a model folder and look it up, so the network's weights never travel inside
-a task.
+worker starts, into the per-process caches of :mod:`.local`: tasks name a
+model folder and look it up, so the network's weights never travel inside a
+task.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import dask
 from distributed import WorkerPlugin
 
 from ..errors import ConfigError
-from ..models import LoadedModel, StoredModel, load_model, open_model
+from .local import check_workers, load_models
 
 #: Seconds to wait for an existing scheduler before giving up.
 CONNECT_TIMEOUT = 5
@@ -53,96 +53,6 @@ def _unset_environ(name: str) -> Iterator[None]:
         if value is not None:
             os.environ[name] = value
 
-_MODELS: dict[str, LoadedModel] = {}
-# Opened folders (config, weights checksum) without networks, keyed like the models.
-_STORED: dict[str, StoredModel] = {}
-# ONNX Runtime sessions of the models, keyed like them.
-_ONNX_NETWORKS: dict[str, object] = {}
-# Fitted clusterings and encoders, keyed like the models.
-_CLUSTERINGS: dict[str, object] = {}
-_ENCODERS: dict[tuple, object] = {}
-
-
-def cached_model(folder: str | Path) -> LoadedModel:
-    """The model of ``folder``, loaded on first use in this process and kept.
-
-    Parameters
-    ----------
-    folder : str or Path
-        A model folder.
-
-    Returns
-    -------
-    LoadedModel
-    """
-    key = str(Path(folder).resolve())
-    if key not in _MODELS:
-        _MODELS[key] = load_model(key)
-    return _MODELS[key]
-
-
-def cached_stored(folder: str | Path) -> StoredModel:
-    """The opened model folder (config and checked weights, no network), opened once per process.
-
-    What the catalog's tables and preprocessing need; unlike
-    :func:`cached_model` it imports no torch.
-    """
-    key = str(Path(folder).resolve())
-    if key not in _STORED:
-        _STORED[key] = _MODELS[key] if key in _MODELS else open_model(key)
-    return _STORED[key]
-
-
-def cached_network(folder: str | Path, engine: str = "torch", graph: str | None = None, threads: int | None = None):
-    """The network of ``folder``'s model as ``engine`` runs it, built once per process.
-
-    Parameters
-    ----------
-    folder : str or Path
-        A model folder.
-    engine : {"torch", "onnx"}
-        The torch network itself, or an ONNX Runtime session of it.
-    graph : str, optional
-        An exported graph of the model to run (:func:`~tuningfork.models.export.cached_graph`);
-        with it and ONNX Runtime, torch is never imported.
-    threads : int, optional
-        Intra-op threads of the ONNX Runtime session (one on a worker).
-
-    Returns
-    -------
-    torch.nn.Module or OnnxRuntimeNetwork
-        What :func:`~tuningfork.models.inference.network_logits` runs.
-    """
-    if engine != "onnx":
-        return cached_model(folder).network
-    model = cached_stored(folder)
-    key = str(model.folder.resolve())
-    if key not in _ONNX_NETWORKS:
-        from ..models.export import OnnxRuntimeNetwork
-
-        _ONNX_NETWORKS[key] = OnnxRuntimeNetwork(model, threads, graph)
-    return _ONNX_NETWORKS[key]
-
-
-def cached_clustering(folder: str | Path):
-    """The :class:`~tuningfork.clustering.pipeline.FittedClustering` of ``folder``, loaded once per process."""
-    from ..clustering.pipeline import FittedClustering
-
-    key = str(Path(folder).resolve())
-    if key not in _CLUSTERINGS:
-        _CLUSTERINGS[key] = FittedClustering.load(key)
-    return _CLUSTERINGS[key]
-
-
-def cached_encoder(spec: str, weights: str | None, bands: int, batch_size: int = 32):
-    """The encoder :func:`~tuningfork.models.load_encoder` opens for ``spec``, loaded once per process."""
-    from ..models import load_encoder
-
-    key = (spec, weights, bands, batch_size)
-    if key not in _ENCODERS:
-        _ENCODERS[key] = load_encoder(spec, weights=weights, bands=bands, batch_size=batch_size)
-    return _ENCODERS[key]
-
 
 class ModelPlugin(WorkerPlugin):
     """Load model folders into each worker as it starts, with one torch thread.
@@ -152,11 +62,11 @@ class ModelPlugin(WorkerPlugin):
     folders : sequence of str or Path
         Model folders every task of the run may use.
     clusterings : sequence of str or Path
-        Fitted clustering folders (:func:`cached_clustering`).
+        Fitted clustering folders (:func:`~.local.cached_clustering`).
     encoders : sequence of tuple
-        ``(spec, weights, bands, batch_size)`` of encoders (:func:`cached_encoder`).
+        ``(spec, weights, bands, batch_size)`` of encoders (:func:`~.local.cached_encoder`).
     engine : {"torch", "onnx"}
-        How the networks of ``folders`` run (:func:`cached_network`).
+        How the networks of ``folders`` run (:func:`~.local.cached_network`).
     graph : str, optional
         The exported graph of the one model of ``folders``, for ``"onnx"``.
     """
@@ -171,21 +81,7 @@ class ModelPlugin(WorkerPlugin):
 
     def setup(self, worker) -> None:
         """Load the models, each network on one thread (the cluster runs one process per core)."""
-        if self.engine != "onnx" or self.clusterings or self.encoders:
-            import torch
-
-            torch.set_num_threads(1)
-        for folder in self.folders:
-            cached_network(folder, self.engine, self.graph, threads=1)
-        for folder in self.clusterings:
-            cached_clustering(folder)
-        for spec in self.encoders:
-            cached_encoder(*spec)
-
-
-def default_workers() -> int:
-    """Worker processes for a local cluster: one per core this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        load_models(self.folders, self.clusterings, self.encoders, self.engine, self.graph)
 
 
 @contextlib.contextmanager
@@ -224,9 +120,7 @@ def open_client(workers: int | None = None, scheduler: str | None = None) -> Ite
         with client:
             yield client
         return
-    workers = default_workers() if workers is None else workers
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"number of workers must be a positive integer, got {workers!r}")
+    workers = check_workers(workers)
     # No dashboard (it needs bokeh, and a batch run has no one to look at it), and the
     # scheduler's HTTP server on a free port, so that two runs on one machine do not collide.
     with dask.config.set(LOCAL_WORKER_CONFIG), _unset_environ(MALLOC_TRIM), \

@@ -24,7 +24,7 @@ from ..data.writers import atomic_path
 from ..errors import InputFileError
 from ..models.inference import network_logits
 from ..training.predict import carried_columns, interpret, prediction_table
-from .cluster import cached_clustering, cached_encoder, cached_network, cached_stored
+from .local import cached_clustering, cached_encoder, cached_network, cached_stored
 
 PARTS = "parts"
 FAILURES = "failures"
