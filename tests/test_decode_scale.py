@@ -65,12 +65,40 @@ def test_png_reduces_by_exact_block_means_and_fits_is_never_reduced(tmp_path):
     assert scale == 1 and image.shape == (1, 64, 64)
 
 
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_jpegs_decode_to_the_pixels_pil_gives(tmp_path, scale):
+    # simplejpeg decodes grey and RGB JPEGs (the same libjpeg-turbo reduction as
+    # PIL's draft); CMYK is left to PIL's conversion.  Each must match PIL's pixels.
+    rng = np.random.default_rng(scale)
+    images = {"rgb.jpg": Image.fromarray(galaxy_rgb(200)),
+              "grey.jpg": Image.fromarray(galaxy_rgb(200)[..., 0]),
+              "cmyk.jpg": Image.fromarray(rng.integers(0, 256, (90, 70, 4), dtype=np.uint8), "CMYK")}
+    for name, image in images.items():
+        image.save(tmp_path / name, quality=90)
+        decoded, used = read_image_scaled(tmp_path / name, lambda height, width: scale)
+        with Image.open(tmp_path / name) as opened:
+            opened.draft(opened.mode, (-(-opened.size[0] // scale), -(-opened.size[1] // scale)))
+            converted = opened.convert("L" if opened.mode == "L" else "RGB")
+            done = round(image.size[0] / converted.size[0])
+            # Where PIL's draft reduces less than asked (CMYK), block means make up the rest.
+            expected = np.asarray(converted if done == scale else converted.reduce(scale // done))
+        expected = expected[None] if expected.ndim == 2 else np.moveaxis(expected, -1, 0)[::-1]
+        assert used == scale, name
+        np.testing.assert_array_equal(decoded, expected / np.float32(255), err_msg=name)
+
+
 def test_corrupt_jpeg_still_names_the_file(tmp_path):
     path = tmp_path / "broken.jpg"
     Image.fromarray(galaxy_rgb(128)).save(path)
-    path.write_bytes(path.read_bytes()[:300])
+    data = path.read_bytes()
+    path.write_bytes(data[:300])
     with pytest.raises(CorruptFileError, match="broken.jpg"):
         read_image_scaled(path, lambda height, width: 2)
+    # Cut inside the scan, after a header that parses: the decoder itself must refuse it.
+    path.write_bytes(data[: len(data) * 2 // 3])
+    for scale in (1, 2):
+        with pytest.raises(CorruptFileError, match="broken.jpg"):
+            read_image_scaled(path, lambda height, width: scale)
 
 
 def test_batches_of_reduced_jpegs_match_the_full_decode_and_the_crop(tmp_path):
