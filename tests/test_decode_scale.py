@@ -98,7 +98,7 @@ def test_corrupt_jpeg_still_names_the_file(tmp_path):
     path.write_bytes(data[: len(data) * 2 // 3])
     for scale in (1, 2):
         with pytest.raises(CorruptFileError, match="broken.jpg"):
-            read_image_scaled(path, lambda height, width: scale)
+            read_image_scaled(path, lambda height, width, scale=scale: scale)
 
 
 def test_batches_of_reduced_jpegs_match_the_full_decode_and_the_crop(tmp_path):
