@@ -474,6 +474,7 @@ def stage_costs(model: Path, work: Path, files: list[Path], morphometry_counts: 
     both on gzc's native 128-pixel JPEGs and on the 424-pixel ones.
     """
     import torch
+    from threadpoolctl import threadpool_limits
 
     from tuningfork.clustering import ClusterConfig, run_cluster_pipeline
     from tuningfork.clustering.pipeline import FITTED_FOLDER
@@ -500,15 +501,19 @@ def stage_costs(model: Path, work: Path, files: list[Path], morphometry_counts: 
                  ShardPlan(clustering=str(fitted)), large, len(files)),
              "morphometry (statmorph), 128 px JPEGs": (ShardPlan(morphometry={}), small, morphometry_counts[0]),
              "morphometry (statmorph), 424 px JPEGs": (ShardPlan(morphometry={}), large, morphometry_counts[1])}
-    started = time.process_time()
-    large.read_images(Preprocessor(PreprocessConfig(output_size=IMAGE_SIZE)), 256)
-    costs = {"read + preprocess alone (424 px JPEG, 64 px output)": (time.process_time() - started) / len(files)}
-    for index, (name, (plan, data, count)) in enumerate(plans.items()):
-        # A first small shard loads the stage's models, outside the timing.
-        run_shard(data.subset(slice(0, 4)), f"warm-{index}", work / "stages", plan)
+    # One thread for BLAS and OpenMP, as a worker has: the clustering fit above
+    # leaves their thread pools spinning, which counted in the first timing.
+    with threadpool_limits(limits=1):
+        large.subset(slice(0, 4)).read_images(Preprocessor(PreprocessConfig(output_size=IMAGE_SIZE)), 256)
         started = time.process_time()
-        run_shard(data.subset(slice(0, count)), f"stage-{index}", work / "stages", plan)
-        costs[name] = (time.process_time() - started) / count
+        large.read_images(Preprocessor(PreprocessConfig(output_size=IMAGE_SIZE)), 256)
+        costs = {"read + preprocess alone (424 px JPEG, 64 px output)": (time.process_time() - started) / len(files)}
+        for index, (name, (plan, data, count)) in enumerate(plans.items()):
+            # A first small shard loads the stage's models, outside the timing.
+            run_shard(data.subset(slice(0, 4)), f"warm-{index}", work / "stages", plan)
+            started = time.process_time()
+            run_shard(data.subset(slice(0, count)), f"stage-{index}", work / "stages", plan)
+            costs[name] = (time.process_time() - started) / count
     return {"uptime": uptime(), "galaxies": len(files), "morphometry_galaxies": list(morphometry_counts),
             "clustering_fit": {"galaxies": FIT_SAMPLE, "cpu_s": round(fit_cpu_s, 1)},
             "cpu_s_per_galaxy": {name: round(value, 6) for name, value in costs.items()}}
