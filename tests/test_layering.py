@@ -24,7 +24,7 @@ LAYERS = [
     {"models"},
     {"training", "clustering", "embeddings", "generation", "morphometry"},
     {"pipeline", "web"},
-    {"cli", "demo"},
+    {"cli", "demo", "_environment"},
 ]
 LAYER_OF = {package: level for level, packages in enumerate(LAYERS) for package in packages}
 
