@@ -5,8 +5,8 @@ asked for) keeps the models it has loaded in module-level caches keyed by
 folder, so that a task names a model folder and never carries its weights.
 One local worker runs the shards here, one after the other, on one core: a
 Dask cluster of one would add a scheduler, a worker process and their
-imports (about 1.9 CPU-s, half of a 1,000-galaxy catalog,
-benchmarks/bench_scale.py) for the isolation of a process, which resuming
+imports (about 1.9 CPU-s, more than half of what a 1,000-galaxy catalog
+now costs, benchmarks/bench_scale.py) for the isolation of a process, which resuming
 the run makes up for.  Nothing here imports Dask.
 """
 
