@@ -267,7 +267,8 @@ def stage_best(args, work: Path) -> dict:
     if not (partner / "config.json").is_file():
         sys.exit(f"{partner}: no model folder to ensemble with (pass --ensemble-with FOLDER)")
     train_set, val_set = five_class()
-    long_name = f"{best}-long-{args.budget_s:g}s"
+    # A seed other than the first is named, so that its rows sit beside the first seed's.
+    long_name = f"{best}-long-{args.budget_s:g}s" + (f"-seed{args.seed}" if args.seed else "")
     models = dict(report.get("best", {}).get("models", {}))
     models[long_name] = train_and_score(long_name, train_set, val_set, work, args.budget_s, args.seed,
                                         **dict(NETWORKS[best])) | {"budget_s": args.budget_s}
