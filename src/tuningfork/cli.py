@@ -37,7 +37,8 @@ _CarriedColumns = Annotated[str | None, typer.Option(help="Comma-separated catal
                                                           "output (file, ra and dec always are).")]
 # Options of every command that can run on Dask (through tuningfork.pipeline).
 _Workers = Annotated[int | None, typer.Option(help="Run on a local Dask cluster of this many worker processes "
-                                                   "(catalog: one per core by default).")]
+                                                   "(catalog: one per core by default); 1 runs here, without "
+                                                   "a cluster.")]
 _Scheduler = Annotated[str | None, typer.Option(help="Run on a running Dask scheduler (tcp://HOST:PORT).")]
 
 
